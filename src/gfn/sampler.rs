@@ -1,0 +1,234 @@
+//! Sampling trajectories: forward from the initial state with the policy (plus exploration),
+//! and backward from given terminal states with `P_B` (off-policy data from labels).
+//!
+//! All trajectories of a batch advance in lock-step, one network call per step for the
+//! trajectories still running, without gradients. Every random draw comes from the caller's
+//! seeded RNG.
+
+use super::objective::{BackwardPolicy, Trajectory};
+use super::space::State;
+use super::train::{Exploration, GflowNet, GfnError};
+use rand::Rng;
+
+/// Draws an index from unnormalised non-negative weights.
+fn draw(weights: &[f64], rng: &mut impl Rng) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    let mut last = 0;
+    for (i, w) in weights.iter().enumerate() {
+        if *w > 0.0 {
+            last = i;
+            if u < *w {
+                return i;
+            }
+            u -= w;
+        }
+    }
+    last
+}
+
+/// Fills `weights` with the sampling distribution over valid actions: softmax of
+/// `logits / temperature` mixed with uniform weight `epsilon`.
+fn explore_weights(logits: &[f32], mask: &[bool], explore: Exploration, weights: &mut Vec<f64>) {
+    weights.clear();
+    let t = explore.temperature.max(1e-6) as f64;
+    let max = logits
+        .iter()
+        .zip(mask)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v as f64 / t)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut total = 0.0;
+    for (v, m) in logits.iter().zip(mask) {
+        let e = if *m { (*v as f64 / t - max).exp() } else { 0.0 };
+        total += e;
+        weights.push(e);
+    }
+    let n_valid = mask.iter().filter(|m| **m).count().max(1) as f64;
+    let eps = explore.epsilon.clamp(0.0, 1.0) as f64;
+    for (w, m) in weights.iter_mut().zip(mask) {
+        *w = if *m {
+            (1.0 - eps) * *w / total + eps / n_valid
+        } else {
+            0.0
+        };
+    }
+}
+
+impl GflowNet {
+    /// Samples `n` complete trajectories forward. Their `log_reward` is left at 0: the caller
+    /// scores the terminals.
+    pub fn sample_forward(
+        &self,
+        n: usize,
+        explore: Exploration,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<Trajectory>, GfnError> {
+        let space = self.space.as_ref();
+        let a = space.n_actions();
+        let stop = space.stop_action();
+        let mut trajs: Vec<Trajectory> = (0..n)
+            .map(|_| Trajectory {
+                states: vec![space.initial()],
+                actions: Vec::new(),
+                log_reward: 0.0,
+            })
+            .collect();
+        let mut active: Vec<usize> = (0..n).collect();
+        let mut mask = vec![false; a];
+        let mut weights = Vec::with_capacity(a);
+        let mut current: Vec<State> = Vec::with_capacity(n);
+        while !active.is_empty() {
+            current.clear();
+            current.extend(
+                active
+                    .iter()
+                    .map(|&i| trajs[i].states[trajs[i].states.len() - 1].clone()),
+            );
+            let out = self.outputs(&current)?;
+            let mut still = Vec::with_capacity(active.len());
+            for (k, &i) in active.iter().enumerate() {
+                let s = &current[k];
+                space.forward_mask(s, &mut mask);
+                explore_weights(&out[k * 2 * a..k * 2 * a + a], &mask, explore, &mut weights);
+                let action = draw(&weights, rng);
+                trajs[i].actions.push(action);
+                if action != stop {
+                    let next = space.step(s, action).map_err(|e| {
+                        GfnError::Config(format!("sampler drew an invalid action: {e}"))
+                    })?;
+                    trajs[i].states.push(next);
+                    still.push(i);
+                }
+            }
+            active = still;
+        }
+        Ok(trajs)
+    }
+
+    /// Samples one trajectory backward from each terminal with `P_B` (learned head, uniform
+    /// over parents, or the only parent on trees), and returns it in forward order with the
+    /// given log-reward.
+    pub fn sample_backward(
+        &self,
+        terminals: &[(State, f32)],
+        rng: &mut impl Rng,
+    ) -> Result<Vec<Trajectory>, GfnError> {
+        let space = self.space.as_ref();
+        let a = space.n_actions();
+        let nb = a - 1;
+        for (x, _) in terminals {
+            if !space.can_stop(x) {
+                return Err(GfnError::NotTerminal(x.clone()));
+            }
+        }
+        // Built in reverse: states from x back to s0, and the forward action of each move.
+        let mut rev: Vec<(Vec<State>, Vec<usize>)> = terminals
+            .iter()
+            .map(|(x, _)| (vec![x.clone()], Vec::new()))
+            .collect();
+        let learned = self.config.backward_policy == BackwardPolicy::Learned && !space.is_tree();
+        let initial = space.initial();
+        let mut active: Vec<usize> = (0..terminals.len())
+            .filter(|&i| terminals[i].0 != initial)
+            .collect();
+        let mut mask = vec![false; nb];
+        let mut weights = Vec::with_capacity(nb);
+        let mut current: Vec<State> = Vec::new();
+        while !active.is_empty() {
+            current.clear();
+            current.extend(active.iter().map(|&i| rev[i].0[rev[i].0.len() - 1].clone()));
+            let out = if learned {
+                self.outputs(&current)?
+            } else {
+                Vec::new()
+            };
+            let mut still = Vec::with_capacity(active.len());
+            for (k, &i) in active.iter().enumerate() {
+                let s = &current[k];
+                space.backward_mask(s, &mut mask);
+                if learned {
+                    let logits = &out[k * 2 * a + a..k * 2 * a + a + nb];
+                    explore_weights(logits, &mask, Exploration::default(), &mut weights);
+                } else {
+                    weights.clear();
+                    weights.extend(mask.iter().map(|&m| if m { 1.0 } else { 0.0 }));
+                }
+                let action = draw(&weights, rng);
+                let parent = space.backward_step(s, action).map_err(|e| {
+                    GfnError::Config(format!("backward sampler drew an invalid action: {e}"))
+                })?;
+                rev[i].1.push(action);
+                let done = parent == initial;
+                rev[i].0.push(parent);
+                if !done {
+                    still.push(i);
+                }
+            }
+            active = still;
+        }
+        let stop = space.stop_action();
+        Ok(rev
+            .into_iter()
+            .zip(terminals)
+            .map(|((mut states, mut actions), (_, log_reward))| {
+                states.reverse();
+                actions.reverse();
+                actions.push(stop);
+                Trajectory {
+                    states,
+                    actions,
+                    log_reward: *log_reward,
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exploration_with_full_epsilon_is_uniform_over_valid_actions() {
+        let mut w = Vec::new();
+        explore_weights(
+            &[5.0, -3.0, 0.0],
+            &[true, false, true],
+            Exploration {
+                temperature: 1.0,
+                epsilon: 1.0,
+            },
+            &mut w,
+        );
+        assert_eq!(w, vec![0.5, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn temperature_flattens_the_policy() {
+        let (mut cold, mut hot) = (Vec::new(), Vec::new());
+        let mask = [true, true];
+        explore_weights(
+            &[1.0, 0.0],
+            &mask,
+            Exploration {
+                temperature: 1.0,
+                epsilon: 0.0,
+            },
+            &mut cold,
+        );
+        explore_weights(
+            &[1.0, 0.0],
+            &mask,
+            Exploration {
+                temperature: 4.0,
+                epsilon: 0.0,
+            },
+            &mut hot,
+        );
+        let expected_cold = 1.0f64.exp() / (1.0f64.exp() + 1.0);
+        let expected_hot = 0.25f64.exp() / (0.25f64.exp() + 1.0);
+        assert!((cold[0] - expected_cold).abs() < 1e-6);
+        assert!((hot[0] - expected_hot).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,258 @@
+//! Candidate spaces: the DAGs a GFlowNet walks (SPEC §2).
+//!
+//! A space owns the initial state, the forward actions (the stop action is always the last
+//! index), the parents of a state, a fixed-size encoding for the networks, the canonical JSON
+//! value of a terminal state with its parsing, and a distance for batch diversity.
+//!
+//! Every state is a [`State`], a short vector of `u16` codes whose meaning belongs to the
+//! space (grid coordinates, sequence tokens, sorted set item indices). One concrete state
+//! type keeps `dyn Space` usable by the service, which picks a space per campaign at run time.
+//!
+//! Backward actions are indexed like the forward move they undo: backward action `a` at `s`
+//! leads to the parent `p` with `step(p, a) == s`. This holds for all three spaces and lets
+//! the policy's backward head share the forward action indexing.
+//!
+//! Synchronous and pure: imports nothing from tokio, sqlx or axum.
+
+mod grid;
+mod sequence;
+mod set;
+
+pub use grid::GridSpace;
+pub use sequence::SequenceSpace;
+pub use set::SetSpace;
+
+use serde::{Deserialize, Serialize};
+
+/// A state of a space: the codes whose meaning the space defines. Cheap to clone and hash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct State(pub Vec<u16>);
+
+/// Why a client-supplied value is not a terminal state of the space. Each variant names the
+/// offending token or element, its position, and the bound it broke.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("expected {expected}")]
+    WrongType { expected: &'static str },
+    #[error("unknown token at position {position}: {found:?}")]
+    UnknownToken { position: usize, found: String },
+    #[error("length {length} is outside [{min}, {max}]")]
+    Length {
+        length: usize,
+        min: usize,
+        max: usize,
+    },
+    #[error("element {index} is {value}, outside [0, {bound})")]
+    OutOfRange {
+        index: usize,
+        value: String,
+        bound: usize,
+    },
+    #[error("element {index} is not {expected}")]
+    ElementType {
+        index: usize,
+        expected: &'static str,
+    },
+    #[error("unknown item at index {index}: {found:?}")]
+    UnknownItem { index: usize, found: String },
+    #[error("duplicate item at index {index}: {found:?}")]
+    DuplicateItem { index: usize, found: String },
+}
+
+/// A space definition that is not allowed (SPEC §2 bounds).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("space.{field}: {reason}")]
+pub struct SpecError {
+    /// The offending field, e.g. `alphabet` or `size`.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl SpecError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An action that is not valid at a state, or a backward move at the initial state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("action {action} is not valid at state {state:?}")]
+pub struct InvalidAction {
+    pub action: usize,
+    pub state: State,
+}
+
+/// The space part of a campaign, as clients write it (SPEC §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SpaceSpec {
+    Sequence {
+        alphabet: Vec<String>,
+        min_length: usize,
+        max_length: usize,
+        #[serde(default)]
+        separator: String,
+    },
+    Grid {
+        dims: usize,
+        size: usize,
+    },
+    Set {
+        items: Vec<String>,
+        min_size: usize,
+        max_size: usize,
+    },
+}
+
+impl SpaceSpec {
+    /// Validates the bounds of SPEC §2 and builds the space.
+    pub fn build(&self) -> Result<Box<dyn Space>, SpecError> {
+        Ok(match self {
+            SpaceSpec::Sequence {
+                alphabet,
+                min_length,
+                max_length,
+                separator,
+            } => Box::new(SequenceSpace::new(
+                alphabet.clone(),
+                *min_length,
+                *max_length,
+                separator.clone(),
+            )?),
+            SpaceSpec::Grid { dims, size } => Box::new(GridSpace::new(*dims, *size)?),
+            SpaceSpec::Set {
+                items,
+                min_size,
+                max_size,
+            } => Box::new(SetSpace::new(items.clone(), *min_size, *max_size)?),
+        })
+    }
+}
+
+/// A candidate space: a DAG from one initial state, with a stop action.
+///
+/// Invariants every implementation keeps (the property tests check them):
+/// - `forward_mask(s)[a]` is true exactly when `step(s, a)` succeeds (for non-stop `a`),
+/// - every child `c = step(s, a)` lists `(s, a)` among `parents(c)`,
+/// - `backward_mask(c)[a]` is true exactly when `(backward_step(c, a)?, a)` is a parent,
+/// - walking backward from any state reaches `initial()`; every walk has the same length,
+/// - `parse_value(&to_value(x)) == Ok(x)` for every terminal `x`.
+pub trait Space: Send + Sync + std::fmt::Debug {
+    /// Number of forward actions, the stop action (the last index) included.
+    fn n_actions(&self) -> usize;
+
+    /// Index of the stop action.
+    fn stop_action(&self) -> usize {
+        self.n_actions() - 1
+    }
+
+    /// The empty state every trajectory starts from.
+    fn initial(&self) -> State;
+
+    /// Writes into `mask` (length `n_actions()`) which forward actions are valid at `s`.
+    fn forward_mask(&self, s: &State, mask: &mut [bool]);
+
+    /// The child reached from `s` by the non-stop action `a`.
+    fn step(&self, s: &State, a: usize) -> Result<State, InvalidAction>;
+
+    /// Writes into `mask` (length `n_actions() - 1`) which forward moves lead into `s`:
+    /// `mask[a]` is true when `s` has a parent `p` with `step(p, a) == s`.
+    fn backward_mask(&self, s: &State, mask: &mut [bool]);
+
+    /// The parent `p` of `s` with `step(p, a) == s`.
+    fn backward_step(&self, s: &State, a: usize) -> Result<State, InvalidAction>;
+
+    /// Every parent of `s`, each with the forward action that leads from it to `s`.
+    fn parents(&self, s: &State) -> Vec<(State, usize)> {
+        let mut mask = vec![false; self.n_actions() - 1];
+        self.backward_mask(s, &mut mask);
+        mask.iter()
+            .enumerate()
+            .filter(|(_, ok)| **ok)
+            .filter_map(|(a, _)| self.backward_step(s, a).ok().map(|p| (p, a)))
+            .collect()
+    }
+
+    /// Whether `s` may stop, i.e. is a terminal candidate.
+    fn can_stop(&self, s: &State) -> bool {
+        let mut mask = vec![false; self.n_actions()];
+        self.forward_mask(s, &mut mask);
+        mask[self.stop_action()]
+    }
+
+    /// Number of moves from the initial state to `s` (the same along every path).
+    fn depth(&self, s: &State) -> usize;
+
+    /// Largest number of non-stop moves in any trajectory.
+    fn max_depth(&self) -> usize;
+
+    /// Width of the encoding the networks read.
+    fn encoding_dim(&self) -> usize;
+
+    /// Writes the encoding of `s` into `out` (length `encoding_dim()`, zeroed by the caller).
+    fn encode_into(&self, s: &State, out: &mut [f32]);
+
+    /// Canonical JSON value of a terminal state.
+    fn to_value(&self, x: &State) -> serde_json::Value;
+
+    /// Parses and validates a client's value; only terminal states are accepted.
+    fn parse_value(&self, value: &serde_json::Value) -> Result<State, ValueError>;
+
+    /// Distance between two terminal states, used for batch diversity.
+    fn distance(&self, x: &State, y: &State) -> f64;
+
+    /// Whether every state has exactly one parent (then `P_B` is fixed to 1).
+    fn is_tree(&self) -> bool;
+
+    /// Number of states reachable from the initial state, when it fits in `u64`.
+    fn n_states(&self) -> Option<u64>;
+
+    /// Every state reachable from the initial state, ordered by depth (parents before
+    /// children), or `None` when there are more than `limit`.
+    fn enumerate(&self, limit: usize) -> Option<Vec<State>>;
+}
+
+/// Encodes a batch of states into a row-major `[states.len(), encoding_dim]` buffer.
+pub fn encode_batch(space: &dyn Space, states: &[State]) -> Vec<f32> {
+    let dim = space.encoding_dim();
+    let mut out = vec![0f32; states.len() * dim];
+    for (s, row) in states.iter().zip(out.chunks_mut(dim.max(1))) {
+        space.encode_into(s, row);
+    }
+    out
+}
+
+/// Breadth-first enumeration shared by the spaces: all states by depth, deduplicated,
+/// `None` past `limit`. Depth-ordering holds because every move adds exactly one to depth.
+pub(crate) fn enumerate_by_depth(space: &dyn Space, limit: usize) -> Option<Vec<State>> {
+    if let Some(n) = space.n_states() {
+        if n > limit as u64 {
+            return None;
+        }
+    }
+    let mut all = vec![space.initial()];
+    let mut frontier = vec![space.initial()];
+    let mut mask = vec![false; space.n_actions()];
+    while !frontier.is_empty() {
+        let mut next = std::collections::BTreeSet::new();
+        for s in &frontier {
+            space.forward_mask(s, &mut mask);
+            for (a, ok) in mask[..space.stop_action()].iter().enumerate() {
+                if *ok {
+                    if let Ok(c) = space.step(s, a) {
+                        next.insert(c);
+                    }
+                }
+            }
+        }
+        frontier = next.into_iter().collect();
+        all.extend(frontier.iter().cloned());
+        if all.len() > limit {
+            return None;
+        }
+    }
+    Some(all)
+}
