@@ -16,3 +16,5 @@ pub mod train;
 pub use objective::{BackwardPolicy, Objective, Trajectory};
 pub use space::{Space, SpaceSpec, State};
 pub use train::{Exploration, GflowNet, GfnConfig, GfnError};
+#[cfg(test)]
+mod convergence_tests;
