@@ -3,6 +3,13 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    // candle sizes its matrix-product thread pool from RAYON_NUM_THREADS at every call. Its
+    // products here are small, where a second thread costs more than it brings (measured
+    // with `flowlab bench gfn`), so one thread is the default unless the user says otherwise.
+    // Set before any thread exists.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -14,7 +14,11 @@ use std::sync::Arc;
 const L1_BOUND: f64 = 0.05;
 
 fn small_config(objective: Objective) -> GfnConfig {
-    GfnConfig { objective, hidden: 64, ..GfnConfig::default() }
+    GfnConfig {
+        objective,
+        hidden: 64,
+        ..GfnConfig::default()
+    }
 }
 
 /// Trains on-policy for `trajectories` and returns the exact sum-L1 of the final policy.
@@ -29,7 +33,9 @@ fn train_on_policy(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut gfn = GflowNet::new(space, config, &mut rng).expect("valid config");
     for _ in 0..trajectories / 16 {
-        let mut trajs = gfn.sample_forward(16, Exploration::default(), &mut rng).expect("sampling");
+        let mut trajs = gfn
+            .sample_forward(16, Exploration::default(), &mut rng)
+            .expect("sampling");
         for t in &mut trajs {
             t.log_reward = reward(t.terminal()).ln() as f32;
         }
@@ -39,13 +45,25 @@ fn train_on_policy(
 }
 
 fn grid_2x8() -> (Arc<dyn Space>, HyperGrid) {
-    (Arc::new(GridSpace::new(2, 8).expect("valid grid")), HyperGrid::new(8, 0.1))
+    (
+        Arc::new(GridSpace::new(2, 8).expect("valid grid")),
+        HyperGrid::new(8, 0.1),
+    )
 }
 
 fn assert_trains(objective: Objective) {
     let (space, task) = grid_2x8();
-    let l1 = train_on_policy(space, small_config(objective), |x| task.reward(x), 16_000, 1);
-    assert!(l1 < L1_BOUND, "{objective}: exact sum-L1 {l1:.4} is not below {L1_BOUND}");
+    let l1 = train_on_policy(
+        space,
+        small_config(objective),
+        |x| task.reward(x),
+        16_000,
+        1,
+    );
+    assert!(
+        l1 < L1_BOUND,
+        "{objective}: exact sum-L1 {l1:.4} is not below {L1_BOUND}"
+    );
 }
 
 #[test]
@@ -105,7 +123,13 @@ fn trajectory_balance_learns_a_variable_length_sequence_space() {
     let alphabet = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
     let space: Arc<dyn Space> =
         Arc::new(SequenceSpace::new(alphabet, 1, 4, String::new()).expect("valid sequence"));
-    let l1 = train_on_policy(space, small_config(Objective::Tb), sequence_reward, 16_000, 3);
+    let l1 = train_on_policy(
+        space,
+        small_config(Objective::Tb),
+        sequence_reward,
+        16_000,
+        3,
+    );
     assert!(l1 < L1_BOUND, "sequence: exact sum-L1 {l1:.4}");
 }
 
@@ -125,7 +149,9 @@ fn training_only_on_backward_trajectories_from_random_terminals_learns_hypergrid
                 (x, r)
             })
             .collect();
-        let trajs = gfn.sample_backward(&terminals, &mut rng).expect("backward sampling");
+        let trajs = gfn
+            .sample_backward(&terminals, &mut rng)
+            .expect("backward sampling");
         gfn.train_step(&trajs).expect("training step");
     }
     let l1 = target.evaluate(&gfn).expect("evaluation").l1;
@@ -145,7 +171,10 @@ fn backward_trajectories_start_at_the_initial_state_and_end_at_their_terminal() 
         assert_eq!(t.log_reward, *r);
         assert_eq!(t.states.len(), space.depth(x) + 1);
         for w in 0..t.states.len() - 1 {
-            assert_eq!(space.step(&t.states[w], t.actions[w]).as_ref(), Ok(&t.states[w + 1]));
+            assert_eq!(
+                space.step(&t.states[w], t.actions[w]).as_ref(),
+                Ok(&t.states[w + 1])
+            );
         }
         assert_eq!(t.actions.last(), Some(&space.stop_action()));
     }
@@ -159,7 +188,16 @@ fn same_seed_gives_the_same_numbers() {
         let mut gfn = GflowNet::new(space, small_config(Objective::Db), &mut rng).expect("config");
         let mut losses = Vec::new();
         for _ in 0..20 {
-            let mut trajs = gfn.sample_forward(8, Exploration { temperature: 1.5, epsilon: 0.1 }, &mut rng).expect("sample");
+            let mut trajs = gfn
+                .sample_forward(
+                    8,
+                    Exploration {
+                        temperature: 1.5,
+                        epsilon: 0.1,
+                    },
+                    &mut rng,
+                )
+                .expect("sample");
             for t in &mut trajs {
                 t.log_reward = task.log_reward(t.terminal());
             }
@@ -183,14 +221,20 @@ fn forward_samples_follow_the_exact_terminal_distribution() {
     let n = 40_000usize;
     let mut counts = vec![0usize; p.len()];
     for _ in 0..n / 500 {
-        for t in gfn.sample_forward(500, Exploration::default(), &mut rng).expect("sampling") {
+        for t in gfn
+            .sample_forward(500, Exploration::default(), &mut rng)
+            .expect("sampling")
+        {
             counts[target.index_of(t.terminal()).expect("enumerated")] += 1;
         }
     }
     for (i, (&c, &pi)) in counts.iter().zip(&p).enumerate() {
         let freq = c as f64 / n as f64;
         let sd = (pi * (1.0 - pi) / n as f64).sqrt();
-        assert!((freq - pi).abs() <= 5.0 * sd + 1.0 / n as f64, "state {i}: frequency {freq:.4}, exact {pi:.4}");
+        assert!(
+            (freq - pi).abs() <= 5.0 * sd + 1.0 / n as f64,
+            "state {i}: frequency {freq:.4}, exact {pi:.4}"
+        );
     }
     assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 }
@@ -200,14 +244,23 @@ fn forward_samples_follow_the_exact_terminal_distribution() {
 fn trajectory_balance_loss_matches_its_formula() {
     let (space, task) = grid_2x8();
     let mut rng = StdRng::seed_from_u64(7);
-    let mut gfn = GflowNet::new(space.clone(), small_config(Objective::Tb), &mut rng).expect("config");
-    let mut trajs = gfn.sample_forward(1, Exploration::default(), &mut rng).expect("sample");
+    let mut gfn =
+        GflowNet::new(space.clone(), small_config(Objective::Tb), &mut rng).expect("config");
+    let mut trajs = gfn
+        .sample_forward(1, Exploration::default(), &mut rng)
+        .expect("sample");
     trajs[0].log_reward = task.log_reward(trajs[0].terminal());
     let t = &trajs[0];
     let a = space.n_actions();
     let out = gfn.outputs(&t.states).expect("outputs");
     let log_softmax = |row: &[f32], mask: &[bool], k: usize| -> f64 {
-        let lse: f64 = row.iter().zip(mask).filter(|(_, m)| **m).map(|(v, _)| (*v as f64).exp()).sum::<f64>().ln();
+        let lse: f64 = row
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(v, _)| (*v as f64).exp())
+            .sum::<f64>()
+            .ln();
         row[k] as f64 - lse
     };
     let mut residual = gfn.log_z().expect("log z") as f64 - t.log_reward as f64;
@@ -223,5 +276,9 @@ fn trajectory_balance_loss_matches_its_formula() {
         }
     }
     let loss = gfn.train_step(&trajs).expect("step").loss as f64;
-    assert!((loss - residual * residual).abs() < 1e-4 * (1.0 + loss), "loss {loss}, formula {}", residual * residual);
+    assert!(
+        (loss - residual * residual).abs() < 1e-4 * (1.0 + loss),
+        "loss {loss}, formula {}",
+        residual * residual
+    );
 }

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod exact;
+pub mod kernels;
 pub mod objective;
 pub mod policy;
 pub mod sampler;

@@ -17,7 +17,8 @@
 //! named as in the checkpoint format: `trunk.{i}.weight`, `trunk.{i}.bias`, `head.weight`,
 //! `head.bias`, `log_z`.
 
-use candle_core::{DType, Device, Tensor, Var};
+use super::kernels;
+use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 
 /// Slope of LeakyReLU for negative inputs.
@@ -53,9 +54,13 @@ impl Linear {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(self.weight.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())
+    /// `act(x W + b)` with LeakyReLU of the given slope (1 = no activation).
+    fn forward(&self, x: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
+        kernels::bias_leaky(
+            &x.matmul(self.weight.as_tensor())?,
+            self.bias.as_tensor(),
+            slope,
+        )
     }
 }
 
@@ -118,10 +123,7 @@ impl Mlp {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i < last {
-                h = leaky_relu(&h)?;
-            }
+            h = l.forward(&h, if i < last { LEAKY_SLOPE } else { 1.0 })?;
         }
         Ok(h)
     }
@@ -133,10 +135,7 @@ impl Mlp {
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
             inputs.push(h.clone());
-            h = l.forward(&h)?;
-            if i < last {
-                h = leaky_relu(&h)?;
-            }
+            h = l.forward(&h, if i < last { LEAKY_SLOPE } else { 1.0 })?;
         }
         Ok((h, ForwardCache { inputs }))
     }
@@ -154,16 +153,12 @@ impl Mlp {
         for i in (0..n).rev() {
             let x = &cache.inputs[i];
             let dw = x.t()?.matmul(&d)?;
-            let db = d.sum(0)?;
+            let db = kernels::column_sum(&d)?;
             if i > 0 {
                 let dh = d.matmul(&self.layers[i].weight.as_tensor().t()?)?;
                 // x is the LeakyReLU output of the previous layer: positive exactly where
-                // its input was, so it also gives the derivative's mask.
-                let slope = x
-                    .ge(0f64)?
-                    .to_dtype(DType::F32)?
-                    .affine(1.0 - LEAKY_SLOPE, LEAKY_SLOPE)?;
-                d = dh.mul(&slope)?;
+                // its input was, so it also gives the derivative.
+                d = kernels::leaky_grad(&dh, x, LEAKY_SLOPE)?;
             }
             grads[i] = Some((dw, db));
         }
@@ -174,10 +169,6 @@ impl Mlp {
         }
         Ok(out)
     }
-}
-
-fn leaky_relu(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.maximum(&x.affine(LEAKY_SLOPE, 0.0)?)
 }
 
 /// Adam (Kingma & Ba) with one learning rate per parameter, its moments kept in plain
