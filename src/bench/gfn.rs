@@ -57,6 +57,10 @@ pub struct GfnBenchArgs {
     /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Learning-rate schedule over the run: constant, or cosine (decays both learning rates
+    /// to 5% of their value at the last step, which settles the policy at a fixed budget).
+    #[arg(long = "lr-schedule", default_value = "constant", value_parser = ["constant", "cosine"])]
+    pub lr_schedule: String,
     /// Total trajectories to train on.
     #[arg(long, default_value_t = 16_000)]
     pub trajectories: usize,
@@ -144,6 +148,10 @@ pub fn run(args: &GfnBenchArgs, out: &mut impl Write) -> Result<GfnBenchResult, 
     let mut last_report = Instant::now();
     let mut loss = f32::NAN;
     for step in 0..steps {
+        if args.lr_schedule == "cosine" {
+            let progress = step as f64 / steps as f64;
+            gfn.set_lr_scale(0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+        }
         let t0 = Instant::now();
         let mut trajs = gfn.sample_forward(args.batch, explore, &mut rng)?;
         for tr in &mut trajs {

@@ -127,6 +127,7 @@ pub struct GflowNet {
     adam: Adam,
     pub(crate) device: Device,
     steps: u64,
+    lr_scale: f64,
 }
 
 impl std::fmt::Debug for GflowNet {
@@ -171,6 +172,7 @@ impl GflowNet {
             adam: Adam::new(&sizes),
             device,
             steps: 0,
+            lr_scale: 1.0,
         })
     }
 
@@ -189,6 +191,11 @@ impl GflowNet {
 
     pub(crate) fn set_steps(&mut self, steps: u64) {
         self.steps = steps;
+    }
+
+    /// Multiplies both learning rates from the next step on (a schedule's current factor).
+    pub fn set_lr_scale(&mut self, scale: f64) {
+        self.lr_scale = scale.max(0.0);
     }
 
     /// Current log Z (the TB estimate of the log partition function).
@@ -277,9 +284,9 @@ impl GflowNet {
         let named = self.mlp.named_vars();
         let mut params: Vec<&Var> = named.iter().map(|(_, v)| *v).collect();
         params.push(&self.log_z);
-        let mut lrs = vec![self.config.lr; params.len()];
+        let mut lrs = vec![self.config.lr * self.lr_scale; params.len()];
         if let Some(last) = lrs.last_mut() {
-            *last = self.config.lr_log_z;
+            *last = self.config.lr_log_z * self.lr_scale;
         }
         let loss_value = loss.to_scalar::<f32>()?;
         self.adam.step(&params, &param_grads, &lrs)?;
