@@ -1,4 +1,4 @@
-//! The command line: `flowlab bench ...` (and later serve, migrate, demo).
+//! The command line: `serve`, `migrate` and `bench ...`.
 
 use clap::{Parser, Subcommand};
 
@@ -12,6 +12,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service.
+    Serve(crate::config::Config),
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// Database: `sqlite://FILE` or `postgres://USER@HOST/DB`.
+        #[arg(
+            long = "database-url",
+            env = "DATABASE_URL",
+            default_value = "sqlite://flowlab.db"
+        )]
+        database_url: String,
+    },
     /// Benchmarks that print figures (progress on stderr, one JSON line on stdout).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -30,6 +42,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             crate::bench::gfn::run(&args, &mut stdout.lock())?;
         }
+        Command::Serve(config) => {
+            config.validate().map_err(anyhow::Error::msg)?;
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.bind).await?;
+                let app = crate::app::App::build(config, listener).await?;
+                app.run(shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Migrate { database_url } => {
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let store = crate::store::Store::connect(&database_url).await?;
+                store.migrate().await?;
+                tracing::info!(database = %crate::store::redact_url(&database_url), "migrations applied");
+                anyhow::Ok(())
+            })?;
+        }
     }
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

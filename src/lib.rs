@@ -1,10 +1,21 @@
 //! flowlab: an active-learning service for black-box reward oracles.
 //!
-//! Architecture (DESIGN.md): `gfn/` is the GFlowNet engine (spaces, policy, objectives,
-//! sampling, exact evaluation, checkpoints): synchronous, candle only. `bench/` holds the
-//! benchmark commands and `cli` the command line on top of them.
+//! Architecture (DESIGN.md), dependencies pointing one way
+//! `http -> store / gfn -> domain`:
+//! - `gfn/`: the GFlowNet engine (spaces, policy, objectives, sampling, exact evaluation,
+//!   checkpoints); synchronous, candle only.
+//! - `domain/`: what clients send and receive, validated at the edge; synchronous.
+//! - `store/`: SQLite and PostgreSQL through sqlx; the only module with SQL.
+//! - `http/`: axum router, handlers, the error body and extractors.
+//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
 pub mod gfn;
+pub mod http;
+pub mod store;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // candle sizes its matrix-product thread pool from RAYON_NUM_THREADS at every call. Its
     // products here are small, where a second thread costs more than it brings (measured
     // with `flowlab bench gfn`), so one thread is the default unless the user says otherwise.
@@ -17,5 +17,11 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    flowlab::cli::run(flowlab::cli::Cli::parse())
+    match flowlab::cli::run(flowlab::cli::Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

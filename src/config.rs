@@ -1,0 +1,67 @@
+//! Server configuration: every setting is a flag of `serve` with an environment variable
+//! beside it; a flag wins over its variable.
+
+use std::net::SocketAddr;
+
+/// Settings of `flowlab serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "FLOWLAB_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Database: `sqlite://FILE` (created when missing) or `postgres://USER@HOST/DB`.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite://flowlab.db"
+    )]
+    pub database_url: String,
+    /// Bearer token required on every endpoint but /healthz.
+    #[arg(long = "api-token", env = "FLOWLAB_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Allow binding a non-loopback address without a token.
+    #[arg(long = "allow-unauthenticated", env = "FLOWLAB_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+impl Config {
+    /// Refuses to expose an unauthenticated server beyond this machine unless asked to.
+    pub fn validate(&self) -> Result<(), String> {
+        let open = self.api_token.as_deref().is_none_or(str::is_empty);
+        if open && !self.bind.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(format!(
+                "refusing to listen on {} without FLOWLAB_API_TOKEN; set a token or pass --allow-unauthenticated",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
+
+    /// Defaults for tests and embedded servers: loopback, the given database.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            api_token: None,
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_bind_without_token_is_refused_unless_allowed() {
+        let mut c = Config::for_database("sqlite::memory:");
+        assert!(c.validate().is_ok());
+        c.bind = "0.0.0.0:8080".parse().expect("address");
+        assert!(c.validate().is_err());
+        c.allow_unauthenticated = true;
+        assert!(c.validate().is_ok());
+        c.allow_unauthenticated = false;
+        c.api_token = Some("secret".into());
+        assert!(c.validate().is_ok());
+    }
+}

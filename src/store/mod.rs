@@ -1,0 +1,161 @@
+//! Persistence: the only module that speaks SQL. SQLite or PostgreSQL, chosen by the
+//! database URL; each backend has its own migrations folder with the same numbering and its
+//! own SQL beside the methods that run it.
+//!
+//! Imports no axum.
+
+use crate::domain::campaign::{Campaign, CampaignSpec};
+use crate::error::Error;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+mod postgres;
+mod sqlite;
+
+/// A connection pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The database URL with any password replaced, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://...` or `postgres://...`). SQLite files are created when
+    /// missing and run in WAL mode with a busy timeout, so readers never block the writer.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(Error::invalid(
+                "database_url",
+                "must start with sqlite: or postgres:",
+            ))
+        }
+    }
+
+    /// Applies the pending migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
+            Self::Postgres(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn insert_campaign(&self, spec: &CampaignSpec) -> Result<Campaign, Error> {
+        let json = serde_json::to_string(spec).map_err(|e| Error::Storage(e.to_string()))?;
+        let (id, created_at) = match self {
+            Self::Sqlite(pool) => sqlite::insert_campaign(pool, &spec.name, &json).await?,
+            Self::Postgres(pool) => postgres::insert_campaign(pool, &spec.name, &json).await?,
+        };
+        Ok(Campaign {
+            id,
+            spec: spec.clone(),
+            created_at,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(campaign_id = id))]
+    pub async fn campaign(&self, id: i64) -> Result<Campaign, Error> {
+        let row = match self {
+            Self::Sqlite(pool) => sqlite::campaign(pool, id).await?,
+            Self::Postgres(pool) => postgres::campaign(pool, id).await?,
+        };
+        row.ok_or_else(|| Error::NotFound {
+            what: "campaign",
+            id: id.to_string(),
+        })?
+        .into_campaign()
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn campaigns(&self) -> Result<Vec<Campaign>, Error> {
+        let rows = match self {
+            Self::Sqlite(pool) => sqlite::campaigns(pool).await?,
+            Self::Postgres(pool) => postgres::campaigns(pool).await?,
+        };
+        rows.into_iter().map(CampaignRow::into_campaign).collect()
+    }
+}
+
+/// A campaign as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CampaignRow {
+    id: i64,
+    spec: String,
+    created_at: String,
+}
+
+impl CampaignRow {
+    fn into_campaign(self) -> Result<Campaign, Error> {
+        let spec: CampaignSpec = serde_json::from_str(&self.spec).map_err(|e| {
+            Error::Storage(format!("campaign {} has an unreadable spec: {e}", self.id))
+        })?;
+        Ok(Campaign {
+            id: self.id,
+            spec,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_the_password_only() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://flowlab.db"), "sqlite://flowlab.db");
+    }
+}

@@ -1,0 +1,192 @@
+//! `TestApp`: the real application on 127.0.0.1:0 with a fresh database of its own: a SQLite
+//! file in a temporary directory, or a new PostgreSQL database that is dropped afterwards.
+
+use flowlab::app::App;
+use flowlab::config::Config;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which storage backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the PostgreSQL server for tests is; `FLOWLAB_TEST_POSTGRES_URL` overrides it.
+fn postgres_admin_url() -> String {
+    std::env::var("FLOWLAB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "flowlab_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    postgres_db: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let (database_url, postgres_db, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("flowlab.db").display());
+                (url, None, Some(dir))
+            }
+            Backend::Postgres => {
+                let name = unique_name();
+                let admin = postgres_admin_url();
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("PostgreSQL for tests is reachable");
+                sqlx::query(&format!("create database {name}"))
+                    .execute(&pool)
+                    .await
+                    .expect("create database");
+                pool.close().await;
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin);
+                (format!("{base}/{name}"), Some(name), None)
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let app = App::build(Config::for_database(database_url), listener)
+            .await
+            .expect("app builds");
+        let address = format!("http://{}", app.local_addr().expect("address"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            rx.await.ok();
+        }));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            postgres_db,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(name) = self.postgres_db.take() {
+            // Drop runs outside async context guarantees: a thread with its own runtime.
+            std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+                        sqlx::query(&format!("drop database if exists {name} with (force)"))
+                            .execute(&pool)
+                            .await
+                            .ok();
+                        pool.close().await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// Runs one async test body on SQLite and on PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$body($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$body($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// Asserts the SPEC's error body and its code.
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
+}

@@ -1,0 +1,8 @@
+//! The integration suite: the real application over real HTTP, every test on SQLite and on
+//! PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
+
+mod campaigns;
+mod health;
+mod helpers;
