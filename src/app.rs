@@ -1,15 +1,18 @@
 //! Testable start-up: `App::build` takes an already bound listener (tests bind port 0 and read
-//! the real port back), connects and migrates the database; `App::run` serves until the
-//! shutdown future resolves.
+//! the real port back), connects and migrates the database and starts the trainer;
+//! `App::run` serves until the shutdown future resolves.
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{router, AppState};
 use crate::store::{redact_url, Store};
+use crate::trainer::{TrainerConfig, TrainerHandle};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// A built application, ready to serve.
 #[derive(Debug)]
@@ -19,18 +22,27 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to the database, applies migrations and prepares the router.
+    /// Connects to the database, applies migrations, starts the trainer and prepares the
+    /// router.
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, Error> {
         tracing::info!(database = %redact_url(&config.database_url), "connecting");
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                store,
-                config: Arc::new(config),
+        let trainer = TrainerHandle::start(
+            store.clone(),
+            TrainerConfig {
+                threads: config.training_threads,
+                lease_ttl: Duration::from_secs_f64(config.lease_ttl_seconds),
+                owner: format!("{}-{}", hostname(), std::process::id()),
             },
-        })
+        );
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            trainer,
+            sampling: Arc::new(Semaphore::new(2)),
+        };
+        Ok(Self { listener, state })
     }
 
     /// The address actually bound.
@@ -38,14 +50,31 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// The shared state (for embedding the service in a benchmark or a demo).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, finishes in-flight requests, then stops the trainer.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, router(self.state))
+        let trainer = self.state.trainer.clone();
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        trainer.shutdown().await;
+        served
     }
+}
+
+/// This machine's name for lease owners, `unknown` where it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }

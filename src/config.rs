@@ -22,6 +22,23 @@ pub struct Config {
     /// Allow binding a non-loopback address without a token.
     #[arg(long = "allow-unauthenticated", env = "FLOWLAB_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Threads for training (and its matrix products); keep one core free for requests.
+    #[arg(
+        long = "training-threads",
+        env = "FLOWLAB_TRAINING_THREADS",
+        default_value_t = 1
+    )]
+    pub training_threads: usize,
+    /// Longest wait of `wait_for_model` before answering 503, in seconds.
+    #[arg(
+        long = "wait-timeout",
+        env = "FLOWLAB_WAIT_TIMEOUT",
+        default_value_t = 120.0
+    )]
+    pub wait_timeout_seconds: f64,
+    /// Lifetime of a training lease without a heartbeat, in seconds.
+    #[arg(long = "lease-ttl", env = "FLOWLAB_LEASE_TTL", default_value_t = 15.0)]
+    pub lease_ttl_seconds: f64,
 }
 
 impl Config {
@@ -34,6 +51,15 @@ impl Config {
                 self.bind
             ));
         }
+        if self.training_threads == 0 || self.training_threads > 256 {
+            return Err("--training-threads must be in 1..=256".into());
+        }
+        if !(self.wait_timeout_seconds.is_finite() && self.wait_timeout_seconds > 0.0) {
+            return Err("--wait-timeout must be a positive number of seconds".into());
+        }
+        if !(self.lease_ttl_seconds.is_finite() && self.lease_ttl_seconds >= 1.0) {
+            return Err("--lease-ttl must be at least 1 second".into());
+        }
         Ok(())
     }
 
@@ -44,6 +70,9 @@ impl Config {
             database_url: database_url.into(),
             api_token: None,
             allow_unauthenticated: false,
+            training_threads: 1,
+            wait_timeout_seconds: 120.0,
+            lease_ttl_seconds: 15.0,
         }
     }
 }

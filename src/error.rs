@@ -10,12 +10,39 @@ pub enum Error {
     /// Input that breaks a rule; `field` is the JSON path of the offending value.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// One item of a batch is invalid; nothing of the batch is stored.
+    #[error("item {index}: {field}: {reason}")]
+    InvalidItem {
+        index: usize,
+        field: String,
+        reason: String,
+    },
+    /// One item of a batch names a resource that does not exist.
+    #[error("item {index}: {what} {id} not found")]
+    ItemNotFound {
+        index: usize,
+        what: &'static str,
+        id: String,
+    },
+    /// A write that contradicts what is stored (the same label key with another reward).
+    #[error("{0}")]
+    Conflict(String),
+    /// A wait that ran out (the model did not catch up in time).
+    #[error("{0}")]
+    Unavailable(String),
     /// The storage layer failed (connection lost, constraint broken unexpectedly).
     #[error("storage: {0}")]
     Storage(String),
 }
 
 impl Error {
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

@@ -19,3 +19,4 @@ pub mod error;
 pub mod gfn;
 pub mod http;
 pub mod store;
+pub mod trainer;

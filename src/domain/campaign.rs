@@ -1,4 +1,5 @@
-//! Campaigns: a named candidate space with the settings of its GFlowNet.
+//! Campaigns: a named candidate space with its reward settings (SPEC §3), the settings of
+//! its GFlowNet, and how the background trainer runs.
 
 use crate::error::Error;
 use crate::gfn::{GfnConfig, SpaceSpec};
@@ -14,7 +15,146 @@ pub struct NewCampaign {
     pub name: String,
     pub space: SpaceSpec,
     #[serde(default)]
+    pub reward: RewardSpec,
+    #[serde(default)]
     pub model: Option<GfnConfig>,
+    #[serde(default)]
+    pub training: TrainingSpec,
+}
+
+/// How acquisition values become GFlowNet rewards (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Acquisition {
+    /// Upper confidence bound `mean + kappa * std` of the proxy.
+    #[default]
+    Ucb,
+    /// The proxy's mean.
+    Mean,
+}
+
+/// The transform from acquisition value to reward (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// `R = exp(beta * a)`, `a` in units of standardised score.
+    #[default]
+    Exp,
+    /// `R = max(a', min)^beta`, `a'` the score rescaled to [0, 1].
+    Power,
+}
+
+/// The campaign's `reward` block; every field optional on input, all filled in when stored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardSpec {
+    pub maximize: bool,
+    pub acquisition: Acquisition,
+    pub kappa: f64,
+    pub transform: Transform,
+    /// Defaults to 4.0 for `exp` and 3.0 for `power`.
+    pub beta: Option<f64>,
+    /// Floor of `power` before exponentiation.
+    pub min: f64,
+}
+
+impl Default for RewardSpec {
+    fn default() -> Self {
+        Self {
+            maximize: true,
+            acquisition: Acquisition::Ucb,
+            kappa: 1.0,
+            transform: Transform::Exp,
+            beta: None,
+            min: 1e-8,
+        }
+    }
+}
+
+impl RewardSpec {
+    /// The beta in force.
+    pub fn beta(&self) -> f64 {
+        self.beta.unwrap_or(match self.transform {
+            Transform::Exp => 4.0,
+            Transform::Power => 3.0,
+        })
+    }
+
+    fn validate(mut self) -> Result<Self, Error> {
+        let finite_positive = |v: f64| v.is_finite() && v > 0.0;
+        if !(self.kappa.is_finite() && self.kappa >= 0.0) {
+            return Err(Error::invalid(
+                "reward.kappa",
+                "must be finite and at least 0",
+            ));
+        }
+        if !finite_positive(self.beta()) || self.beta() > 100.0 {
+            return Err(Error::invalid("reward.beta", "must be in (0, 100]"));
+        }
+        if !finite_positive(self.min) || self.min >= 1.0 {
+            return Err(Error::invalid("reward.min", "must be in (0, 1)"));
+        }
+        self.beta = Some(self.beta());
+        Ok(self)
+    }
+}
+
+/// How the background trainer trains a campaign's GFlowNet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSpec {
+    /// Optimisation steps per training run.
+    pub steps: usize,
+    /// Trajectories per step.
+    pub batch_size: usize,
+    /// Seed of the run's random draws (combined with the run number).
+    pub seed: u64,
+    /// Default exploration of rounds: sampling temperature.
+    pub temperature: f32,
+    /// Default exploration of rounds: uniform mixing weight.
+    pub epsilon: f32,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            seed: 0,
+            temperature: 1.0,
+            epsilon: 0.05,
+        }
+    }
+}
+
+impl TrainingSpec {
+    fn validate(self) -> Result<Self, Error> {
+        if !(1..=1_000_000).contains(&self.steps) {
+            return Err(Error::invalid("training.steps", "must be in 1..=1000000"));
+        }
+        if !(1..=4096).contains(&self.batch_size) {
+            return Err(Error::invalid("training.batch_size", "must be in 1..=4096"));
+        }
+        validate_exploration("training", self.temperature, self.epsilon)?;
+        Ok(self)
+    }
+}
+
+/// Temperature must be positive and finite, epsilon in [0, 1].
+pub fn validate_exploration(prefix: &str, temperature: f32, epsilon: f32) -> Result<(), Error> {
+    if !(temperature.is_finite() && temperature > 0.0 && temperature <= 1000.0) {
+        return Err(Error::invalid(
+            format!("{prefix}.temperature"),
+            "must be in (0, 1000]",
+        ));
+    }
+    if !(0.0..=1.0).contains(&epsilon) {
+        return Err(Error::invalid(
+            format!("{prefix}.epsilon"),
+            "must be in [0, 1]",
+        ));
+    }
+    Ok(())
 }
 
 /// A validated campaign definition with every default filled in: what is stored.
@@ -22,11 +162,13 @@ pub struct NewCampaign {
 pub struct CampaignSpec {
     pub name: String,
     pub space: SpaceSpec,
+    pub reward: RewardSpec,
     pub model: GfnConfig,
+    pub training: TrainingSpec,
 }
 
 impl NewCampaign {
-    /// Checks the name, the space bounds and the model settings.
+    /// Checks the name, the space bounds, the reward, model and training settings.
     pub fn validate(self) -> Result<CampaignSpec, Error> {
         let name = self.name.trim().to_string();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -45,7 +187,9 @@ impl NewCampaign {
         Ok(CampaignSpec {
             name,
             space: self.space,
+            reward: self.reward.validate()?,
             model,
+            training: self.training.validate()?,
         })
     }
 }

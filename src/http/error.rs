@@ -19,6 +19,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    NotFoundWith(String, Value),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -34,7 +38,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. } => code,
-            Self::NotFound(_) => "not_found",
+            Self::NotFound(_) | Self::NotFoundWith(..) => "not_found",
+            Self::Conflict(_) => "conflict",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -45,7 +50,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NotFoundWith(..) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +69,18 @@ impl From<Error> for ApiError {
                 details: json!({ "field": field }),
                 message: e.to_string(),
             },
+            Error::InvalidItem {
+                index, ref field, ..
+            } => Self::BadRequest {
+                code: "invalid_item",
+                details: json!({ "index": index, "field": field }),
+                message: e.to_string(),
+            },
+            Error::ItemNotFound { index, .. } => {
+                Self::NotFoundWith(e.to_string(), json!({ "index": index }))
+            }
+            Error::Conflict(m) => Self::Conflict(m),
+            Error::Unavailable(m) => Self::Unavailable(m),
             Error::Storage(cause) => Self::Internal(cause),
         }
     }
@@ -71,7 +89,7 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let details = match &self {
-            Self::BadRequest { details, .. } => details.clone(),
+            Self::BadRequest { details, .. } | Self::NotFoundWith(_, details) => details.clone(),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Value::Null

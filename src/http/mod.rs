@@ -19,6 +19,10 @@ pub const BODY_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<crate::config::Config>,
+    pub trainer: crate::trainer::TrainerHandle,
+    /// Bounds the blocking threads doing tensor work for rounds, so that a burst of rounds
+    /// cannot crowd out everything else.
+    pub sampling: Arc<tokio::sync::Semaphore>,
 }
 
 /// The application's routes with their layers.
