@@ -110,9 +110,9 @@ pub struct TrainingSpec {
     /// Seed of the run's random draws (combined with the run number).
     pub seed: u64,
     /// Default exploration of rounds: sampling temperature.
-    pub temperature: f32,
+    pub temperature: f64,
     /// Default exploration of rounds: uniform mixing weight.
-    pub epsilon: f32,
+    pub epsilon: f64,
 }
 
 impl Default for TrainingSpec {
@@ -141,7 +141,7 @@ impl TrainingSpec {
 }
 
 /// Temperature must be positive and finite, epsilon in [0, 1].
-pub fn validate_exploration(prefix: &str, temperature: f32, epsilon: f32) -> Result<(), Error> {
+pub fn validate_exploration(prefix: &str, temperature: f64, epsilon: f64) -> Result<(), Error> {
     if !(temperature.is_finite() && temperature > 0.0 && temperature <= 1000.0) {
         return Err(Error::invalid(
             format!("{prefix}.temperature"),

@@ -3,3 +3,5 @@
 //! Synchronous and pure: imports no tokio, sqlx or axum.
 
 pub mod campaign;
+pub mod label;
+pub mod round;

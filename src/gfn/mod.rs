@@ -9,6 +9,7 @@ pub mod exact;
 pub mod kernels;
 pub mod objective;
 pub mod policy;
+pub mod propose;
 pub mod sampler;
 pub mod space;
 pub mod tasks;

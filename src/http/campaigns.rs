@@ -2,8 +2,10 @@
 
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::rounds::parse_stored;
 use super::AppState;
 use crate::domain::campaign::{Campaign, NewCampaign};
+use crate::store::CandidateStatus;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -25,13 +27,27 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({ "campaigns": campaigns })))
 }
 
-#[tracing::instrument(skip_all, fields(campaign_id = id))]
+#[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Campaign>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "campaign")?;
-    Ok(Json(state.store.campaign(id).await?))
+    let campaign = state.store.campaign(id).await?;
+    let stats = state.store.stats(id).await?;
+    let best = state
+        .store
+        .list_candidates(id, Some(CandidateStatus::Labelled), true, campaign.spec.reward.maximize, 1, 0)
+        .await?
+        .into_iter()
+        .next()
+        .map(|c| json!({ "candidate_id": c.id, "value": parse_stored(&c.value), "reward": c.mean_reward }));
+    let mut body =
+        serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut stats = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;
+    stats["best"] = best.unwrap_or(Value::Null);
+    body["stats"] = stats;
+    Ok(Json(body))
 }
 
 /// Ids are positive integers; anything else cannot name a resource.

@@ -2,9 +2,12 @@
 //! call the store or a service function, map the result.
 
 pub mod campaigns;
+pub mod candidates;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod labels;
+pub mod rounds;
 
 use crate::store::Store;
 use axum::routing::{get, post};
@@ -31,6 +34,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/campaigns", post(campaigns::create).get(campaigns::list))
         .route("/campaigns/{id}", get(campaigns::get))
+        .route("/campaigns/{id}/candidates", get(candidates::list))
+        .route("/rounds", post(rounds::create))
+        .route("/rounds/{id}", get(rounds::get))
+        .route("/rounds/{id}/abandon", post(rounds::abandon))
+        .route("/labels", post(labels::create))
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -11,8 +11,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::time::Duration;
 
+/// A PostgreSQL timestamp column as RFC 3339 text in UTC, the form SQLite stores.
+macro_rules! pg_ts {
+    ($col:literal) => {
+        concat!(
+            "to_char(",
+            $col,
+            r#" at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#
+        )
+    };
+}
+
+mod labels;
 mod postgres;
+mod rounds;
 mod sqlite;
+mod training;
+
+pub use rounds::{CandidateRow, CandidateStatus, LabelRow, RoundInsert, RoundRow, Stats};
 
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]

@@ -21,9 +21,16 @@ async fn create_fills_defaults_and_reads_back(backend: Backend) {
     );
     let id = created["id"].as_i64().expect("numeric id");
 
-    let (status, fetched) = app.get(&format!("/campaigns/{id}")).await;
+    let (status, mut fetched) = app.get(&format!("/campaigns/{id}")).await;
     assert_eq!(status, 200);
+    let stats = fetched
+        .as_object_mut()
+        .and_then(|o| o.remove("stats"))
+        .expect("stats");
     assert_eq!(fetched, created);
+    assert_eq!(stats["candidates"], 0);
+    assert_eq!(stats["rounds"], 0);
+    assert_eq!(stats["best"], serde_json::Value::Null);
 
     let (status, list) = app.get("/campaigns").await;
     assert_eq!(status, 200);

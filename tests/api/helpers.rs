@@ -121,6 +121,18 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Creates a campaign and returns its id.
+    pub async fn create_campaign(&self, body: Value) -> i64 {
+        let (status, created) = self.post_json("/campaigns", &body).await;
+        assert_eq!(status, 201, "campaign not created: {created}");
+        created["id"].as_i64().expect("campaign id")
+    }
+
+    /// Asks for a round and returns (status, body).
+    pub async fn round(&self, body: Value) -> (u16, Value) {
+        self.post_json("/rounds", &body).await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .client

@@ -6,3 +6,5 @@
 mod campaigns;
 mod health;
 mod helpers;
+mod labels;
+mod rounds;

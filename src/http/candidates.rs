@@ -1,0 +1,128 @@
+//! `GET /campaigns/{id}/candidates`: a page of candidates with their mean reward and number
+//! of observations, as JSON or as CSV for spreadsheets.
+
+use super::campaigns::parse_id;
+use super::error::ApiError;
+use super::rounds::parse_stored;
+use super::AppState;
+use crate::error::Error;
+use crate::store::{CandidateRow, CandidateStatus};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Largest page.
+pub const MAX_LIMIT: i64 = 100_000;
+
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "campaign")?;
+    for name in query.keys() {
+        if !["status", "order", "limit", "offset", "format"].contains(&name.as_str()) {
+            return Err(Error::invalid(name.clone(), "unknown query parameter").into());
+        }
+    }
+    let status = match query.get("status").map(String::as_str) {
+        None => None,
+        Some("pending") => Some(CandidateStatus::Pending),
+        Some("labelled") => Some(CandidateStatus::Labelled),
+        Some("failed") => Some(CandidateStatus::Failed),
+        Some("abandoned") => Some(CandidateStatus::Abandoned),
+        Some(_) => {
+            return Err(
+                Error::invalid("status", "must be pending, labelled, failed or abandoned").into(),
+            )
+        }
+    };
+    let by_reward = match query.get("order").map(String::as_str) {
+        None | Some("created") => false,
+        Some("reward") => true,
+        Some(_) => return Err(Error::invalid("order", "must be reward or created").into()),
+    };
+    let number = |name: &str, default: i64, max: i64| -> Result<i64, Error> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=max).contains(n))
+                .ok_or_else(|| {
+                    Error::invalid(name.to_string(), format!("must be an integer in 0..={max}"))
+                }),
+        }
+    };
+    let limit = number("limit", 100, MAX_LIMIT)?;
+    let offset = number("offset", 0, i64::MAX)?;
+    let csv = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
+    };
+    let campaign = state.store.campaign(id).await?;
+    let rows = state
+        .store
+        .list_candidates(
+            id,
+            status,
+            by_reward,
+            campaign.spec.reward.maximize,
+            limit,
+            offset,
+        )
+        .await?;
+    if csv {
+        let body = to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    let candidates: Vec<_> = rows
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id, "value": parse_stored(&c.value), "round": c.round_number,
+                "status": c.status, "mean_reward": c.mean_reward,
+                "observations": c.n_success + c.n_failed,
+                "successes": c.n_success, "failures": c.n_failed, "created_at": c.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "candidates": candidates, "limit": limit, "offset": offset })).into_response())
+}
+
+/// `id,value,round,status,mean_reward,observations`; the value is its JSON text for grids and
+/// sets, the bare string for sequences.
+fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "value",
+        "round",
+        "status",
+        "mean_reward",
+        "observations",
+    ])?;
+    for c in rows {
+        let value = match parse_stored(&c.value) {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        w.write_record([
+            c.id.to_string(),
+            value,
+            c.round_number.map(|r| r.to_string()).unwrap_or_default(),
+            c.status.clone(),
+            c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
+            (c.n_success + c.n_failed).to_string(),
+        ])?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

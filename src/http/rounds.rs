@@ -1,0 +1,265 @@
+//! `/rounds`: propose a batch, read a round with its labels, abandon a round.
+
+use super::campaigns::parse_id;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::AppState;
+use crate::domain::round::{ProposedCandidate, Round, RoundRequest};
+use crate::error::Error;
+use crate::gfn::propose::{canonical, propose, ProposalRequest};
+use crate::gfn::State as SpaceState;
+use crate::gfn::{Exploration, GflowNet, GfnConfig, Space};
+use crate::store::{RoundInsert, RoundRow};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tracing::instrument(skip_all, fields(campaign_id = body.campaign_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RoundRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    body.validate()?;
+    let campaign = state.store.campaign(body.campaign_id).await?;
+    if let Some(key) = &body.key {
+        if let Some(id) = state.store.round_id_by_key(campaign.id, key).await? {
+            return Ok((StatusCode::OK, Json(round_json(&state, id).await?)));
+        }
+    }
+    if body.wait_for_model {
+        let needed = state.store.successful_label_count(campaign.id).await?;
+        let timeout = Duration::from_secs_f64(state.config.wait_timeout_seconds);
+        state
+            .trainer
+            .wait_for_model(campaign.id, needed, timeout)
+            .await?;
+    }
+    let space: Arc<dyn Space> = Arc::from(
+        campaign
+            .spec
+            .space
+            .build()
+            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}")))?,
+    );
+    let model = state.trainer.model(campaign.id, space.clone()).await?;
+    let training = campaign.spec.training;
+    let sampler = Sampler {
+        space: space.clone(),
+        model: model.as_ref().map(|(_, net)| net.clone()),
+        explore: Exploration {
+            temperature: body.temperature.unwrap_or(training.temperature) as f32,
+            epsilon: body.epsilon.unwrap_or(training.epsilon) as f32,
+        },
+        min_distance: body.min_distance,
+        seed: training.seed,
+    };
+    let n = body.batch_size as usize;
+    let (values, mut exhausted) = sampler.draw(&state, campaign.id, n, &[], 0).await?;
+    let version = model.as_ref().map_or(0, |(v, _)| *v);
+    let inserted = state
+        .store
+        .insert_round(
+            campaign.id,
+            body.key.as_deref(),
+            version,
+            body.batch_size,
+            exhausted,
+            &values,
+        )
+        .await?;
+    let id = match inserted {
+        RoundInsert::Existing(id) => {
+            return Ok((StatusCode::OK, Json(round_json(&state, id).await?)))
+        }
+        RoundInsert::Created(id) => id,
+    };
+    // Concurrent rounds of the campaign may have taken some of the values first: draw again
+    // for the shortfall, a few times, before answering with a short batch.
+    for attempt in 1..=6u64 {
+        let current = state.store.round_candidates(id).await?;
+        if current.len() >= n || exhausted {
+            break;
+        }
+        let apart: Vec<SpaceState> = current
+            .iter()
+            .filter_map(|c| serde_json::from_str(&c.value).ok())
+            .filter_map(|v| space.parse_value(&v).ok())
+            .collect();
+        // The round id separates the streams of rounds drawing at the same moment.
+        let salt = attempt ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let (more, now_exhausted) = sampler
+            .draw(&state, campaign.id, n - current.len(), &apart, salt)
+            .await?;
+        exhausted = now_exhausted;
+        state
+            .store
+            .top_up_round(campaign.id, id, body.batch_size, exhausted, &more)
+            .await?;
+    }
+    Ok((StatusCode::CREATED, Json(round_json(&state, id).await?)))
+}
+
+/// Everything needed to draw values for one round.
+struct Sampler {
+    space: Arc<dyn Space>,
+    model: Option<Arc<GflowNet>>,
+    explore: Exploration,
+    min_distance: Option<f64>,
+    seed: u64,
+}
+
+impl Sampler {
+    /// Draws up to `n` values the campaign does not have, as canonical texts, on a blocking
+    /// thread under the sampling semaphore. The seed mixes the campaign's with the number of
+    /// values it holds and a salt: reproducible, and a new stream for every draw.
+    async fn draw(
+        &self,
+        state: &AppState,
+        campaign_id: i64,
+        n: usize,
+        apart_from: &[SpaceState],
+        salt: u64,
+    ) -> Result<(Vec<String>, bool), ApiError> {
+        let seen: HashSet<String> = state
+            .store
+            .campaign_values(campaign_id)
+            .await?
+            .into_iter()
+            .collect();
+        let seed = self.seed
+            ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let permit = state
+            .sampling
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
+        let space = self.space.clone();
+        let model = self.model.clone();
+        let explore = self.explore;
+        let min_distance = self.min_distance;
+        let apart_from = apart_from.to_vec();
+        let proposal = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let uniform_config = GfnConfig {
+                hidden: 4,
+                layers: 1,
+                ..GfnConfig::default()
+            };
+            let uniform = GflowNet::new(space.clone(), uniform_config, &mut rng)?;
+            let request = ProposalRequest {
+                n,
+                seen: &seen,
+                explore,
+                min_distance,
+                apart_from: &apart_from,
+            };
+            propose(
+                space.as_ref(),
+                model.as_deref(),
+                &uniform,
+                request,
+                &mut rng,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("sampling task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("sampling failed: {e}")))?;
+        let values = proposal
+            .states
+            .iter()
+            .map(|x| canonical(self.space.as_ref(), x))
+            .collect();
+        Ok((values, proposal.exhausted))
+    }
+}
+
+/// The round as `POST /rounds` returns it.
+async fn round_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
+    let row = state.store.round(id).await?;
+    let candidates = state.store.round_candidates(id).await?;
+    let round = Round {
+        id: row.id,
+        campaign_id: row.campaign_id,
+        number: row.number,
+        model_version: row.model_version,
+        batch_size: row.batch_size,
+        exhausted: row.exhausted,
+        key: row.key,
+        created_at: row.created_at,
+        candidates: candidates
+            .into_iter()
+            .map(|c| ProposedCandidate {
+                id: c.id,
+                value: parse_stored(&c.value),
+                proxy: None,
+            })
+            .collect(),
+    };
+    serde_json::to_value(round).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Values are stored as the canonical JSON text the service wrote itself.
+pub(super) fn parse_stored(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "round")?;
+    let row = state.store.round(id).await?;
+    Ok(Json(round_with_labels(&state, row).await?))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn abandon(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "round")?;
+    state.store.abandon_round(id).await?;
+    let row = state.store.round(id).await?;
+    Ok(Json(round_with_labels(&state, row).await?))
+}
+
+async fn round_with_labels(state: &AppState, row: RoundRow) -> Result<Value, ApiError> {
+    let candidates = state.store.round_candidates(row.id).await?;
+    let labels = state.store.round_labels(row.id).await?;
+    let candidates: Vec<Value> = candidates
+        .into_iter()
+        .map(|c| {
+            let own: Vec<Value> = labels
+                .iter()
+                .filter(|l| l.candidate_id == c.id)
+                .map(|l| {
+                    json!({
+                        "reward": l.reward, "failed": l.failed, "error": l.error, "key": l.key,
+                        "metadata": l.metadata.as_deref().map(parse_stored),
+                        "created_at": l.created_at,
+                    })
+                })
+                .collect();
+            json!({
+                "id": c.id, "value": parse_stored(&c.value), "status": c.status,
+                "mean_reward": c.mean_reward, "observations": c.n_success + c.n_failed,
+                "labels": own,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "id": row.id, "campaign_id": row.campaign_id, "number": row.number,
+        "model_version": row.model_version, "batch_size": row.batch_size,
+        "exhausted": row.exhausted, "key": row.key, "created_at": row.created_at,
+        "candidates": candidates,
+    }))
+}

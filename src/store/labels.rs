@@ -1,0 +1,196 @@
+//! Labels: the all-or-nothing batch insert behind `POST /labels`.
+//!
+//! A batch of up to 10,000 labels is a handful of set-based statements, each taking the
+//! whole batch as one JSON array parameter (`json_each` on SQLite, `jsonb_to_recordset` on
+//! PostgreSQL), so its cost does not grow with round trips per item. Steps, in one
+//! transaction: resolve candidate ids; import values never proposed; look up label keys
+//! already stored (same reward: a duplicate, another reward: 409); insert the new labels;
+//! recompute the aggregates and status of every touched candidate.
+
+use super::Store;
+use crate::domain::label::{LabelTarget, LabelsOutcome, NewLabel};
+use crate::error::Error;
+use serde_json::json;
+use std::collections::HashMap;
+
+mod sql {
+    pub mod sqlite {
+        pub const CANDIDATES_BY_ID: &str =
+            "select id, campaign_id from candidates where id in (select value from json_each($1))";
+        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing";
+        pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join json_each($1) j on c.campaign_id = json_extract(j.value, '$.c') and c.value = json_extract(j.value, '$.v')";
+        pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
+        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select json_extract(j.value, '$.c'), json_extract(j.value, '$.id'), json_extract(j.value, '$.r'), json_extract(j.value, '$.f'), json_extract(j.value, '$.e'), json_extract(j.value, '$.k'), json_extract(j.value, '$.m') from json_each($1) j";
+        pub const AGGREGATE: &str = "update candidates set n_success = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed = 0), n_failed = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed = 1), reward_sum = coalesce((select sum(l.reward) from labels l where l.candidate_id = candidates.id and l.failed = 0), 0) where id in (select value from json_each($1))";
+        pub const STATUS: &str = "update candidates set status = case when n_success > 0 then 'labelled' when n_failed > 0 then 'failed' else status end where id in (select value from json_each($1))";
+    }
+
+    pub mod postgres {
+        pub const CANDIDATES_BY_ID: &str = "select id, campaign_id from candidates where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
+        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing";
+        pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
+        pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
+        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select x.c, x.id, x.r, x.f, x.e, x.k, x.m from jsonb_to_recordset($1::jsonb) as x(c bigint, id bigint, r double precision, f boolean, e text, k text, m text)";
+        pub const AGGREGATE: &str = "update candidates set n_success = (select count(*) from labels l where l.candidate_id = candidates.id and not l.failed), n_failed = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed), reward_sum = coalesce((select sum(l.reward) from labels l where l.candidate_id = candidates.id and not l.failed), 0) where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
+        pub const STATUS: &str = "update candidates set status = case when n_success > 0 then 'labelled' when n_failed > 0 then 'failed' else status end where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
+    }
+}
+
+/// A stored or pending label's identity for duplicate detection.
+type KeyRecord = (Option<f64>, bool);
+
+/// The transaction body, the same on both backends but for the SQL module.
+macro_rules! insert_labels_tx {
+    ($tx:ident, $sql:path, $labels:expr) => {{
+        use $sql as q;
+        let labels: &[NewLabel] = $labels;
+        // 1. Candidates named by id.
+        let ids: Vec<i64> = labels
+            .iter()
+            .filter_map(|l| match l.target {
+                LabelTarget::Candidate(id) => Some(id),
+                LabelTarget::Value { .. } => None,
+            })
+            .collect();
+        let mut campaign_of: HashMap<i64, i64> = HashMap::new();
+        if !ids.is_empty() {
+            let rows: Vec<(i64, i64)> =
+                sqlx::query_as(q::CANDIDATES_BY_ID).bind(json!(ids).to_string()).fetch_all(&mut *$tx).await?;
+            campaign_of.extend(rows);
+        }
+        for (index, l) in labels.iter().enumerate() {
+            if let LabelTarget::Candidate(id) = l.target {
+                if !campaign_of.contains_key(&id) {
+                    return Err(Error::ItemNotFound { index, what: "candidate", id: id.to_string() });
+                }
+            }
+        }
+        // 2. Values: import the ones the campaign never proposed, then resolve all.
+        let values: Vec<serde_json::Value> = labels
+            .iter()
+            .filter_map(|l| match &l.target {
+                LabelTarget::Value { campaign_id, value } => Some(json!({ "c": campaign_id, "v": value })),
+                LabelTarget::Candidate(_) => None,
+            })
+            .collect();
+        let mut id_of_value: HashMap<(i64, String), i64> = HashMap::new();
+        if !values.is_empty() {
+            let values = serde_json::Value::Array(values).to_string();
+            sqlx::query(q::IMPORT).bind(&values).execute(&mut *$tx).await?;
+            let rows: Vec<(i64, i64, String)> =
+                sqlx::query_as(q::CANDIDATES_BY_VALUE).bind(&values).fetch_all(&mut *$tx).await?;
+            for (id, campaign_id, value) in rows {
+                campaign_of.insert(id, campaign_id);
+                id_of_value.insert((campaign_id, value), id);
+            }
+        }
+        // 3. Keys already stored, then duplicates within the batch itself.
+        let keyed: Vec<serde_json::Value> = labels
+            .iter()
+            .filter_map(|l| {
+                let campaign = match &l.target {
+                    LabelTarget::Candidate(id) => campaign_of.get(id).copied(),
+                    LabelTarget::Value { campaign_id, .. } => Some(*campaign_id),
+                };
+                Some(json!({ "c": campaign?, "k": l.key.as_ref()? }))
+            })
+            .collect();
+        let mut known: HashMap<(i64, String), KeyRecord> = HashMap::new();
+        if !keyed.is_empty() {
+            let rows: Vec<(i64, String, Option<f64>, bool)> = sqlx::query_as(q::KEYS)
+                .bind(serde_json::Value::Array(keyed).to_string())
+                .fetch_all(&mut *$tx)
+                .await?;
+            known.extend(rows.into_iter().map(|(c, k, r, f)| ((c, k), (r, f))));
+        }
+        let mut rows = Vec::with_capacity(labels.len());
+        let mut touched: Vec<i64> = Vec::new();
+        let mut duplicates = 0usize;
+        for (index, l) in labels.iter().enumerate() {
+            let candidate = match &l.target {
+                LabelTarget::Candidate(id) => *id,
+                LabelTarget::Value { campaign_id, value } => {
+                    match id_of_value.get(&(*campaign_id, value.clone())) {
+                        Some(id) => *id,
+                        None => return Err(Error::Storage(format!("label {index}: imported candidate vanished"))),
+                    }
+                }
+            };
+            let campaign = campaign_of.get(&candidate).copied().unwrap_or_default();
+            if let Some(key) = &l.key {
+                let record = (l.reward, l.failed);
+                match known.get(&(campaign, key.clone())) {
+                    Some(stored) if *stored == record => {
+                        duplicates += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        return Err(Error::Conflict(format!(
+                            "label {index}: key {key:?} is already stored with another result"
+                        )))
+                    }
+                    None => {
+                        known.insert((campaign, key.clone()), record);
+                    }
+                }
+            }
+            touched.push(candidate);
+            rows.push(json!({
+                "c": campaign, "id": candidate, "r": l.reward, "f": l.failed,
+                "e": l.error, "k": l.key, "m": l.metadata,
+            }));
+        }
+        // 4 and 5. Insert, then recompute what the new labels changed.
+        let accepted = rows.len();
+        if accepted > 0 {
+            sqlx::query(q::INSERT).bind(serde_json::Value::Array(rows).to_string()).execute(&mut *$tx).await?;
+            touched.sort_unstable();
+            touched.dedup();
+            let touched = json!(touched).to_string();
+            sqlx::query(q::AGGREGATE).bind(&touched).execute(&mut *$tx).await?;
+            sqlx::query(q::STATUS).bind(&touched).execute(&mut *$tx).await?;
+        }
+        $tx.commit().await?;
+        let mut campaigns: Vec<i64> = campaign_of.values().copied().collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        Ok((LabelsOutcome { accepted, duplicates }, campaigns))
+    }};
+}
+
+impl Store {
+    /// Stores a validated batch of labels, all or nothing. Returns the counts and the
+    /// campaigns the batch touched (for the trainer).
+    #[tracing::instrument(skip_all, fields(labels = labels.len()))]
+    pub async fn insert_labels(
+        &self,
+        labels: &[NewLabel],
+    ) -> Result<(LabelsOutcome, Vec<i64>), Error> {
+        // Two writers racing on the same new key: the loser's insert violates the unique
+        // key; a second attempt sees the winner's label and counts a duplicate or a conflict.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.insert_labels_once(labels).await {
+                Err(Error::Conflict(_)) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn insert_labels_once(
+        &self,
+        labels: &[NewLabel],
+    ) -> Result<(LabelsOutcome, Vec<i64>), Error> {
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("begin immediate").await?;
+                insert_labels_tx!(tx, sql::sqlite, labels)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_labels_tx!(tx, sql::postgres, labels)
+            }
+        }
+    }
+}

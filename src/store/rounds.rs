@@ -1,0 +1,431 @@
+//! Rounds and candidates: creating a round with its candidates in one transaction, reading
+//! rounds back with their labels, abandoning, listing candidates, campaign statistics.
+//!
+//! Concurrency: the first statement of a round transaction bumps `campaigns.round_seq`,
+//! which takes SQLite's write lock (`begin immediate`) or PostgreSQL's row lock on the
+//! campaign, so the rounds of one campaign are created one at a time; `unique (campaign_id,
+//! value)` makes sure no two rounds ever share a candidate whatever the timing.
+
+use super::Store;
+use crate::error::Error;
+use serde::Serialize;
+
+/// Outcome of [`Store::insert_round`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundInsert {
+    Created(i64),
+    /// The key was already used in the campaign: that round.
+    Existing(i64),
+}
+
+/// A round's own columns.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoundRow {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub number: i64,
+    pub key: Option<String>,
+    pub model_version: i64,
+    pub batch_size: i64,
+    pub exhausted: bool,
+    pub created_at: String,
+}
+
+/// A candidate with its aggregates.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct CandidateRow {
+    pub id: i64,
+    pub campaign_id: i64,
+    /// Canonical JSON text of the value.
+    pub value: String,
+    pub round_id: Option<i64>,
+    pub round_number: Option<i64>,
+    pub status: String,
+    pub n_success: i64,
+    pub n_failed: i64,
+    pub mean_reward: Option<f64>,
+    pub created_at: String,
+}
+
+/// One stored label.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct LabelRow {
+    pub candidate_id: i64,
+    pub reward: Option<f64>,
+    pub failed: bool,
+    pub error: Option<String>,
+    pub key: Option<String>,
+    pub metadata: Option<String>,
+    pub created_at: String,
+}
+
+/// Filter of the candidate listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateStatus {
+    Pending,
+    Labelled,
+    Failed,
+    Abandoned,
+}
+
+impl CandidateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Labelled => "labelled",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Counts for `GET /campaigns/{id}`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub candidates: i64,
+    pub labelled: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub abandoned: i64,
+    pub rounds: i64,
+}
+
+mod sql {
+    pub mod sqlite {
+        pub const BUMP_ROUND: &str =
+            "update campaigns set round_seq = round_seq + 1 where id = $1 returning round_seq";
+        pub const ROUND_BY_KEY: &str = "select id from rounds where campaign_id = $1 and key = $2";
+        pub const INSERT_ROUND: &str = "insert into rounds (campaign_id, number, key, model_version, batch_size, exhausted) values ($1, $2, $3, $4, $5, $6) returning id";
+        pub const INSERT_CANDIDATE: &str = "insert into candidates (campaign_id, round_id, value, status) values ($1, $2, $3, 'pending') on conflict (campaign_id, value) do nothing returning id";
+        pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
+        pub const SET_EXHAUSTED: &str = "update rounds set exhausted = $2 where id = $1";
+        pub const ROUND: &str = "select id, campaign_id, number, key, model_version, batch_size, exhausted, created_at from rounds where id = $1";
+        pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
+        pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
+        pub const ABANDON: &str =
+            "update candidates set status = 'abandoned' where round_id = $1 and status = 'pending'";
+        pub const VALUES: &str = "select value from candidates where campaign_id = $1";
+        pub const LIST: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by case when $3 = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4 desc nulls last, c.id limit $5 offset $6";
+        pub const STATUS_COUNTS: &str =
+            "select status, count(*) from candidates where campaign_id = $1 group by status";
+        pub const ROUND_COUNT: &str = "select count(*) from rounds where campaign_id = $1";
+    }
+
+    pub mod postgres {
+        pub const BUMP_ROUND: &str = super::sqlite::BUMP_ROUND;
+        pub const ROUND_BY_KEY: &str = super::sqlite::ROUND_BY_KEY;
+        pub const INSERT_ROUND: &str = super::sqlite::INSERT_ROUND;
+        pub const INSERT_CANDIDATE: &str = super::sqlite::INSERT_CANDIDATE;
+        pub const ROUND: &str = concat!(
+            "select id, campaign_id, number, key, model_version, batch_size, exhausted, ",
+            pg_ts!("created_at"),
+            " as created_at from rounds where id = $1"
+        );
+        pub const CANDIDATES_OF_ROUND: &str = concat!(
+            "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
+            pg_ts!("c.created_at"),
+            " as created_at from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id"
+        );
+        pub const LABELS_OF_ROUND: &str = concat!(
+            "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, ",
+            pg_ts!("l.created_at"),
+            " as created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id"
+        );
+        pub const ABANDON: &str = super::sqlite::ABANDON;
+        pub const ROUND_SIZE: &str = super::sqlite::ROUND_SIZE;
+        pub const SET_EXHAUSTED: &str = super::sqlite::SET_EXHAUSTED;
+        pub const VALUES: &str = super::sqlite::VALUES;
+        pub const LIST: &str = concat!(
+            "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
+            pg_ts!("c.created_at"),
+            " as created_at from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by case when $3::text = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4::float8 desc nulls last, c.id limit $5 offset $6"
+        );
+        pub const STATUS_COUNTS: &str = super::sqlite::STATUS_COUNTS;
+        pub const ROUND_COUNT: &str = super::sqlite::ROUND_COUNT;
+    }
+}
+
+/// Runs the same statement on either backend (the SQL differs, the Rust does not).
+macro_rules! on_backend {
+    ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                let $sql = sql::sqlite::$name;
+                $body
+            }
+            Store::Postgres($pool) => {
+                let $sql = sql::postgres::$name;
+                $body
+            }
+        }
+    };
+}
+
+/// Inserts a round and as many of `values` as fit in `batch_size`, skipping any value the
+/// campaign already has. Generic over the transaction type of each backend.
+macro_rules! insert_round_tx {
+    ($tx:ident, $sql:path, $campaign_id:expr, $key:expr, $version:expr, $batch:expr, $exhausted:expr, $values:expr) => {{
+        use $sql as q;
+        let bumped: Option<(i64,)> = sqlx::query_as(q::BUMP_ROUND)
+            .bind($campaign_id)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let Some((number,)) = bumped else {
+            return Err(Error::not_found("campaign", $campaign_id));
+        };
+        if let Some(key) = $key {
+            let existing: Option<(i64,)> = sqlx::query_as(q::ROUND_BY_KEY)
+                .bind($campaign_id)
+                .bind(key)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if let Some((id,)) = existing {
+                return Ok(RoundInsert::Existing(id));
+            }
+        }
+        let (round_id,): (i64,) = sqlx::query_as(q::INSERT_ROUND)
+            .bind($campaign_id)
+            .bind(number)
+            .bind($key)
+            .bind($version)
+            .bind($batch)
+            .bind($exhausted)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let mut inserted = 0i64;
+        for value in $values {
+            if inserted >= $batch {
+                break;
+            }
+            let row: Option<(i64,)> = sqlx::query_as(q::INSERT_CANDIDATE)
+                .bind($campaign_id)
+                .bind(round_id)
+                .bind(value)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            inserted += i64::from(row.is_some());
+        }
+        $tx.commit().await?;
+        Ok(RoundInsert::Created(round_id))
+    }};
+}
+
+/// Adds candidates to an existing round up to its batch size (a top-up after concurrent
+/// rounds took some of the values first).
+macro_rules! top_up_tx {
+    ($tx:ident, $sql:path, $campaign_id:expr, $round_id:expr, $batch:expr, $exhausted:expr, $values:expr) => {{
+        use $sql as q;
+        let (mut have,): (i64,) = sqlx::query_as(q::ROUND_SIZE)
+            .bind($round_id)
+            .fetch_one(&mut *$tx)
+            .await?;
+        for value in $values {
+            if have >= $batch {
+                break;
+            }
+            let row: Option<(i64,)> = sqlx::query_as(q::INSERT_CANDIDATE)
+                .bind($campaign_id)
+                .bind($round_id)
+                .bind(value)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            have += i64::from(row.is_some());
+        }
+        sqlx::query(q::SET_EXHAUSTED)
+            .bind($round_id)
+            .bind($exhausted)
+            .execute(&mut *$tx)
+            .await?;
+        $tx.commit().await?;
+        Ok(have)
+    }};
+}
+
+impl Store {
+    /// Adds `values` (canonical texts) the campaign does not have yet to round `round_id`
+    /// until it holds `batch_size` candidates; records `exhausted`. Returns the round's size.
+    pub async fn top_up_round(
+        &self,
+        campaign_id: i64,
+        round_id: i64,
+        batch_size: i64,
+        exhausted: bool,
+        values: &[String],
+    ) -> Result<i64, Error> {
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("begin immediate").await?;
+                top_up_tx!(
+                    tx,
+                    sql::sqlite,
+                    campaign_id,
+                    round_id,
+                    batch_size,
+                    exhausted,
+                    values
+                )
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                top_up_tx!(
+                    tx,
+                    sql::postgres,
+                    campaign_id,
+                    round_id,
+                    batch_size,
+                    exhausted,
+                    values
+                )
+            }
+        }
+    }
+
+    /// Creates round `number = previous + 1` of the campaign with the first `batch_size` of
+    /// `values` (canonical texts, in order of preference) that the campaign does not have yet.
+    /// A `key` already used in the campaign returns that round instead; nothing is written.
+    #[tracing::instrument(skip_all, fields(campaign_id))]
+    pub async fn insert_round(
+        &self,
+        campaign_id: i64,
+        key: Option<&str>,
+        model_version: i64,
+        batch_size: i64,
+        exhausted: bool,
+        values: &[String],
+    ) -> Result<RoundInsert, Error> {
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("begin immediate").await?;
+                insert_round_tx!(
+                    tx,
+                    sql::sqlite,
+                    campaign_id,
+                    key,
+                    model_version,
+                    batch_size,
+                    exhausted,
+                    values
+                )
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_round_tx!(
+                    tx,
+                    sql::postgres,
+                    campaign_id,
+                    key,
+                    model_version,
+                    batch_size,
+                    exhausted,
+                    values
+                )
+            }
+        }
+    }
+
+    /// The round that used `key` in the campaign, if any.
+    pub async fn round_id_by_key(&self, campaign_id: i64, key: &str) -> Result<Option<i64>, Error> {
+        let row: Option<(i64,)> = on_backend!(self, ROUND_BY_KEY, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// A round's columns, or `NotFound`.
+    pub async fn round(&self, id: i64) -> Result<RoundRow, Error> {
+        let row: Option<RoundRow> = on_backend!(self, ROUND, |pool, q| {
+            sqlx::query_as(q).bind(id).fetch_optional(pool).await?
+        });
+        row.ok_or_else(|| Error::not_found("round", id))
+    }
+
+    /// The candidates of a round, in proposal order.
+    pub async fn round_candidates(&self, round_id: i64) -> Result<Vec<CandidateRow>, Error> {
+        Ok(on_backend!(self, CANDIDATES_OF_ROUND, |pool, q| {
+            sqlx::query_as(q).bind(round_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// The labels of a round's candidates, oldest first.
+    pub async fn round_labels(&self, round_id: i64) -> Result<Vec<LabelRow>, Error> {
+        Ok(on_backend!(self, LABELS_OF_ROUND, |pool, q| {
+            sqlx::query_as(q).bind(round_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// Marks the round's still-pending candidates abandoned.
+    #[tracing::instrument(skip_all, fields(round_id))]
+    pub async fn abandon_round(&self, round_id: i64) -> Result<u64, Error> {
+        self.round(round_id).await?;
+        Ok(on_backend!(self, ABANDON, |pool, q| {
+            sqlx::query(q)
+                .bind(round_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// Canonical texts of every value the campaign has proposed or imported.
+    pub async fn campaign_values(&self, campaign_id: i64) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> = on_backend!(self, VALUES, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// A page of the campaign's candidates. `by_reward` orders by mean reward (best first,
+    /// `maximize` deciding which end is best), else by creation.
+    pub async fn list_candidates(
+        &self,
+        campaign_id: i64,
+        status: Option<CandidateStatus>,
+        by_reward: bool,
+        maximize: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<CandidateRow>, Error> {
+        let order = if by_reward { "reward" } else { "created" };
+        let sign = if maximize { 1.0f64 } else { -1.0 };
+        Ok(on_backend!(self, LIST, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(status.map(CandidateStatus::as_str))
+                .bind(order)
+                .bind(sign)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Candidate counts by status and the number of rounds.
+    pub async fn stats(&self, campaign_id: i64) -> Result<Stats, Error> {
+        let counts: Vec<(String, i64)> = on_backend!(self, STATUS_COUNTS, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        });
+        let (rounds,): (i64,) = on_backend!(self, ROUND_COUNT, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
+        });
+        let mut stats = Stats {
+            rounds,
+            ..Stats::default()
+        };
+        for (status, n) in counts {
+            stats.candidates += n;
+            match status.as_str() {
+                "pending" => stats.pending = n,
+                "labelled" => stats.labelled = n,
+                "failed" => stats.failed = n,
+                "abandoned" => stats.abandoned = n,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+}
