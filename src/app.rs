@@ -60,7 +60,8 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let address = self.listener.local_addr()?;
+        tracing::info!(%address, "listening");
         let trainer = self.state.trainer.clone();
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)

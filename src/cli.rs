@@ -47,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.bind).await?;
                 let app = crate::app::App::build(config, listener).await?;
+                // One plain line on stdout for scripts (and tests) that start the server
+                // on port 0 and need to know where it listens.
+                println!("flowlab listening on http://{}", app.local_addr()?);
                 app.run(shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;

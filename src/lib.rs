@@ -18,5 +18,6 @@ pub mod domain;
 pub mod error;
 pub mod gfn;
 pub mod http;
+pub mod proxy;
 pub mod store;
 pub mod trainer;

@@ -2,7 +2,6 @@
 //! stored; the first bad one answers 400 (or 404 for an unknown id) with its index.
 
 use super::error::ApiError;
-use super::extract::ApiJson;
 use super::AppState;
 use crate::domain::label::{
     LabelItem, LabelTarget, LabelsOutcome, LabelsRequest, NewLabel, MAX_LABELS,
@@ -10,8 +9,12 @@ use crate::domain::label::{
 use crate::error::Error;
 use crate::gfn::propose::canonical;
 use crate::gfn::Space;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,12 +25,46 @@ const MAX_ERROR_BYTES: usize = 4096;
 const MAX_KEY_BYTES: usize = 200;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-#[tracing::instrument(skip_all, fields(labels = body.labels.len()))]
+/// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
+/// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`; the campaign
+/// may also be given once as `?campaign_id=`).
+#[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<LabelsRequest>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LabelsOutcome>, ApiError> {
-    let labels = validate(&state, body.labels).await?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge("request body is over the size limit".into())
+        } else {
+            ApiError::BadRequest {
+                code: "bad_request",
+                message: e.body_text(),
+                details: json!(null),
+            }
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let labels = if content_type.starts_with("application/json") {
+        if let Some(name) = query.keys().next() {
+            return Err(Error::invalid(name.clone(), "unknown query parameter").into());
+        }
+        let request: LabelsRequest = serde_json::from_slice(&body).map_err(json_error)?;
+        validate(&state, request.labels).await?
+    } else if content_type.starts_with("text/csv") {
+        let items = parse_csv(&body, &query)?;
+        validate(&state, items).await.map_err(csv_rows)?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json or text/csv".into(),
+        ));
+    };
     let (outcome, campaigns) = state.store.insert_labels(&labels).await?;
     if outcome.accepted > 0 {
         for campaign_id in campaigns {
@@ -35,6 +72,149 @@ pub async fn create(
         }
     }
     Ok(Json(outcome))
+}
+
+/// The same split as the JSON extractor: syntax errors are `malformed_json`, the rest
+/// (types, unknown or missing fields) `invalid_body`.
+fn json_error(e: serde_json::Error) -> ApiError {
+    let code = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed_json",
+        _ => "invalid_body",
+    };
+    ApiError::BadRequest {
+        code,
+        message: e.to_string(),
+        details: json!(null),
+    }
+}
+
+/// Reads CSV rows into label items. Row numbers count the header as row 1.
+fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelItem>, ApiError> {
+    let bad = |row: usize, column: &str, reason: String| {
+        ApiError::from(Error::InvalidItem {
+            index: row.saturating_sub(2),
+            field: format!("row {row}, column {column}"),
+            reason,
+        })
+    };
+    let mut default_campaign = None;
+    for (name, value) in query {
+        match name.as_str() {
+            "campaign_id" => {
+                default_campaign = Some(value.parse::<i64>().map_err(|_| {
+                    ApiError::from(Error::invalid("campaign_id", "must be an integer"))
+                })?)
+            }
+            other => {
+                return Err(Error::invalid(other.to_string(), "unknown query parameter").into())
+            }
+        }
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|e| ApiError::from(Error::invalid("csv", format!("unreadable header: {e}"))))?
+        .clone();
+    const COLUMNS: [&str; 7] = [
+        "candidate_id",
+        "campaign_id",
+        "value",
+        "reward",
+        "failed",
+        "error",
+        "key",
+    ];
+    for h in headers.iter() {
+        if !COLUMNS.contains(&h) {
+            return Err(Error::invalid(
+                "csv",
+                format!("unknown column {h:?}; expected some of {COLUMNS:?}"),
+            )
+            .into());
+        }
+    }
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let mut items = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let row = i + 2;
+        let record = record.map_err(|e| bad(row, "*", e.to_string()))?;
+        let cell = |name: &str| {
+            column(name)
+                .and_then(|c| record.get(c))
+                .filter(|v| !v.is_empty())
+        };
+        let int = |name: &str| -> Result<Option<i64>, ApiError> {
+            cell(name)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| bad(row, name, format!("{v:?} is not an integer")))
+                })
+                .transpose()
+        };
+        let candidate_id = int("candidate_id")?;
+        let value = cell("value").map(|v| {
+            // Grids and sets are written as their JSON arrays; sequences as bare strings.
+            if v.starts_with('[') {
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()))
+            } else {
+                serde_json::Value::String(v.to_string())
+            }
+        });
+        let campaign_id = int("campaign_id")?.or(if value.is_some() {
+            default_campaign
+        } else {
+            None
+        });
+        let reward = cell("reward")
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| bad(row, "reward", format!("{v:?} is not a number")))
+            })
+            .transpose()?;
+        let failed = match cell("failed").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(bad(
+                    row,
+                    "failed",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
+        items.push(LabelItem {
+            candidate_id,
+            campaign_id,
+            value,
+            reward,
+            failed,
+            error: cell("error").map(str::to_string),
+            key: cell("key").map(str::to_string),
+            metadata: None,
+        });
+    }
+    Ok(items)
+}
+
+/// Item errors of a CSV upload name the row (header = row 1) rather than the JSON path.
+fn csv_rows(e: Error) -> ApiError {
+    match e {
+        Error::InvalidItem {
+            index,
+            field,
+            reason,
+        } => {
+            let column = field.rsplit('.').next().unwrap_or("").to_string();
+            ApiError::from(Error::InvalidItem {
+                index,
+                field: format!("row {}, column {column}", index + 2),
+                reason,
+            })
+        }
+        other => other.into(),
+    }
 }
 
 /// Checks every item and parses values with their campaign's space.

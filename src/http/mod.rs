@@ -7,6 +7,8 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod labels;
+pub mod model;
+pub mod preview;
 pub mod rounds;
 
 use crate::store::Store;
@@ -35,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/campaigns", post(campaigns::create).get(campaigns::list))
         .route("/campaigns/{id}", get(campaigns::get))
         .route("/campaigns/{id}/candidates", get(candidates::list))
+        .route("/campaigns/{id}/model", get(model::get))
+        .route("/campaigns/{id}/model/sample", get(preview::sample))
         .route("/rounds", post(rounds::create))
         .route("/rounds/{id}", get(rounds::get))
         .route("/rounds/{id}/abandon", post(rounds::abandon))

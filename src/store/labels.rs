@@ -15,6 +15,9 @@ use std::collections::HashMap;
 
 mod sql {
     pub mod sqlite {
+        /// `begin immediate` already holds SQLite's write lock.
+        pub const LOCK_CAMPAIGNS: &str =
+            "select id from campaigns where id in (select value from json_each($1)) order by id";
         pub const CANDIDATES_BY_ID: &str =
             "select id, campaign_id from candidates where id in (select value from json_each($1))";
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing";
@@ -26,6 +29,9 @@ mod sql {
     }
 
     pub mod postgres {
+        /// Label batches and rounds of a campaign write one at a time (in campaign order), so
+        /// no two transactions wait on each other's uncommitted candidates or keys.
+        pub const LOCK_CAMPAIGNS: &str = "select id from campaigns where id in (select (jsonb_array_elements_text($1::jsonb))::bigint) order by id for update";
         pub const CANDIDATES_BY_ID: &str = "select id, campaign_id from candidates where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
@@ -65,6 +71,17 @@ macro_rules! insert_labels_tx {
                 }
             }
         }
+        let mut campaigns: Vec<i64> = campaign_of
+            .values()
+            .copied()
+            .chain(labels.iter().filter_map(|l| match l.target {
+                LabelTarget::Value { campaign_id, .. } => Some(campaign_id),
+                LabelTarget::Candidate(_) => None,
+            }))
+            .collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        sqlx::query(q::LOCK_CAMPAIGNS).bind(json!(campaigns).to_string()).execute(&mut *$tx).await?;
         // 2. Values: import the ones the campaign never proposed, then resolve all.
         let values: Vec<serde_json::Value> = labels
             .iter()
@@ -151,9 +168,6 @@ macro_rules! insert_labels_tx {
             sqlx::query(q::STATUS).bind(&touched).execute(&mut *$tx).await?;
         }
         $tx.commit().await?;
-        let mut campaigns: Vec<i64> = campaign_of.values().copied().collect();
-        campaigns.sort_unstable();
-        campaigns.dedup();
         Ok((LabelsOutcome { accepted, duplicates }, campaigns))
     }};
 }

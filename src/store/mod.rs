@@ -26,7 +26,7 @@ mod labels;
 mod postgres;
 mod rounds;
 mod sqlite;
-mod training;
+pub mod training;
 
 pub use rounds::{CandidateRow, CandidateStatus, LabelRow, RoundInsert, RoundRow, Stats};
 

@@ -98,6 +98,8 @@ mod sql {
         pub const INSERT_ROUND: &str = "insert into rounds (campaign_id, number, key, model_version, batch_size, exhausted) values ($1, $2, $3, $4, $5, $6) returning id";
         pub const INSERT_CANDIDATE: &str = "insert into candidates (campaign_id, round_id, value, status) values ($1, $2, $3, 'pending') on conflict (campaign_id, value) do nothing returning id";
         pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
+        /// `begin immediate` already holds SQLite's write lock.
+        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
         pub const SET_EXHAUSTED: &str = "update rounds set exhausted = $2 where id = $1";
         pub const ROUND: &str = "select id, campaign_id, number, key, model_version, batch_size, exhausted, created_at from rounds where id = $1";
         pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
@@ -133,6 +135,9 @@ mod sql {
         );
         pub const ABANDON: &str = super::sqlite::ABANDON;
         pub const ROUND_SIZE: &str = super::sqlite::ROUND_SIZE;
+        /// Candidate inserts of one campaign run one transaction at a time, so two of them
+        /// never wait on each other's uncommitted values (a deadlock).
+        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1 for update";
         pub const SET_EXHAUSTED: &str = super::sqlite::SET_EXHAUSTED;
         pub const VALUES: &str = super::sqlite::VALUES;
         pub const LIST: &str = concat!(
@@ -215,6 +220,10 @@ macro_rules! insert_round_tx {
 macro_rules! top_up_tx {
     ($tx:ident, $sql:path, $campaign_id:expr, $round_id:expr, $batch:expr, $exhausted:expr, $values:expr) => {{
         use $sql as q;
+        sqlx::query(q::LOCK_CAMPAIGN)
+            .bind($campaign_id)
+            .execute(&mut *$tx)
+            .await?;
         let (mut have,): (i64,) = sqlx::query_as(q::ROUND_SIZE)
             .bind($round_id)
             .fetch_one(&mut *$tx)

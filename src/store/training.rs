@@ -1,29 +1,615 @@
-//! Training data, checkpoints, training runs and leases (the trainer's storage).
+//! The trainer's storage: training data and label counts, checkpoints, training runs, the
+//! campaign's model status, and the per-campaign training lease.
+//!
+//! Leases (one row per campaign in `leases`): acquiring is one upsert that succeeds when the
+//! row is absent, expired, or already ours, and bumps the fencing token every time.
+//! Releasing expires the row instead of deleting it, so a campaign's tokens never repeat.
+//! Every write a training run makes to the campaign's model (the checkpoint above all) is
+//! guarded by `exists (lease with our owner and token, not expired)`, so a process that lost
+//! its lease while computing cannot overwrite the work of the one that took it over.
+//!
+//! Imports no axum; SQL for both backends lives in `sql` below, next to the methods.
 
 use super::Store;
 use crate::error::Error;
+use serde::Serialize;
 
-const SUCCESSFUL_LABELS: &str =
-    "select coalesce(sum(n_success), 0) from candidates where campaign_id = $1";
+/// Most training runs listed by [`Store::model_overview`].
+pub const HISTORY_LIMIT: i64 = 50;
 
-impl Store {
-    /// Number of successful observations stored for the campaign.
-    pub async fn successful_label_count(&self, campaign_id: i64) -> Result<i64, Error> {
-        let (n,): (i64,) = match self {
+/// A held training lease: the campaign, this process's owner name, and the fencing token
+/// of this acquisition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub campaign_id: i64,
+    pub owner: String,
+    pub token: i64,
+}
+
+/// A checkpoint's bookkeeping, without its weights.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CheckpointInfo {
+    /// 1, 2, ... per campaign.
+    pub version: i64,
+    /// Successful observations the checkpoint was trained on.
+    pub trained_on_labels: i64,
+    /// Optimisation steps the network has had in total, over every run it resumed from.
+    pub steps: i64,
+    /// Mean loss of the last steps of the run that wrote it.
+    pub loss: Option<f64>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// One training run, as `GET /campaigns/{id}/model` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TrainingRunRow {
+    pub id: i64,
+    /// The trainer (process) that ran it.
+    pub owner: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Successful observations the run trained on.
+    pub labels: i64,
+    /// Optimisation steps of this run alone.
+    pub steps: i64,
+    pub loss: Option<f64>,
+    /// The checkpoint version it wrote (succeeded runs only).
+    pub version: Option<i64>,
+    pub error: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC; null while running.
+    pub finished_at: Option<String>,
+}
+
+/// The model's state as `GET /campaigns/{id}/model` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelOverview {
+    /// Newest checkpoint version, 0 before any.
+    pub version: i64,
+    /// `untrained`, `training`, `ready` or `failed`.
+    pub status: String,
+    /// Why the last run failed, when `status` is `failed`.
+    pub error: Option<String>,
+    pub trained_on_labels: i64,
+    /// Total optimisation steps of the newest checkpoint.
+    pub steps: i64,
+    pub loss: Option<f64>,
+    /// The surrogate's held-out quality; null until the proxy exists.
+    pub proxy: Option<serde_json::Value>,
+    /// Latest of the newest checkpoint's creation and the newest run's start or finish;
+    /// null before any training.
+    pub updated_at: Option<String>,
+    /// Training runs, newest first, at most [`HISTORY_LIMIT`].
+    pub history: Vec<TrainingRunRow>,
+}
+
+/// What a finished run stores along with its checkpoint.
+#[derive(Debug, Clone)]
+pub struct NewCheckpoint<'a> {
+    /// Safetensors bytes.
+    pub weights: &'a [u8],
+    pub trained_on_labels: i64,
+    /// Total steps of the network (checkpoint) and steps of this run (training run row).
+    pub total_steps: i64,
+    pub run_steps: i64,
+    pub loss: Option<f64>,
+    /// JSON text.
+    pub metrics: &'a str,
+}
+
+/// How an unsuccessful run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Training broke (bad data, unreadable checkpoint, panic): the campaign is `failed`.
+    Failed,
+    /// Stopped from outside (shutdown, lost lease): the campaign's status is restored.
+    Cancelled,
+}
+
+mod sql {
+    /// `now` as SQLite stores timestamps.
+    macro_rules! sqlite_now {
+        () => {
+            "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+        };
+    }
+
+    /// `exists (our live lease)` with `$1` campaign, and the owner, token and now (ms) at
+    /// the given placeholders. The same text on both backends.
+    macro_rules! our_lease {
+        ($owner:literal, $token:literal, $now:literal) => {
+            concat!(
+                "exists (select 1 from leases where campaign_id = $1 and owner = ",
+                $owner,
+                " and token = ",
+                $token,
+                " and expires_at_ms > ",
+                $now,
+                ")"
+            )
+        };
+    }
+
+    /// `not exists (someone else's live lease)`, placeholders as in `our_lease!`.
+    macro_rules! no_other_lease {
+        ($owner:literal, $token:literal, $now:literal) => {
+            concat!(
+                "not exists (select 1 from leases where campaign_id = $1 and expires_at_ms > ",
+                $now,
+                " and not (owner = ",
+                $owner,
+                " and token = ",
+                $token,
+                "))"
+            )
+        };
+    }
+
+    pub mod sqlite {
+        pub const SUCCESSFUL_LABELS: &str =
+            "select coalesce(sum(n_success), 0) from candidates where campaign_id = $1";
+        pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
+        pub const MODEL_STATUS: &str =
+            "select model_status, model_error from campaigns where id = $1";
+        pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
+        pub const NEWEST_VERSION: &str =
+            "select max(version) from checkpoints where campaign_id = $1";
+        pub const CHECKPOINT_WEIGHTS: &str =
+            "select weights from checkpoints where campaign_id = $1 and version = $2";
+        pub const TRAINING_RUNS: &str = "select id, owner, status, labels, steps, loss, version, error, started_at, finished_at from training_runs where campaign_id = $1 order by id desc limit $2";
+        // Campaigns with successful observations their newest checkpoint has not seen.
+        // Failed campaigns wait for new labels (a notification) rather than a retry loop.
+        pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and (select coalesce(sum(d.n_success), 0) from candidates d where d.campaign_id = c.id) > coalesce((select k.trained_on_labels from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
+        pub const ACQUIRE_LEASE: &str = "insert into leases (campaign_id, owner, token, expires_at_ms) values ($1, $2, 1, $3) on conflict (campaign_id) do update set owner = excluded.owner, token = leases.token + 1, expires_at_ms = excluded.expires_at_ms where leases.expires_at_ms < $4 or leases.owner = excluded.owner returning token";
+        pub const RENEW_LEASE: &str = "update leases set expires_at_ms = $4 where campaign_id = $1 and owner = $2 and token = $3";
+        pub const RELEASE_LEASE: &str = "update leases set expires_at_ms = 0 where campaign_id = $1 and owner = $2 and token = $3";
+        // Runs left `running` by a trainer that died: whoever holds the lease now knows
+        // nobody else is running, so they are closed when the next run starts.
+        pub const CLOSE_ABANDONED_RUNS: &str = concat!(
+            "update training_runs set status = 'cancelled', error = 'abandoned: its trainer stopped without finishing', finished_at = ",
+            sqlite_now!(),
+            " where campaign_id = $1 and status = 'running'"
+        );
+        pub const INSERT_RUN: &str = concat!(
+            "insert into training_runs (campaign_id, owner, status, labels) select $1, $2, 'running', $4 where ",
+            our_lease!("$2", "$3", "$5"),
+            " returning id"
+        );
+        pub const MARK_TRAINING: &str =
+            "update campaigns set model_status = 'training', model_error = null where id = $1";
+        pub const INSERT_CHECKPOINT: &str = concat!(
+            "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $5, $6, $7, $8, $9 where ",
+            our_lease!("$2", "$3", "$4"),
+            " returning version"
+        );
+        pub const MARK_READY: &str =
+            "update campaigns set model_status = 'ready', model_error = null where id = $1";
+        pub const FINISH_RUN: &str = concat!(
+            "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, finished_at = ",
+            sqlite_now!(),
+            " where id = $1"
+        );
+        pub const END_RUN: &str = concat!(
+            "update training_runs set status = $2, error = $3, finished_at = ",
+            sqlite_now!(),
+            " where id = $1 and status = 'running'"
+        );
+        pub const MARK_FAILED: &str = concat!(
+            "update campaigns set model_status = 'failed', model_error = $5 where id = $1 and ",
+            no_other_lease!("$2", "$3", "$4")
+        );
+        pub const RESTORE_STATUS: &str = concat!(
+            "update campaigns set model_status = case when exists (select 1 from checkpoints where campaign_id = $1) then 'ready' else 'untrained' end where id = $1 and model_status = 'training' and ",
+            no_other_lease!("$2", "$3", "$4")
+        );
+        pub const IMPORT_CHECKPOINT: &str = "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $2, $3, $4, null, $5 returning version";
+    }
+
+    pub mod postgres {
+        pub const SUCCESSFUL_LABELS: &str =
+            "select coalesce(sum(n_success), 0)::bigint from candidates where campaign_id = $1";
+        pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
+        pub const MODEL_STATUS: &str = super::sqlite::MODEL_STATUS;
+        pub const NEWEST_CHECKPOINT: &str = concat!(
+            "select version, trained_on_labels, steps, loss, ",
+            pg_ts!("created_at"),
+            " as created_at from checkpoints where campaign_id = $1 order by version desc limit 1"
+        );
+        pub const NEWEST_VERSION: &str = super::sqlite::NEWEST_VERSION;
+        pub const CHECKPOINT_WEIGHTS: &str = super::sqlite::CHECKPOINT_WEIGHTS;
+        pub const TRAINING_RUNS: &str = concat!(
+            "select id, owner, status, labels, steps, loss, version, error, ",
+            pg_ts!("started_at"),
+            " as started_at, ",
+            pg_ts!("finished_at"),
+            " as finished_at from training_runs where campaign_id = $1 order by id desc limit $2"
+        );
+        pub const TO_TRAIN: &str = super::sqlite::TO_TRAIN;
+        pub const ACQUIRE_LEASE: &str = super::sqlite::ACQUIRE_LEASE;
+        pub const RENEW_LEASE: &str = super::sqlite::RENEW_LEASE;
+        pub const RELEASE_LEASE: &str = super::sqlite::RELEASE_LEASE;
+        pub const CLOSE_ABANDONED_RUNS: &str = "update training_runs set status = 'cancelled', error = 'abandoned: its trainer stopped without finishing', finished_at = now() where campaign_id = $1 and status = 'running'";
+        pub const INSERT_RUN: &str = super::sqlite::INSERT_RUN;
+        pub const MARK_TRAINING: &str = super::sqlite::MARK_TRAINING;
+        pub const INSERT_CHECKPOINT: &str = super::sqlite::INSERT_CHECKPOINT;
+        pub const MARK_READY: &str = super::sqlite::MARK_READY;
+        pub const FINISH_RUN: &str = "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, finished_at = now() where id = $1";
+        pub const END_RUN: &str = "update training_runs set status = $2, error = $3, finished_at = now() where id = $1 and status = 'running'";
+        pub const MARK_FAILED: &str = super::sqlite::MARK_FAILED;
+        pub const RESTORE_STATUS: &str = super::sqlite::RESTORE_STATUS;
+        pub const IMPORT_CHECKPOINT: &str = super::sqlite::IMPORT_CHECKPOINT;
+    }
+}
+
+/// Runs the same Rust on either backend with that backend's SQL constant `$name`.
+macro_rules! per_backend {
+    ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                let $sql = sql::sqlite::$name;
+                $body
+            }
+            Store::Postgres($pool) => {
+                let $sql = sql::postgres::$name;
+                $body
+            }
+        }
+    };
+}
+
+/// Opens a write transaction (SQLite: `begin immediate`, so the write lock is taken up front
+/// and two writers never deadlock upgrading a read lock) and runs `$body` with `q` naming
+/// the backend's SQL module.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident, $q:ident| $body:expr) => {
+        match $store {
             Store::Sqlite(pool) => {
-                sqlx::query_as(SUCCESSFUL_LABELS)
-                    .bind(campaign_id)
-                    .fetch_one(pool)
-                    .await?
+                let mut $tx = pool.begin_with("begin immediate").await?;
+                use sql::sqlite as $q;
+                $body
             }
             Store::Postgres(pool) => {
-                let sql = "select coalesce(sum(n_success), 0)::bigint from candidates where campaign_id = $1";
-                sqlx::query_as(sql)
-                    .bind(campaign_id)
-                    .fetch_one(pool)
-                    .await?
+                let mut $tx = pool.begin().await?;
+                use sql::postgres as $q;
+                $body
             }
-        };
+        }
+    };
+}
+
+impl Store {
+    /// Number of successful observations stored for the campaign (the sum of its
+    /// candidates' `n_success`); failed observations never count.
+    pub async fn successful_label_count(&self, campaign_id: i64) -> Result<i64, Error> {
+        let (n,): (i64,) = per_backend!(self, SUCCESSFUL_LABELS, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
+        });
         Ok(n)
+    }
+
+    /// The campaign's labelled candidates: canonical value text and mean reward over its
+    /// successful observations, in insertion order.
+    #[tracing::instrument(skip_all, fields(campaign_id))]
+    pub async fn training_data(&self, campaign_id: i64) -> Result<Vec<(String, f64)>, Error> {
+        Ok(per_backend!(self, TRAINING_DATA, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// The campaign's `model_status` and `model_error`; `NotFound` for an unknown campaign.
+    pub async fn model_status(&self, campaign_id: i64) -> Result<(String, Option<String>), Error> {
+        let row: Option<(String, Option<String>)> = per_backend!(self, MODEL_STATUS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| Error::not_found("campaign", campaign_id))
+    }
+
+    /// Bookkeeping of the newest checkpoint, if any.
+    pub async fn newest_checkpoint(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Option<CheckpointInfo>, Error> {
+        Ok(per_backend!(self, NEWEST_CHECKPOINT, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// The newest checkpoint version (an index lookup, cheap enough for every round).
+    pub async fn newest_checkpoint_version(&self, campaign_id: i64) -> Result<Option<i64>, Error> {
+        let (version,): (Option<i64>,) = per_backend!(self, NEWEST_VERSION, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
+        });
+        Ok(version)
+    }
+
+    /// The safetensors bytes of one checkpoint.
+    pub async fn checkpoint_weights(
+        &self,
+        campaign_id: i64,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let row: Option<(Vec<u8>,)> = per_backend!(self, CHECKPOINT_WEIGHTS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(version)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(w,)| w))
+    }
+
+    /// The campaign's training runs, newest first, at most `limit`.
+    pub async fn training_runs(
+        &self,
+        campaign_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TrainingRunRow>, Error> {
+        Ok(per_backend!(self, TRAINING_RUNS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Status, newest checkpoint and run history of the campaign's model; `NotFound` for an
+    /// unknown campaign.
+    #[tracing::instrument(skip_all, fields(campaign_id))]
+    pub async fn model_overview(&self, campaign_id: i64) -> Result<ModelOverview, Error> {
+        let (status, error) = self.model_status(campaign_id).await?;
+        let newest = self.newest_checkpoint(campaign_id).await?;
+        let history = self.training_runs(campaign_id, HISTORY_LIMIT).await?;
+        // Both backends write the same fixed-width RFC 3339 form, so text order is time order.
+        let updated_at = history
+            .first()
+            .map(|r| {
+                r.finished_at
+                    .clone()
+                    .unwrap_or_else(|| r.started_at.clone())
+            })
+            .into_iter()
+            .chain(newest.as_ref().map(|c| c.created_at.clone()))
+            .max();
+        Ok(ModelOverview {
+            version: newest.as_ref().map_or(0, |c| c.version),
+            error: if status == "failed" { error } else { None },
+            status,
+            trained_on_labels: newest.as_ref().map_or(0, |c| c.trained_on_labels),
+            steps: newest.as_ref().map_or(0, |c| c.steps),
+            loss: newest.as_ref().and_then(|c| c.loss),
+            proxy: None,
+            updated_at,
+            history,
+        })
+    }
+
+    /// Campaigns that are not `failed` and have successful observations that their newest
+    /// checkpoint was not trained on.
+    pub async fn campaigns_to_train(&self) -> Result<Vec<i64>, Error> {
+        let rows: Vec<(i64,)> = per_backend!(self, TO_TRAIN, |pool, q| {
+            sqlx::query_as(q).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Takes the campaign's training lease for `owner` until `now_ms + ttl_ms` (Unix ms)
+    /// when nobody holds it, it expired, or `owner` already holds it. Returns the lease with
+    /// its new fencing token, or `None` while another owner's lease is live.
+    #[tracing::instrument(skip_all, fields(campaign_id, owner))]
+    pub async fn acquire_lease(
+        &self,
+        campaign_id: i64,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, Error> {
+        let row: Option<(i64,)> = per_backend!(self, ACQUIRE_LEASE, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(owner)
+                .bind(now_ms.saturating_add(ttl_ms))
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(token,)| Lease {
+            campaign_id,
+            owner: owner.to_string(),
+            token,
+        }))
+    }
+
+    /// Extends a held lease to `expires_at_ms`. `false` means the lease is lost: another
+    /// owner took it (the token moved on), and the work under it must stop.
+    pub async fn renew_lease(&self, lease: &Lease, expires_at_ms: i64) -> Result<bool, Error> {
+        let done = per_backend!(self, RENEW_LEASE, |pool, q| {
+            sqlx::query(q)
+                .bind(lease.campaign_id)
+                .bind(&lease.owner)
+                .bind(lease.token)
+                .bind(expires_at_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Gives a lease up (expires it; a lease already taken over is left alone).
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
+        per_backend!(self, RELEASE_LEASE, |pool, q| {
+            sqlx::query(q)
+                .bind(lease.campaign_id)
+                .bind(&lease.owner)
+                .bind(lease.token)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Records the start of a run under `lease` on `labels` successful observations: closes
+    /// runs a dead trainer left `running`, inserts the `running` row and marks the campaign
+    /// `training`. Returns the run id, or `None` when the lease was lost meanwhile.
+    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id))]
+    pub async fn begin_training_run(
+        &self,
+        lease: &Lease,
+        labels: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        write_tx!(self, |tx, q| {
+            sqlx::query(q::CLOSE_ABANDONED_RUNS)
+                .bind(lease.campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            let run: Option<(i64,)> = sqlx::query_as(q::INSERT_RUN)
+                .bind(lease.campaign_id)
+                .bind(&lease.owner)
+                .bind(lease.token)
+                .bind(labels)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((run_id,)) = run else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            sqlx::query(q::MARK_TRAINING)
+                .bind(lease.campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(run_id))
+        })
+    }
+
+    /// Stores a finished run's checkpoint as version `previous + 1`, marks the campaign
+    /// `ready` and the run `succeeded`, in one transaction, only while `lease` is still
+    /// held at `now_ms`. Returns the version, or `None` (nothing written) when the lease
+    /// was lost.
+    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id))]
+    pub async fn commit_checkpoint(
+        &self,
+        lease: &Lease,
+        run_id: i64,
+        checkpoint: &NewCheckpoint<'_>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        write_tx!(self, |tx, q| {
+            let inserted: Option<(i64,)> = sqlx::query_as(q::INSERT_CHECKPOINT)
+                .bind(lease.campaign_id)
+                .bind(&lease.owner)
+                .bind(lease.token)
+                .bind(now_ms)
+                .bind(checkpoint.weights)
+                .bind(checkpoint.trained_on_labels)
+                .bind(checkpoint.total_steps)
+                .bind(checkpoint.loss)
+                .bind(checkpoint.metrics)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((version,)) = inserted else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            sqlx::query(q::MARK_READY)
+                .bind(lease.campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(q::FINISH_RUN)
+                .bind(run_id)
+                .bind(checkpoint.trained_on_labels)
+                .bind(checkpoint.run_steps)
+                .bind(checkpoint.loss)
+                .bind(version)
+                .bind(checkpoint.metrics)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(version))
+        })
+    }
+
+    /// Ends a run that wrote no checkpoint. `Failed`: the campaign becomes `failed` with
+    /// `reason`; `Cancelled`: it goes back to `ready` or `untrained`. The campaign is left
+    /// alone while another owner holds a live lease on it (that owner's status wins).
+    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id))]
+    pub async fn end_training_run(
+        &self,
+        lease: &Lease,
+        run_id: i64,
+        end: RunEnd,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let status = match end {
+            RunEnd::Failed => "failed",
+            RunEnd::Cancelled => "cancelled",
+        };
+        write_tx!(self, |tx, q| {
+            sqlx::query(q::END_RUN)
+                .bind(run_id)
+                .bind(status)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
+            let campaign = match end {
+                RunEnd::Failed => sqlx::query(q::MARK_FAILED),
+                RunEnd::Cancelled => sqlx::query(q::RESTORE_STATUS),
+            };
+            let campaign = campaign
+                .bind(lease.campaign_id)
+                .bind(&lease.owner)
+                .bind(lease.token)
+                .bind(now_ms);
+            match end {
+                RunEnd::Failed => campaign.bind(reason).execute(&mut *tx).await?,
+                RunEnd::Cancelled => campaign.execute(&mut *tx).await?,
+            };
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Stores a checkpoint made elsewhere (a pretrained or restored model) as the campaign's
+    /// newest version, outside any lease, and marks the model `ready`. The bytes are not
+    /// checked here: the trainer resumes from them, and a checkpoint that does not load for
+    /// the campaign's space makes its next run fail.
+    #[tracing::instrument(skip_all, fields(campaign_id))]
+    pub async fn import_checkpoint(
+        &self,
+        campaign_id: i64,
+        weights: &[u8],
+        trained_on_labels: i64,
+        steps: i64,
+        metrics: &str,
+    ) -> Result<i64, Error> {
+        write_tx!(self, |tx, q| {
+            let (version,): (i64,) = sqlx::query_as(q::IMPORT_CHECKPOINT)
+                .bind(campaign_id)
+                .bind(weights)
+                .bind(trained_on_labels)
+                .bind(steps)
+                .bind(metrics)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(q::MARK_READY)
+                .bind(campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(version)
+        })
     }
 }

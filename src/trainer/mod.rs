@@ -2,13 +2,29 @@
 //! dedicated compute thread, under a per-campaign lease in the database; keeps a cache of
 //! loaded checkpoints for rounds; lets requests wait for the model to catch up.
 //!
-//! (Interface in place; the implementation lands with the trainer.)
+//! - `schedule`: which campaign trains next (pure; coalesces notifications).
+//! - `supervisor`: the tokio task that takes leases, heartbeats them, and records runs.
+//! - `compute`: the named compute thread with its rayon pool, and the training job.
+//!
+//! May import `store`, `gfn`, `proxy` and `domain`; never axum.
+
+mod compute;
+mod schedule;
+mod supervisor;
 
 use crate::error::Error;
 use crate::gfn::{GflowNet, Space};
 use crate::store::Store;
-use std::sync::Arc;
+use schedule::Schedule;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often `wait_for_model` re-reads the database: another process may be the trainer,
+/// and its progress only shows there.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Settings of the trainer.
 #[derive(Debug, Clone)]
@@ -26,53 +42,236 @@ pub struct TrainerConfig {
 pub struct TrainerHandle {
     store: Store,
     config: Arc<TrainerConfig>,
+    inner: Arc<Inner>,
 }
 
 /// A loaded checkpoint: its version and the network.
 pub type LoadedModel = (i64, Arc<GflowNet>);
 
+/// One campaign's cached model; the async lock makes concurrent requests for a new version
+/// load it once.
+type ModelSlot = Arc<tokio::sync::Mutex<Option<LoadedModel>>>;
+
+/// What the handles share. Dropping the last handle stops the supervisor.
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    wake: mpsc::UnboundedSender<i64>,
+    stop: watch::Sender<bool>,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    models: Mutex<HashMap<i64, ModelSlot>>,
+}
+
+/// State shared by the handle and the supervisor task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// This trainer's name in leases: the configured owner and a random suffix, so two
+    /// trainers in one process (tests, embedding) never mistake each other's leases.
+    owner: String,
+    schedule: Mutex<Schedule>,
+    /// Bumped after every run of a campaign, to wake `wait_for_model`.
+    signals: Mutex<HashMap<i64, watch::Sender<u64>>>,
+    /// Set once shutdown begins.
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn subscribe(&self, campaign_id: i64) -> watch::Receiver<u64> {
+        lock(&self.signals)
+            .entry(campaign_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn signal(&self, campaign_id: i64) {
+        if let Some(sender) = lock(&self.signals).get(&campaign_id) {
+            sender.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it: every value
+/// kept under these locks stays consistent between statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl TrainerHandle {
-    /// Starts the supervisor and the compute thread.
+    /// Starts the supervisor and the compute thread. Must be called within a tokio
+    /// runtime; outside one nothing is trained (and an error is logged).
     pub fn start(store: Store, config: TrainerConfig) -> Self {
+        let config = Arc::new(config);
+        let shared = Arc::new(Shared {
+            owner: format!("{}/{:08x}", config.owner, rand::random::<u32>()),
+            schedule: Mutex::new(Schedule::default()),
+            signals: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        let (wake, wake_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = supervisor::Supervisor {
+            store: store.clone(),
+            config: config.clone(),
+            shared: shared.clone(),
+            wake: wake_rx,
+            stop: stop_rx,
+        };
+        let task = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Some(runtime.spawn(supervisor.run())),
+            Err(e) => {
+                tracing::error!(error = %e, "no tokio runtime: the trainer is not running");
+                None
+            }
+        };
+        tracing::info!(owner = %shared.owner, threads = config.threads, "trainer started");
         Self {
             store,
-            config: Arc::new(config),
+            config,
+            inner: Arc::new(Inner {
+                shared,
+                wake,
+                stop,
+                supervisor: Mutex::new(task),
+                models: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
+    /// The settings the trainer was started with.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
     }
 
+    /// This trainer's owner name in leases and training runs (the configured owner with a
+    /// suffix unique to this trainer).
+    pub fn owner(&self) -> &str {
+        &self.inner.shared.owner
+    }
+
     /// New labels were committed for `campaign_id`: schedule a training run (one more run if
-    /// one is going, not one per call).
+    /// one is going, not one per call). A `failed` campaign gets another attempt.
     pub fn notify_labels(&self, campaign_id: i64) {
         tracing::debug!(campaign_id, "labels committed");
+        lock(&self.inner.shared.schedule).notify(campaign_id);
+        // Fails only once the supervisor is gone (shutdown): nothing to wake then.
+        let _ = self.inner.wake.send(campaign_id);
     }
 
     /// Returns once the newest checkpoint of `campaign_id` was trained on at least
     /// `labels_needed` successful observations, or `Error::Unavailable` after `timeout`.
+    /// Answers `Unavailable` at once, with the reason, when the campaign's training failed
+    /// and no new run of it is scheduled here. Wakes when this process finishes a run, and
+    /// polls the database every 100 ms, since another process may be the trainer.
+    #[tracing::instrument(skip_all, fields(campaign_id, labels_needed))]
     pub async fn wait_for_model(
         &self,
         campaign_id: i64,
         labels_needed: i64,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let _ = (campaign_id, labels_needed, timeout, &self.store);
-        Ok(())
+        if labels_needed <= 0 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before the first read, so a run finishing in between still wakes us.
+        let mut signal = self.inner.shared.subscribe(campaign_id);
+        loop {
+            let (status, error) = self.store.model_status(campaign_id).await?;
+            let trained = self
+                .store
+                .newest_checkpoint(campaign_id)
+                .await?
+                .map_or(0, |c| c.trained_on_labels);
+            if trained >= labels_needed {
+                return Ok(());
+            }
+            if status == "failed" && !lock(&self.inner.shared.schedule).is_active(campaign_id) {
+                return Err(Error::Unavailable(format!(
+                    "training of campaign {campaign_id} failed: {}",
+                    error.as_deref().unwrap_or("no reason recorded")
+                )));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "the model of campaign {campaign_id} is trained on {trained} of {labels_needed} labels after waiting {:.1} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            let pause = (deadline - now).min(WAIT_POLL);
+            tokio::select! {
+                changed = signal.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
     }
 
     /// The newest checkpoint of the campaign, loaded for `space` (cached by version), or
-    /// `None` while no model exists.
+    /// `None` while no model exists. The newest version is one cheap query; the bytes are
+    /// read and decoded (on a blocking thread) only when the version changed.
+    #[tracing::instrument(skip_all, fields(campaign_id))]
     pub async fn model(
         &self,
         campaign_id: i64,
         space: Arc<dyn Space>,
     ) -> Result<Option<LoadedModel>, Error> {
-        let _ = (campaign_id, space);
-        Ok(None)
+        let Some(version) = self.store.newest_checkpoint_version(campaign_id).await? else {
+            return Ok(None);
+        };
+        let slot = lock(&self.inner.models)
+            .entry(campaign_id)
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some((v, net)) = cached.as_ref() {
+            if *v == version {
+                return Ok(Some((*v, net.clone())));
+            }
+        }
+        let bytes = self
+            .store
+            .checkpoint_weights(campaign_id, version)
+            .await?
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "checkpoint {version} of campaign {campaign_id} vanished"
+                ))
+            })?;
+        // Decoding builds the network: tensor work, kept off the reactor.
+        let net = tokio::task::spawn_blocking(move || GflowNet::from_checkpoint(space, &bytes))
+            .await
+            .map_err(|e| Error::Storage(format!("loading a checkpoint panicked: {e}")))?
+            .map_err(|e| {
+                Error::Storage(format!(
+                    "checkpoint {version} of campaign {campaign_id} cannot be loaded: {e}"
+                ))
+            })?;
+        let loaded = (version, Arc::new(net));
+        *cached = Some(loaded.clone());
+        Ok(Some(loaded))
     }
 
-    /// Stops training at the next step and waits for the compute thread.
-    pub async fn shutdown(&self) {}
+    /// Stops training at the next step and waits for the compute thread: a running job is
+    /// cancelled without writing a checkpoint, its run is recorded as cancelled and its lease
+    /// released. Later calls return at once.
+    pub async fn shutdown(&self) {
+        self.inner
+            .shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Fails only when the supervisor already ended.
+        let _ = self.inner.stop.send(true);
+        let task = lock(&self.inner.supervisor).take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "the trainer's supervisor ended abnormally");
+            }
+        }
+    }
 }

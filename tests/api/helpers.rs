@@ -33,21 +33,25 @@ fn unique_name() -> String {
     )
 }
 
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+/// A fresh database: a SQLite file in a temporary directory, or a PostgreSQL database that
+/// is dropped when this value is.
+pub struct TestDatabase {
+    pub url: String,
     postgres_db: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
-        let (database_url, postgres_db, dir) = match backend {
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("flowlab.db").display());
-                (url, None, Some(dir))
+                Self {
+                    url,
+                    postgres_db: None,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let name = unique_name();
@@ -64,9 +68,61 @@ impl TestApp {
                     .rsplit_once('/')
                     .map(|(b, _)| b.to_string())
                     .unwrap_or(admin);
-                (format!("{base}/{name}"), Some(name), None)
+                Self {
+                    url: format!("{base}/{name}"),
+                    postgres_db: Some(name),
+                    _dir: None,
+                }
             }
-        };
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_db.take() {
+            // Drop is not async: a thread with its own runtime drops the database.
+            std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+                        sqlx::query(&format!("drop database if exists {name} with (force)"))
+                            .execute(&pool)
+                            .await
+                            .ok();
+                        pool.close().await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped after the server is told to stop (fields drop in declaration order).
+    _database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let mut app = Self::spawn_on(&database.url).await;
+        app._database = Some(database);
+        app
+    }
+
+    /// Another app on an existing database (a second replica, or a restart).
+    pub async fn spawn_on(database_url: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -82,8 +138,7 @@ impl TestApp {
             address,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
-            postgres_db,
-            _dir: dir,
+            _database: None,
         }
     }
 
@@ -149,28 +204,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             tx.send(()).ok();
-        }
-        if let Some(name) = self.postgres_db.take() {
-            // Drop runs outside async context guarantees: a thread with its own runtime.
-            std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
-                        sqlx::query(&format!("drop database if exists {name} with (force)"))
-                            .execute(&pool)
-                            .await
-                            .ok();
-                        pool.close().await;
-                    }
-                });
-            })
-            .join()
-            .ok();
         }
     }
 }

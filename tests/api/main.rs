@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
 
 mod campaigns;
+mod csv;
+mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod model;
 mod rounds;

@@ -1,0 +1,398 @@
+//! The async side of the trainer: a tokio task that decides which campaign trains next
+//! (notifications and a periodic scan feed a [`Schedule`](super::schedule::Schedule)), and for each run takes the
+//! campaign's lease, reads the data, hands the computation to the compute thread,
+//! heartbeats the lease while it works, and writes the checkpoint only if the lease is
+//! still held.
+//!
+//! No database connection or transaction is held while tensors are computed: every store
+//! call is a short statement or transaction before or after the job.
+//!
+//! May import `store`, `gfn`, `domain` and the trainer's own modules; never axum.
+
+use super::compute::{self, JobError, Submitter, TrainJob, TrainOutput};
+use super::{lock, Shared, TrainerConfig};
+use crate::domain::campaign::Campaign;
+use crate::error::Error;
+use crate::store::training::{Lease, NewCheckpoint, RunEnd};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// How often the database is scanned for campaigns behind their labels (work posted to
+/// another process, or before a crash).
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs at a time: one compute thread, so one run. A second would only hold a lease while
+/// waiting in the compute queue, keeping other processes from training that campaign.
+const MAX_RUNS: usize = 1;
+
+/// Milliseconds since the Unix epoch, the unit of `leases.expires_at_ms`.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What a run needs from the supervisor; cheap to clone.
+#[derive(Debug, Clone)]
+struct RunContext {
+    store: Store,
+    config: Arc<TrainerConfig>,
+    shared: Arc<Shared>,
+    submitter: Option<Submitter>,
+}
+
+/// How a run ended, for the log.
+#[derive(Debug)]
+enum Outcome {
+    /// Another owner holds the lease; it trains the campaign.
+    LeaseHeld,
+    /// Nothing new to train on.
+    UpToDate,
+    Trained {
+        version: i64,
+        steps: u64,
+        loss: f64,
+    },
+    Failed(String),
+    Cancelled(String),
+}
+
+/// The supervisor task's state.
+pub(super) struct Supervisor {
+    pub(super) store: Store,
+    pub(super) config: Arc<TrainerConfig>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) wake: mpsc::UnboundedReceiver<i64>,
+    pub(super) stop: watch::Receiver<bool>,
+}
+
+impl Supervisor {
+    /// Runs until `stop` turns true (or its sender is dropped), then cancels the running
+    /// job, waits for its run to be recorded and its lease released, and joins the compute
+    /// thread.
+    pub(super) async fn run(mut self) {
+        let (submitter, thread) = match compute::start(self.config.threads) {
+            Ok((submitter, thread)) => (Some(submitter), Some(thread)),
+            Err(reason) => {
+                // Runs then fail with this reason instead of the server refusing to start.
+                tracing::error!(%reason, "the training thread did not start");
+                (None, None)
+            }
+        };
+        let context = RunContext {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            submitter,
+        };
+        let mut scan = tokio::time::interval(SCAN_EVERY);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut runs: JoinSet<i64> = JoinSet::new();
+        let mut cancels: HashMap<i64, Arc<AtomicBool>> = HashMap::new();
+        loop {
+            while runs.len() < MAX_RUNS {
+                let Some(campaign_id) = lock(&self.shared.schedule).next() else {
+                    break;
+                };
+                let cancel = Arc::new(AtomicBool::new(false));
+                cancels.insert(campaign_id, cancel.clone());
+                let context = context.clone();
+                // The inner task turns a panic of the run into a JoinError we can pair with
+                // its campaign, so the schedule never keeps a campaign "running" forever.
+                runs.spawn(async move {
+                    let run = tokio::spawn(run_campaign(context, campaign_id, cancel));
+                    if let Err(e) = run.await {
+                        tracing::error!(campaign_id, error = %e, "training run task failed");
+                    }
+                    campaign_id
+                });
+            }
+            tokio::select! {
+                changed = self.stop.changed() => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        break;
+                    }
+                }
+                Some(joined) = runs.join_next() => {
+                    if let Ok(campaign_id) = joined {
+                        cancels.remove(&campaign_id);
+                        lock(&self.shared.schedule).finish(campaign_id);
+                    }
+                }
+                woken = self.wake.recv() => {
+                    // The schedule was updated by `notify_labels`; this only wakes the loop.
+                    if woken.is_none() {
+                        break;
+                    }
+                }
+                _ = scan.tick() => {
+                    match self.store.campaigns_to_train().await {
+                        Ok(ids) => {
+                            let mut schedule = lock(&self.shared.schedule);
+                            for id in ids {
+                                schedule.found(id);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "scan for campaigns to train failed"),
+                    }
+                }
+            }
+        }
+        tracing::info!("trainer stopping");
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        for cancel in cancels.values() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        while runs.join_next().await.is_some() {}
+        drop(context);
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::warn!("the training thread did not stop cleanly");
+            }
+        }
+        tracing::info!("trainer stopped");
+    }
+}
+
+/// One attempt to train `campaign_id`: lease, run, record, release, wake waiters.
+#[tracing::instrument(name = "training_run", skip_all, fields(campaign_id, owner = %context.shared.owner, run_id = tracing::field::Empty))]
+async fn run_campaign(context: RunContext, campaign_id: i64, cancel: Arc<AtomicBool>) {
+    match attempt(&context, campaign_id, &cancel).await {
+        Ok(Outcome::Trained {
+            version,
+            steps,
+            loss,
+        }) => tracing::info!(version, steps, loss, "checkpoint written"),
+        Ok(Outcome::Failed(reason)) => tracing::warn!(%reason, "training failed"),
+        Ok(Outcome::Cancelled(reason)) => tracing::info!(%reason, "training cancelled"),
+        Ok(Outcome::LeaseHeld) => tracing::debug!("another trainer holds the lease"),
+        Ok(Outcome::UpToDate) => tracing::debug!("the model is up to date"),
+        Err(e) => tracing::error!(error = %e, "training run could not be carried out"),
+    }
+    context.shared.signal(campaign_id);
+}
+
+async fn attempt(
+    context: &RunContext,
+    campaign_id: i64,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Outcome, Error> {
+    let store = &context.store;
+    let campaign = match store.campaign(campaign_id).await {
+        Ok(c) => c,
+        Err(Error::NotFound { .. }) => return Ok(Outcome::UpToDate),
+        Err(e) => return Err(e),
+    };
+    let ttl_ms = lease_ttl_ms(&context.config);
+    let Some(lease) = store
+        .acquire_lease(campaign_id, &context.shared.owner, now_ms(), ttl_ms)
+        .await?
+    else {
+        return Ok(Outcome::LeaseHeld);
+    };
+    let outcome = under_lease(context, &campaign, &lease, cancel).await;
+    if let Err(e) = store.release_lease(&lease).await {
+        // It expires on its own after the TTL.
+        tracing::warn!(error = %e, "could not release the training lease");
+    }
+    outcome
+}
+
+fn lease_ttl_ms(config: &TrainerConfig) -> i64 {
+    i64::try_from(config.lease_ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The part of a run that holds the lease.
+async fn under_lease(
+    context: &RunContext,
+    campaign: &Campaign,
+    lease: &Lease,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Outcome, Error> {
+    let store = &context.store;
+    // Counted before the data is read: the data holds at least these observations, so the
+    // checkpoint never claims labels it did not see (one more run fixes an undercount).
+    let labels = store.successful_label_count(campaign.id).await?;
+    let newest = store.newest_checkpoint(campaign.id).await?;
+    if labels == 0
+        || newest
+            .as_ref()
+            .is_some_and(|c| c.trained_on_labels >= labels)
+    {
+        return Ok(Outcome::UpToDate);
+    }
+    let Some(run_id) = store.begin_training_run(lease, labels, now_ms()).await? else {
+        return Ok(Outcome::Cancelled(
+            "the lease was lost before the run began".into(),
+        ));
+    };
+    tracing::Span::current().record("run_id", run_id);
+    let resume = newest.as_ref().map(|c| c.version);
+    let result = compute_under_lease(context, campaign, lease, cancel, resume).await;
+    match record(context, lease, run_id, labels, result).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            // Recorded as a failure if the database lets us (the next run closes it
+            // otherwise); the cause also goes to the log.
+            let reason = format!("storage error during training: {e}");
+            if let Err(e2) = store
+                .end_training_run(lease, run_id, RunEnd::Failed, &reason, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e2, "could not record the failed run");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Writes what the computation produced: the checkpoint (fenced by the lease), or the
+/// failure or cancellation.
+async fn record(
+    context: &RunContext,
+    lease: &Lease,
+    run_id: i64,
+    labels: i64,
+    result: Result<(TrainOutput, bool), RunError>,
+) -> Result<Outcome, Error> {
+    let store = &context.store;
+    let now = now_ms();
+    match result {
+        Ok((output, false)) => {
+            let metrics = output.metrics.to_string();
+            let checkpoint = NewCheckpoint {
+                weights: &output.checkpoint,
+                trained_on_labels: labels,
+                total_steps: i64::try_from(output.total_steps).unwrap_or(i64::MAX),
+                run_steps: i64::try_from(output.steps).unwrap_or(i64::MAX),
+                loss: Some(output.loss),
+                metrics: &metrics,
+            };
+            match store
+                .commit_checkpoint(lease, run_id, &checkpoint, now)
+                .await?
+            {
+                Some(version) => Ok(Outcome::Trained {
+                    version,
+                    steps: output.steps,
+                    loss: output.loss,
+                }),
+                None => {
+                    let reason = "the lease was lost before the checkpoint was written";
+                    store
+                        .end_training_run(lease, run_id, RunEnd::Cancelled, reason, now)
+                        .await?;
+                    Ok(Outcome::Cancelled(reason.into()))
+                }
+            }
+        }
+        Ok((_, true)) | Err(RunError::Job(JobError::Cancelled)) => {
+            let reason = if context.shared.stopping.load(Ordering::Relaxed) {
+                "the trainer is shutting down"
+            } else {
+                "the lease was lost while training"
+            };
+            store
+                .end_training_run(lease, run_id, RunEnd::Cancelled, reason, now)
+                .await?;
+            Ok(Outcome::Cancelled(reason.into()))
+        }
+        Err(RunError::Job(JobError::Failed(reason))) => {
+            store
+                .end_training_run(lease, run_id, RunEnd::Failed, &reason, now)
+                .await?;
+            Ok(Outcome::Failed(reason))
+        }
+        Err(RunError::Store(e)) => Err(e),
+    }
+}
+
+#[derive(Debug)]
+enum RunError {
+    Job(JobError),
+    Store(Error),
+}
+
+impl From<Error> for RunError {
+    fn from(e: Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Reads the data and the checkpoint to resume from, runs the job on the compute thread
+/// and heartbeats the lease until it answers. Returns the output and whether the lease was
+/// lost meanwhile.
+async fn compute_under_lease(
+    context: &RunContext,
+    campaign: &Campaign,
+    lease: &Lease,
+    cancel: &Arc<AtomicBool>,
+    resume: Option<i64>,
+) -> Result<(TrainOutput, bool), RunError> {
+    let store = &context.store;
+    let data = store.training_data(campaign.id).await?;
+    let resume = match resume {
+        Some(version) => {
+            let bytes = store
+                .checkpoint_weights(campaign.id, version)
+                .await?
+                .ok_or_else(|| {
+                    RunError::Job(JobError::Failed(format!("checkpoint {version} vanished")))
+                })?;
+            Some((version, bytes))
+        }
+        None => None,
+    };
+    let run_number = resume.as_ref().map_or(0, |(v, _)| *v).unsigned_abs() + 1;
+    let job = TrainJob {
+        campaign_id: campaign.id,
+        spec: campaign.spec.clone(),
+        data,
+        resume,
+        run_number,
+        cancel: cancel.clone(),
+    };
+    if context.shared.stopping.load(Ordering::Relaxed) {
+        return Err(RunError::Job(JobError::Cancelled));
+    }
+    let submitter = context.submitter.as_ref().ok_or_else(|| {
+        RunError::Job(JobError::Failed(
+            "the training thread is not running".into(),
+        ))
+    })?;
+    let mut reply = submitter
+        .submit(move || compute::train(job))
+        .map_err(RunError::Job)?;
+
+    let period = (context.config.lease_ttl / 3).max(Duration::from_millis(100));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let ttl_ms = lease_ttl_ms(&context.config);
+    let mut lost = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut reply => break result,
+            _ = beat.tick() => {
+                match store.renew_lease(lease, now_ms().saturating_add(ttl_ms)).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("training lease lost; cancelling the run");
+                        lost = true;
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    // Not proof of loss: the write at the end is fenced anyway.
+                    Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
+                }
+            }
+        }
+    };
+    let output = result
+        .unwrap_or_else(|_| Err(JobError::Failed("the training thread stopped".into())))
+        .map_err(RunError::Job)?;
+    Ok((output, lost))
+}

@@ -1,0 +1,155 @@
+//! Durability with a real process: every 2xx on a write is committed. The binary is started,
+//! killed with SIGKILL right after each acknowledged write, and restarted on the same
+//! database; everything acknowledged must be there.
+
+use crate::helpers::{Backend, TestDatabase};
+use crate::on_both_backends;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A `flowlab serve` process on port 0.
+pub struct Server {
+    child: Child,
+    pub address: String,
+}
+
+impl Server {
+    pub fn start(database_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowlab"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        let address = line
+            .trim()
+            .strip_prefix("flowlab listening on ")
+            .expect("listening line")
+            .to_string();
+        Self { child, address }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = client.post(url).json(&body).send().await.expect("request");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn acknowledged_writes_survive_sigkill(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let client = reqwest::Client::new();
+    let server = Server::start(&db.url);
+    let campaign = json!({"name": "durable", "space": {"type": "grid", "dims": 3, "size": 10},
+                          "training": {"steps": 5, "batch_size": 4}, "model": {"hidden": 8}});
+    let (status, created) = post(&client, format!("{}/campaigns", server.address), campaign).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_i64().expect("id");
+    server.kill();
+
+    let mut rounds = Vec::new();
+    let mut labels_acknowledged = 0;
+    for i in 0..8 {
+        let server = Server::start(&db.url);
+        if i % 2 == 0 {
+            let (status, round) = post(
+                &client,
+                format!("{}/rounds", server.address),
+                json!({"campaign_id": id, "batch_size": 3}),
+            )
+            .await;
+            assert_eq!(status, 201, "{round}");
+            server.kill();
+            rounds.push(round);
+        } else {
+            let labels: Vec<Value> = (0..25)
+                .map(|j| json!({"campaign_id": id, "value": [i, j % 10, j / 10], "reward": j as f64, "key": format!("{i}-{j}")}))
+                .collect();
+            let (status, outcome) = post(
+                &client,
+                format!("{}/labels", server.address),
+                json!({"labels": labels}),
+            )
+            .await;
+            assert_eq!(status, 200, "{outcome}");
+            labels_acknowledged += outcome["accepted"].as_i64().expect("accepted");
+            server.kill();
+        }
+    }
+
+    let server = Server::start(&db.url);
+    for round in &rounds {
+        let r = client
+            .get(format!("{}/rounds/{}", server.address, round["id"]))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status().as_u16(), 200);
+        let stored: Value = r.json().await.expect("json");
+        let ids: Vec<&Value> = stored["candidates"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .map(|c| &c["id"])
+            .collect();
+        let acked: Vec<&Value> = round["candidates"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .map(|c| &c["id"])
+            .collect();
+        assert_eq!(
+            ids, acked,
+            "the acknowledged round and its candidates are stored"
+        );
+    }
+    let page: Value = client
+        .get(format!(
+            "{}/campaigns/{id}/candidates?status=labelled&limit=1000",
+            server.address
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let stored: i64 = page["candidates"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|c| c["observations"].as_i64().expect("n"))
+        .sum();
+    assert_eq!(stored, labels_acknowledged);
+    assert_eq!(labels_acknowledged, 100);
+    server.kill();
+}
+on_both_backends!(
+    acknowledged_writes_survive_sigkill,
+    acknowledged_writes_survive_sigkill
+);

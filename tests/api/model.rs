@@ -1,0 +1,419 @@
+//! SPEC §4, `GET /campaigns/{id}/model` and background training: labels trigger training,
+//! labels during a run cause one more run, a failing campaign does not stop the others,
+//! two servers on one database never train a campaign at the same time, and a stale
+//! trainer cannot write past its lease.
+
+use crate::helpers::{assert_error, Backend, TestApp, TestDatabase};
+use crate::on_both_backends;
+use flowlab::store::training::NewCheckpoint;
+use flowlab::store::Store;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A 4 x 4 grid with a small network and short trainings, so the suite stays fast.
+fn grid_campaign(name: &str, steps: usize) -> Value {
+    json!({"name": name, "space": {"type": "grid", "dims": 2, "size": 4},
+           "model": {"hidden": 32}, "training": {"steps": steps, "batch_size": 8}})
+}
+
+/// Labels `values[i]` of the campaign with reward `i`, in one request.
+async fn post_labels(app: &TestApp, id: i64, values: &[[u32; 2]]) {
+    let labels: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"campaign_id": id, "value": v, "reward": i as f64}))
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({ "labels": labels })).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn model(app: &TestApp, id: i64) -> Value {
+    let (status, body) = app.get(&format!("/campaigns/{id}/model")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls the model every 20 ms until `done` holds; panics with `what` after `timeout`.
+async fn wait_model(
+    app: &TestApp,
+    id: i64,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let body = model(app, id).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn history(model: &Value) -> Vec<Value> {
+    model["history"].as_array().expect("history").clone()
+}
+
+fn ready_on(labels: i64) -> impl Fn(&Value) -> bool {
+    move |m| m["status"] == "ready" && m["trained_on_labels"] == labels
+}
+
+const LONG: Duration = Duration::from_secs(90);
+
+async fn model_of_unknown_or_malformed_campaign_is_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in [
+        "/campaigns/999/model",
+        "/campaigns/abc/model",
+        "/campaigns/-1/model",
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_error(&body, "not_found");
+    }
+}
+on_both_backends!(
+    model_of_unknown_or_malformed_campaign_is_404,
+    model_of_unknown_or_malformed_campaign_is_404
+);
+
+async fn model_before_any_label_is_untrained(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("fresh", 50)).await;
+    let m = model(&app, id).await;
+    assert_eq!(
+        m,
+        json!({"version": 0, "status": "untrained", "error": null, "trained_on_labels": 0,
+               "steps": 0, "loss": null, "proxy": null, "updated_at": null, "history": []})
+    );
+}
+on_both_backends!(
+    model_before_any_label_is_untrained,
+    model_before_any_label_is_untrained
+);
+
+async fn labels_trigger_training_and_the_model_becomes_ready(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("train", 50)).await;
+    post_labels(&app, id, &[[0, 0], [1, 2], [3, 3], [2, 1], [0, 3]]).await;
+    // A failed observation is stored but never trained on.
+    let failed =
+        json!({"labels": [{"campaign_id": id, "value": [3, 0], "failed": true, "error": "x"}]});
+    let (status, body) = app.post_json("/labels", &failed).await;
+    assert_eq!(status, 200, "{body}");
+
+    let m = wait_model(&app, id, LONG, "a model trained on 5 labels", ready_on(5)).await;
+    assert!(m["version"].as_i64().expect("version") >= 1, "{m}");
+    assert!(m["steps"].as_i64().expect("steps") >= 50, "{m}");
+    assert!(m["loss"].as_f64().expect("loss").is_finite(), "{m}");
+    assert_eq!(m["error"], Value::Null);
+    assert_eq!(m["proxy"], Value::Null);
+    let updated = m["updated_at"].as_str().expect("updated_at");
+    assert!(
+        updated.ends_with('Z') && updated.contains('T'),
+        "RFC 3339: {updated}"
+    );
+    let runs = history(&m);
+    let newest = &runs[0];
+    assert_eq!(newest["status"], "succeeded", "{m}");
+    assert_eq!(newest["labels"], 5);
+    assert_eq!(newest["steps"], 50);
+    assert_eq!(newest["version"], m["version"]);
+    assert_eq!(newest["error"], Value::Null);
+    assert!(
+        newest["finished_at"].as_str().expect("finished")
+            >= newest["started_at"].as_str().expect("started")
+    );
+    assert!(
+        runs.iter().all(|r| r["status"] == "succeeded"),
+        "no run failed or was cancelled: {m}"
+    );
+
+    // A round that waits for the model uses the newest checkpoint.
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": 2, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["model_version"], m["version"]);
+}
+on_both_backends!(
+    labels_trigger_training_and_the_model_becomes_ready,
+    labels_trigger_training_and_the_model_becomes_ready
+);
+
+async fn labels_during_a_run_cause_exactly_one_more_run(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Long enough that five label requests land while the first run is going.
+    let id = app.create_campaign(grid_campaign("coalesce", 2000)).await;
+    post_labels(&app, id, &[[0, 0], [1, 1], [2, 2]]).await;
+    wait_model(&app, id, LONG, "the first run to start", |m| {
+        m["status"] == "training"
+    })
+    .await;
+    for v in [[0, 1], [0, 2], [1, 0], [2, 0], [3, 1]] {
+        post_labels(&app, id, &[v]).await;
+    }
+    let during = model(&app, id).await;
+    assert!(
+        during["history"].as_array().is_some_and(|h| h.len() == 1)
+            && during["history"][0]["status"] == "running",
+        "the first run must still be going for this test to mean anything: {during}"
+    );
+
+    let m = wait_model(
+        &app,
+        id,
+        LONG,
+        "a model trained on all 8 labels",
+        ready_on(8),
+    )
+    .await;
+    // The periodic scan (every second) must not start anything else either.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m2 = model(&app, id).await;
+    assert_eq!(m2["version"], m["version"]);
+    let runs = history(&m2);
+    let labels: Vec<&Value> = runs.iter().map(|r| &r["labels"]).collect();
+    assert_eq!(
+        labels,
+        [&json!(8), &json!(3)],
+        "one more run, not one per label: {m2}"
+    );
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{m2}");
+    assert_eq!(m2["version"], 2);
+    assert_eq!(
+        m2["steps"], 4000,
+        "the second run resumed from the first: {m2}"
+    );
+}
+on_both_backends!(
+    labels_during_a_run_cause_exactly_one_more_run,
+    labels_during_a_run_cause_exactly_one_more_run
+);
+
+async fn a_failing_campaign_is_failed_while_another_still_trains(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let app = TestApp::spawn_on(&db.url).await;
+    let store = Store::connect(&db.url).await.expect("store");
+    let good = app.create_campaign(grid_campaign("good", 50)).await;
+    let bad = app.create_campaign(grid_campaign("bad", 50)).await;
+    // A checkpoint that does not load (a corrupt row, or a restore from another space):
+    // the trainer resumes from the newest checkpoint, so every run of this campaign fails.
+    store
+        .import_checkpoint(bad, b"not a safetensors buffer", 0, 0, "{}")
+        .await
+        .expect("checkpoint stored");
+    post_labels(&app, bad, &[[0, 0], [1, 1]]).await;
+    post_labels(&app, good, &[[0, 0], [2, 2], [3, 3]]).await;
+
+    let failed = wait_model(&app, bad, LONG, "the bad campaign to fail", |m| {
+        m["status"] == "failed"
+    })
+    .await;
+    let reason = failed["error"].as_str().expect("a reason");
+    assert!(reason.contains("checkpoint 1 cannot be loaded"), "{failed}");
+    let run = &failed["history"][0];
+    assert_eq!(run["status"], "failed", "{failed}");
+    assert_eq!(run["error"], failed["error"]);
+    assert_eq!(run["version"], Value::Null);
+
+    let m = wait_model(&app, good, LONG, "the good campaign to train", ready_on(3)).await;
+    assert_eq!(m["version"], 1);
+
+    // Waiting for a failed model answers at once with the reason; the good one is served.
+    let started = Instant::now();
+    let (status, body) = app
+        .round(json!({"campaign_id": bad, "batch_size": 1, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_error(&body, "unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("failed"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no waiting for the timeout"
+    );
+    let (status, body) = app
+        .round(json!({"campaign_id": good, "batch_size": 1, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A failed campaign is not retried by the scan, only by new labels (which fail again).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(history(&model(&app, bad).await).len(), 1);
+    drop(app);
+}
+on_both_backends!(
+    a_failing_campaign_is_failed_while_another_still_trains,
+    a_failing_campaign_is_failed_while_another_still_trains
+);
+
+async fn two_servers_on_one_database_never_train_a_campaign_at_once(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let one = TestApp::spawn_on(&db.url).await;
+    let two = TestApp::spawn_on(&db.url).await;
+    let ids = [
+        one.create_campaign(grid_campaign("a", 400)).await,
+        one.create_campaign(grid_campaign("b", 400)).await,
+    ];
+    // Each batch of labels goes to both servers at once, so both are told to train.
+    let batches: [&[[u32; 2]]; 3] = [&[[0, 0], [1, 1]], &[[2, 2], [3, 3]], &[[0, 3], [3, 0]]];
+    for batch in batches {
+        for &id in &ids {
+            let (half_one, half_two) = batch.split_at(1);
+            tokio::join!(
+                post_labels(&one, id, half_one),
+                post_labels(&two, id, half_two)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for &id in &ids {
+        let m = wait_model(
+            &one,
+            id,
+            LONG,
+            "both campaigns trained on 6 labels",
+            ready_on(6),
+        )
+        .await;
+        let mut runs = history(&m);
+        runs.sort_by_key(|r| r["id"].as_i64());
+        for r in &runs {
+            assert_eq!(r["status"], "succeeded", "{m}");
+        }
+        for pair in runs.windows(2) {
+            let (earlier, later) = (&pair[0], &pair[1]);
+            let finished = earlier["finished_at"].as_str().expect("finished");
+            let started = later["started_at"].as_str().expect("started");
+            assert!(
+                started >= finished,
+                "overlapping runs of campaign {id}: {earlier} and {later}"
+            );
+        }
+        // The other server reports the same model.
+        let other = model(&two, id).await;
+        assert_eq!(other["version"], m["version"]);
+    }
+}
+on_both_backends!(
+    two_servers_on_one_database_never_train_a_campaign_at_once,
+    two_servers_on_one_database_never_train_a_campaign_at_once
+);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let app = TestApp::spawn_on(&db.url).await;
+    let store = Store::connect(&db.url).await.expect("store");
+    let id = app.create_campaign(grid_campaign("lease", 50)).await;
+    let ttl = 60_000;
+
+    let a = store
+        .acquire_lease(id, "a", now_ms(), ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        store
+            .acquire_lease(id, "b", now_ms(), ttl)
+            .await
+            .expect("acquire")
+            .is_none(),
+        "held by a"
+    );
+    assert!(store.renew_lease(&a, now_ms() + ttl).await.expect("renew"));
+    let again = store
+        .acquire_lease(id, "a", now_ms(), ttl)
+        .await
+        .expect("acquire")
+        .expect("ours");
+    assert!(again.token > a.token, "every acquisition bumps the token");
+    let run_a = store
+        .begin_training_run(&again, 0, now_ms())
+        .await
+        .expect("begin")
+        .expect("held");
+
+    // a stalls past its expiry; b takes over with a newer token.
+    let later = now_ms() + 2 * ttl;
+    let b = store
+        .acquire_lease(id, "b", later, ttl)
+        .await
+        .expect("acquire")
+        .expect("expired");
+    assert!(b.token > again.token);
+    assert!(
+        !store.renew_lease(&again, later + ttl).await.expect("renew"),
+        "a's lease is lost"
+    );
+
+    let weights = b"weights";
+    let checkpoint = NewCheckpoint {
+        weights,
+        trained_on_labels: 0,
+        total_steps: 1,
+        run_steps: 1,
+        loss: Some(0.5),
+        metrics: "{}",
+    };
+    let stale = store
+        .commit_checkpoint(&again, run_a, &checkpoint, later)
+        .await
+        .expect("commit");
+    assert_eq!(stale, None, "the fenced write is refused");
+    assert_eq!(store.newest_checkpoint(id).await.expect("read"), None);
+
+    let run_b = store
+        .begin_training_run(&b, 0, later)
+        .await
+        .expect("begin")
+        .expect("held");
+    let written = store
+        .commit_checkpoint(&b, run_b, &checkpoint, later)
+        .await
+        .expect("commit");
+    assert_eq!(written, Some(1));
+    store.release_lease(&b).await.expect("release");
+    let runs = store.training_runs(id, 10).await.expect("runs");
+    let status_of = |run: i64| runs.iter().find(|r| r.id == run).map(|r| r.status.clone());
+    assert_eq!(status_of(run_b).as_deref(), Some("succeeded"));
+    assert_eq!(
+        status_of(run_a).as_deref(),
+        Some("cancelled"),
+        "the new holder closes the run the old one left open"
+    );
+
+    // Released leases are free at once, and tokens never repeat.
+    let c = store
+        .acquire_lease(id, "c", now_ms(), ttl)
+        .await
+        .expect("acquire")
+        .expect("released");
+    assert!(c.token > b.token);
+    let m = model(&app, id).await;
+    assert_eq!(
+        (m["version"].clone(), m["status"].clone()),
+        (json!(1), json!("ready"))
+    );
+}
+on_both_backends!(
+    a_trainer_that_lost_its_lease_cannot_write,
+    a_trainer_that_lost_its_lease_cannot_write
+);
