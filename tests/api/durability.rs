@@ -153,3 +153,65 @@ on_both_backends!(
     acknowledged_writes_survive_sigkill,
     acknowledged_writes_survive_sigkill
 );
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn a_restarted_server_resumes_from_the_newest_checkpoint(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let client = reqwest::Client::new();
+    let server = Server::start(&db.url);
+    let campaign = json!({"name": "resume", "space": {"type": "grid", "dims": 2, "size": 6},
+                          "training": {"steps": 40, "batch_size": 8}, "model": {"hidden": 16}});
+    let (_, created) = post(&client, format!("{}/campaigns", server.address), campaign).await;
+    let id = created["id"].as_i64().expect("id");
+    let labels: Vec<Value> = (0..10)
+        .map(|i| json!({"campaign_id": id, "value": [i % 6, i / 6], "reward": (i % 4) as f64}))
+        .collect();
+    let (status, _) = post(
+        &client,
+        format!("{}/labels", server.address),
+        json!({"labels": labels}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, round) = post(
+        &client,
+        format!("{}/rounds", server.address),
+        json!({"campaign_id": id, "batch_size": 2, "wait_for_model": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{round}");
+    let before = get(&client, format!("{}/campaigns/{id}/model", server.address)).await;
+    let version = before["version"].as_i64().expect("version");
+    assert!(version >= 1, "{before}");
+    let sample_url = |address: &str| format!("{address}/campaigns/{id}/model/sample?n=25&seed=7");
+    let sampled = get(&client, sample_url(&server.address)).await;
+    assert_eq!(sampled["model_version"], version);
+    server.kill();
+
+    let server = Server::start(&db.url);
+    let after = get(&client, format!("{}/campaigns/{id}/model", server.address)).await;
+    assert_eq!(
+        after["version"], version,
+        "same model version after the restart"
+    );
+    let resampled = get(&client, sample_url(&server.address)).await;
+    assert_eq!(
+        resampled, sampled,
+        "same seed, same checkpoint, same candidates"
+    );
+    server.kill();
+}
+on_both_backends!(
+    a_restarted_server_resumes_from_the_newest_checkpoint,
+    a_restarted_server_resumes_from_the_newest_checkpoint
+);

@@ -121,14 +121,26 @@ impl TestApp {
         app
     }
 
+    /// An app whose configuration `configure` adjusts (e.g. a short wait timeout).
+    pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let mut config = Config::for_database(database.url.clone());
+        configure(&mut config);
+        let mut app = Self::spawn_with_config(config).await;
+        app._database = Some(database);
+        app
+    }
+
     /// Another app on an existing database (a second replica, or a restart).
     pub async fn spawn_on(database_url: &str) -> Self {
+        Self::spawn_with_config(Config::for_database(database_url)).await
+    }
+
+    async fn spawn_with_config(config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let app = App::build(Config::for_database(database_url), listener)
-            .await
-            .expect("app builds");
+        let app = App::build(config, listener).await.expect("app builds");
         let address = format!("http://{}", app.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async {

@@ -321,3 +321,59 @@ on_both_backends!(
     bad_round_requests_are_rejected,
     bad_round_requests_are_rejected
 );
+
+async fn wait_for_model_returns_after_training_on_every_label(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid(2, 6)).await;
+    let labels: Vec<Value> = (0..12)
+        .map(|i| json!({"campaign_id": id, "value": [i % 6, i / 6], "reward": i as f64}))
+        .collect();
+    let (status, _) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200);
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": 3, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    let version = round["model_version"].as_i64().expect("version");
+    assert!(version >= 1, "the round used a trained model: {round}");
+    let (_, model) = app.get(&format!("/campaigns/{id}/model")).await;
+    assert!(model["version"].as_i64().expect("version") >= version);
+    assert_eq!(model["trained_on_labels"], 12, "{model}");
+}
+on_both_backends!(
+    wait_for_model_returns_after_training_on_every_label,
+    wait_for_model_returns_after_training_on_every_label
+);
+
+async fn wait_for_model_times_out_with_503_and_stores_nothing(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| c.wait_timeout_seconds = 0.5).await;
+    // A training run far longer than the wait.
+    let id = app
+        .create_campaign(
+            json!({"name": "slow", "space": {"type": "grid", "dims": 4, "size": 8},
+                                "training": {"steps": 1000000, "batch_size": 64}}),
+        )
+        .await;
+    let (status, _) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [{"campaign_id": id, "value": [1, 2, 3, 4], "reward": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, err) = app
+        .round(json!({"campaign_id": id, "batch_size": 3, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 503, "{err}");
+    assert_error(&err, "unavailable");
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(campaign["stats"]["rounds"], 0, "nothing stored");
+    // Without waiting, the round is served at once from what exists (version 0 here).
+    let (status, round) = app.round(json!({"campaign_id": id, "batch_size": 3})).await;
+    assert_eq!(status, 201);
+    assert_eq!(round["model_version"], 0);
+}
+on_both_backends!(
+    wait_for_model_times_out_with_503_and_stores_nothing,
+    wait_for_model_times_out_with_503_and_stores_nothing
+);
