@@ -23,3 +23,27 @@ on_both_backends!(
     unknown_route_is_a_404,
     unknown_route_is_a_404_in_the_error_shape
 );
+
+#[tokio::test]
+async fn healthz_is_503_when_postgres_is_unreachable() {
+    // PostgreSQL only: an open SQLite file cannot become unreachable under a running server.
+    let db = crate::helpers::TestDatabase::create(Backend::Postgres).await;
+    let app = TestApp::spawn_on(&db.url).await;
+    assert_eq!(app.get("/healthz").await.0, 200);
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .expect("database name")
+        .to_string();
+    let admin = sqlx::PgPool::connect(&crate::helpers::postgres_admin_url())
+        .await
+        .expect("admin");
+    sqlx::query(&format!("drop database {name} with (force)"))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["database"], "unreachable");
+}

@@ -14,7 +14,7 @@ pub enum Backend {
 }
 
 /// Where the PostgreSQL server for tests is; `FLOWLAB_TEST_POSTGRES_URL` overrides it.
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("FLOWLAB_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }

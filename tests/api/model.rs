@@ -417,3 +417,59 @@ on_both_backends!(
     a_trainer_that_lost_its_lease_cannot_write,
     a_trainer_that_lost_its_lease_cannot_write
 );
+
+async fn shutdown_cancels_the_run_and_releases_its_lease(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let first = TestApp::spawn_on(&db.url).await;
+    let id = first
+        .create_campaign(grid_campaign("endless", 1_000_000))
+        .await;
+    post_labels(&first, id, &[[0, 0], [1, 1]]).await;
+    wait_model(&first, id, LONG, "the run to start", |m| {
+        m["status"] == "training"
+    })
+    .await;
+    let second = TestApp::spawn_on(&db.url).await;
+    drop(first); // graceful shutdown of the first server, trainer included
+
+    let m = wait_model(
+        &second,
+        id,
+        LONG,
+        "the run to be recorded as cancelled",
+        |m| history(m).iter().any(|r| r["status"] == "cancelled"),
+    )
+    .await;
+    let runs = history(&m);
+    let cancelled = runs
+        .iter()
+        .find(|r| r["status"] == "cancelled")
+        .expect("run");
+    assert!(
+        cancelled["error"]
+            .as_str()
+            .expect("reason")
+            .contains("shutting down"),
+        "{m}"
+    );
+    assert_eq!(cancelled["version"], Value::Null);
+    assert_eq!(
+        m["version"], 0,
+        "no half-trained checkpoint is written: {m}"
+    );
+
+    // The lease was released, not left to expire (15 s): the second server takes over
+    // at its next scan.
+    wait_model(
+        &second,
+        id,
+        Duration::from_secs(10),
+        "the second server to take over",
+        |m| history(m).len() == 2 && m["history"][0]["status"] == "running",
+    )
+    .await;
+}
+on_both_backends!(
+    shutdown_cancels_the_run_and_releases_its_lease,
+    shutdown_cancels_the_run_and_releases_its_lease
+);
