@@ -24,6 +24,8 @@ pub enum Command {
         )]
         database_url: String,
     },
+    /// Print the OpenAPI document of the HTTP API (what proto-docs/openapi.json holds).
+    Openapi,
     /// Benchmarks that print figures (progress on stderr, one JSON line on stdout).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -33,6 +35,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// Train a GFlowNet on HyperGrid: speed and exact sum-L1 of the learned policy.
     Gfn(crate::bench::gfn::GfnBenchArgs),
+    /// Run the server in-process: POST /labels throughput and POST /rounds latency, with
+    /// training idle and busy, on SQLite and PostgreSQL.
+    Api(crate::bench::api::ApiBenchArgs),
 }
 
 /// Runs the parsed command.
@@ -41,6 +46,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Gfn(args)) => {
             let stdout = std::io::stdout();
             crate::bench::gfn::run(&args, &mut stdout.lock())?;
+        }
+        Command::Bench(BenchCommand::Api(args)) => {
+            let stdout = std::io::stdout();
+            crate::bench::api::run(&args, &mut stdout.lock())?;
         }
         Command::Serve(config) => {
             config.validate().map_err(anyhow::Error::msg)?;
@@ -53,6 +62,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 app.run(shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
+        }
+        Command::Openapi => {
+            use std::io::Write;
+            std::io::stdout().write_all(crate::http::openapi::openapi_json()?.as_bytes())?;
         }
         Command::Migrate { database_url } => {
             tokio::runtime::Runtime::new()?.block_on(async move {

@@ -1,6 +1,7 @@
 //! Benchmark commands (`flowlab bench ...`): each prints progress on stderr and ends with one
 //! JSON line of figures on stdout, so scripts can compare runs side by side.
 
+pub mod api;
 pub mod gfn;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.

@@ -9,13 +9,15 @@ use serde::{Deserialize, Serialize};
 pub const MAX_NAME_CHARS: usize = 200;
 
 /// The body of `POST /campaigns`, as the client writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
+    /// 1 to 200 characters, trimmed.
     pub name: String,
     pub space: SpaceSpec,
     #[serde(default)]
     pub reward: RewardSpec,
+    /// The GFlowNet's settings; every field has a default.
     #[serde(default)]
     pub model: Option<GfnConfig>,
     #[serde(default)]
@@ -23,7 +25,7 @@ pub struct NewCampaign {
 }
 
 /// How acquisition values become GFlowNet rewards (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Acquisition {
     /// Upper confidence bound `mean + kappa * std` of the proxy.
@@ -34,7 +36,7 @@ pub enum Acquisition {
 }
 
 /// The transform from acquisition value to reward (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
     /// `R = exp(beta * a)`, `a` in units of standardised score.
@@ -45,16 +47,19 @@ pub enum Transform {
 }
 
 /// The campaign's `reward` block; every field optional on input, all filled in when stored.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(default)]
 pub struct RewardSpec {
+    /// Whether higher rewards are better.
     pub maximize: bool,
     pub acquisition: Acquisition,
+    /// Weight of the proxy's standard deviation in `ucb`, at least 0.
     pub kappa: f64,
     pub transform: Transform,
-    /// Defaults to 4.0 for `exp` and 3.0 for `power`.
+    /// Defaults to 4.0 for `exp` and 3.0 for `power`; in (0, 100]. Always set once stored.
     pub beta: Option<f64>,
-    /// Floor of `power` before exponentiation.
+    /// Floor of `power` before exponentiation, in (0, 1).
     pub min: f64,
 }
 
@@ -100,18 +105,19 @@ impl RewardSpec {
 }
 
 /// How the background trainer trains a campaign's GFlowNet.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(default)]
 pub struct TrainingSpec {
-    /// Optimisation steps per training run.
+    /// Optimisation steps per training run, 1..=1000000.
     pub steps: usize,
-    /// Trajectories per step.
+    /// Trajectories per step, 1..=4096.
     pub batch_size: usize,
     /// Seed of the run's random draws (combined with the run number).
     pub seed: u64,
-    /// Default exploration of rounds: sampling temperature.
+    /// Default exploration of rounds: sampling temperature, in (0, 1000].
     pub temperature: f64,
-    /// Default exploration of rounds: uniform mixing weight.
+    /// Default exploration of rounds: uniform mixing weight, in [0, 1].
     pub epsilon: f64,
 }
 
@@ -158,7 +164,7 @@ pub fn validate_exploration(prefix: &str, temperature: f64, epsilon: f64) -> Res
 }
 
 /// A validated campaign definition with every default filled in: what is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignSpec {
     pub name: String,
     pub space: SpaceSpec,
@@ -195,10 +201,11 @@ impl NewCampaign {
 }
 
 /// A stored campaign.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: i64,
     #[serde(flatten)]
     pub spec: CampaignSpec,
+    /// RFC 3339, UTC.
     pub created_at: String,
 }

@@ -7,31 +7,42 @@ use serde_json::Value;
 pub const MAX_LABELS: usize = 10_000;
 
 /// The body of `POST /labels`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelsRequest {
+    /// 1..=10000 labels, stored all or nothing.
     pub labels: Vec<LabelItem>,
 }
 
 /// One label as the client writes it: a candidate by id, or a campaign and a value; a
 /// reward, or `failed` with an error.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelItem {
+    /// The candidate measured; or give `campaign_id` and `value` instead.
     #[serde(default)]
     pub candidate_id: Option<i64>,
+    /// With `value`: the campaign of a value (imported when never proposed).
     #[serde(default)]
     pub campaign_id: Option<i64>,
+    /// With `campaign_id`: the value measured.
     #[serde(default)]
+    #[schema(value_type = Option<super::CandidateValue>)]
     pub value: Option<Value>,
+    /// The measurement, finite with |reward| <= 1e15; required unless `failed`.
     #[serde(default)]
     pub reward: Option<f64>,
+    /// The assay failed: no reward; the candidate is never proposed again.
     #[serde(default)]
     pub failed: bool,
+    /// Why the assay failed (only with `failed: true`), up to 4096 bytes.
     #[serde(default)]
     pub error: Option<String>,
+    /// Idempotency key, 1..=200 bytes: the same key with the same result is a duplicate,
+    /// with another result 409.
     #[serde(default)]
     pub key: Option<String>,
+    /// Any JSON, up to 16 KiB serialised; stored with the label.
     #[serde(default)]
     pub metadata: Option<Value>,
 }
@@ -60,8 +71,10 @@ pub struct NewLabel {
 }
 
 /// What `POST /labels` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LabelsOutcome {
+    /// New observations stored, failed ones included, duplicates not.
     pub accepted: usize,
+    /// Labels whose key was already stored with the same result: not stored again.
     pub duplicates: usize,
 }

@@ -9,19 +9,27 @@ use serde_json::Value;
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
 /// The body of `POST /rounds`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoundRequest {
     pub campaign_id: i64,
+    /// Candidates wanted, 1..=10000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub batch_size: i64,
+    /// Idempotency key, 1..=200 bytes: a repeated key answers 200 with the same round.
     #[serde(default)]
     pub key: Option<String>,
+    /// Wait until the model was trained on every label accepted before the request (503
+    /// after the server's timeout, or at once when the campaign's training failed).
     #[serde(default)]
     pub wait_for_model: bool,
+    /// Sampling temperature for this round only, in (0, 1000]; default: the campaign's.
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Uniform mixing weight for this round only, in [0, 1]; default: the campaign's.
     #[serde(default)]
     pub epsilon: Option<f64>,
+    /// Smallest distance between two candidates of the batch, at least 0; default: none.
     #[serde(default)]
     pub min_distance: Option<f64>,
 }
@@ -64,24 +72,32 @@ impl RoundRequest {
 }
 
 /// A proposed candidate in a round response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProposedCandidate {
     pub id: i64,
+    #[schema(value_type = super::CandidateValue)]
     pub value: Value,
-    /// The proxy's prediction, once a proxy exists.
+    /// The proxy's prediction, once a proxy exists; null until then.
+    #[schema(required)]
     pub proxy: Option<Value>,
 }
 
 /// A round as `POST /rounds` returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Round {
     pub id: i64,
     pub campaign_id: i64,
+    /// 1 for the campaign's first round, then one more for each.
     pub number: i64,
+    /// The checkpoint the batch was drawn from; 0: the uniform policy.
     pub model_version: i64,
+    /// The batch size asked for; `candidates` may be shorter when `exhausted`.
     pub batch_size: i64,
+    /// Every unseen value of the space is in this batch and the batch is still short.
     pub exhausted: bool,
+    #[schema(required)]
     pub key: Option<String>,
+    /// RFC 3339, UTC.
     pub created_at: String,
     pub candidates: Vec<ProposedCandidate>,
 }

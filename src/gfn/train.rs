@@ -26,8 +26,9 @@ pub enum GfnError {
 }
 
 /// Network and optimisation settings of a GFlowNet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(default)]
 pub struct GfnConfig {
     pub objective: Objective,
     pub backward_policy: BackwardPolicy,

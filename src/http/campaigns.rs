@@ -11,6 +11,65 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+/// The body of `GET /campaigns` (documentation of the JSON built in `list`).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct CampaignList {
+    /// Every campaign, oldest first.
+    pub campaigns: Vec<Campaign>,
+}
+
+/// The body of `GET /campaigns/{id}`: the campaign with its counts and the state of its model
+/// (documentation of the JSON built in `get`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CampaignDetail {
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    pub stats: CampaignStats,
+}
+
+/// Counts of a campaign's candidates by status, its rounds, its best candidate and its model.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CampaignStats {
+    pub candidates: i64,
+    pub labelled: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub abandoned: i64,
+    pub rounds: i64,
+    /// The labelled candidate with the best mean reward (per `reward.maximize`); null before
+    /// any.
+    #[schema(required)]
+    pub best: Option<BestCandidate>,
+    /// As `GET /campaigns/{id}/model` answers it (the campaign's own `model` holds the
+    /// network settings).
+    pub model: super::openapi::ModelOverview,
+}
+
+/// The best candidate of a campaign so far.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BestCandidate {
+    pub candidate_id: i64,
+    #[schema(value_type = crate::domain::CandidateValue)]
+    pub value: Value,
+    /// Mean of its successful observations.
+    pub reward: f64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/campaigns",
+    operation_id = "create_campaign",
+    tag = "campaigns",
+    summary = "Create a campaign",
+    request_body(content = NewCampaign, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; every default filled in", body = Campaign),
+        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value`", body = super::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -21,12 +80,36 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(campaign)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns",
+    operation_id = "list_campaigns",
+    tag = "campaigns",
+    summary = "List every campaign",
+    responses(
+        (status = 200, description = "Every campaign", body = CampaignList),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let campaigns = state.store.campaigns().await?;
     Ok(Json(json!({ "campaigns": campaigns })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}",
+    operation_id = "get_campaign",
+    tag = "campaigns",
+    summary = "Read a campaign with its counts and model",
+    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignDetail),
+        (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<AppState>,
@@ -46,6 +129,10 @@ pub async fn get(
         serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut stats = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;
     stats["best"] = best.unwrap_or(Value::Null);
+    // SPEC §4 lists `model` among the stats; the top-level `model` is the campaign's
+    // network settings.
+    stats["model"] = serde_json::to_value(state.store.model_overview(id).await?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     body["stats"] = stats;
     Ok(Json(body))
 }

@@ -17,6 +17,107 @@ use std::collections::HashMap;
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100_000;
 
+/// Where a candidate stands (documentation; the store keeps it as text).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = CandidateStatus, rename_all = "snake_case")]
+pub enum CandidateStatusDoc {
+    /// Proposed, not measured yet.
+    Pending,
+    /// Has at least one successful observation.
+    Labelled,
+    /// Has only failed observations.
+    Failed,
+    /// Its round was abandoned before it was measured.
+    Abandoned,
+}
+
+/// The order of a candidate page.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum CandidateOrder {
+    /// Oldest first.
+    Created,
+    /// Best mean reward first (per the campaign's `maximize`), unlabelled ones last.
+    Reward,
+}
+
+/// The format of a candidate page.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PageFormat {
+    Json,
+    /// `text/csv` with columns `id, value, round, status, mean_reward, observations`.
+    Csv,
+}
+
+/// The query of `GET /campaigns/{id}/candidates` (documentation of what `list` parses by
+/// hand; any other parameter is 400 `invalid_value`).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CandidatesQuery {
+    /// Only candidates with this status; default: all.
+    #[param(inline)]
+    pub status: Option<CandidateStatusDoc>,
+    /// Default `created`.
+    #[param(inline)]
+    pub order: Option<CandidateOrder>,
+    /// Page size.
+    #[param(minimum = 0, maximum = 100000, default = 100)]
+    pub limit: Option<i64>,
+    /// Candidates to skip.
+    #[param(minimum = 0, default = 0)]
+    pub offset: Option<i64>,
+    /// Default `json`.
+    #[param(inline)]
+    pub format: Option<PageFormat>,
+}
+
+/// A page of candidates as JSON (documentation of the JSON built in `list`).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct CandidatePage {
+    pub candidates: Vec<ListedCandidate>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A candidate with its aggregates.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ListedCandidate {
+    pub id: i64,
+    #[schema(value_type = crate::domain::CandidateValue)]
+    pub value: serde_json::Value,
+    /// Number of the round that proposed it; null for an imported value.
+    #[schema(required)]
+    pub round: Option<i64>,
+    pub status: CandidateStatusDoc,
+    /// Mean of its successful observations; null before any.
+    #[schema(required)]
+    pub mean_reward: Option<f64>,
+    /// `successes + failures`.
+    pub observations: i64,
+    pub successes: i64,
+    pub failures: i64,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/candidates",
+    operation_id = "list_candidates",
+    tag = "candidates",
+    summary = "A page of a campaign's candidates, as JSON or CSV",
+    params(("id" = i64, Path, description = "Campaign id"), CandidatesQuery),
+    responses(
+        (status = 200, description = "The page", content(
+            (CandidatePage = "application/json"),
+            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations\n7,ACGT,1,labelled,0.5,2\n")),
+        )),
+        (status = 400, description = "`invalid_value`: a bad or unknown query parameter", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,

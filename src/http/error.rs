@@ -7,6 +7,59 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+/// The body of every error answer, `{"error": {"code", "message", "details"}}`, as the
+/// OpenAPI document describes it. `into_response` below writes it; a test holds the two
+/// together.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people: names the field, token, position or bound at fault. 5xx answers say
+    /// only "internal error".
+    pub message: String,
+    /// `{"field"}` with `invalid_value`, `{"index", "field"}` with `invalid_item`,
+    /// `{"index"}` with a `not_found` in a label batch; null otherwise.
+    #[schema(required)]
+    pub details: Option<Value>,
+}
+
+/// The stable codes of error bodies (the table of proto-docs/PROTOCOL.md).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    MalformedJson,
+    /// 400: wrong type, unknown field, missing field.
+    InvalidBody,
+    /// 400: a field or query parameter breaks a rule; `details.field` names it.
+    InvalidValue,
+    /// 400: one item of a label batch is invalid; `details.index`, `details.field`.
+    InvalidItem,
+    /// 400: any other unreadable request.
+    BadRequest,
+    /// 404: unknown campaign, round, candidate or route.
+    NotFound,
+    /// 409: a label key already stored with another result.
+    Conflict,
+    /// 413: the body is over 8 MiB.
+    PayloadTooLarge,
+    /// 415: not `application/json` (or `text/csv` for labels).
+    UnsupportedMediaType,
+    /// 503: `wait_for_model` timed out, or the campaign's training failed.
+    Unavailable,
+    /// 500: a fault of the server; the log has the cause.
+    Internal,
+}
+
 /// A request failure with its HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -98,5 +151,67 @@ impl IntoResponse for ApiError {
         };
         let body = json!({ "error": { "code": self.code(), "message": self.to_string(), "details": details } });
         (self.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, ErrorBody) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes).expect("an ErrorBody");
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn every_error_answer_has_the_documented_error_body() {
+        let errors = [
+            ApiError::from(Error::invalid("name", "too long")),
+            ApiError::from(Error::InvalidItem {
+                index: 3,
+                field: "labels[3].reward".into(),
+                reason: "missing".into(),
+            }),
+            ApiError::from(Error::ItemNotFound {
+                index: 1,
+                what: "campaign",
+                id: "9".into(),
+            }),
+            ApiError::BadRequest {
+                code: "malformed_json",
+                message: "eof".into(),
+                details: Value::Null,
+            },
+            ApiError::BadRequest {
+                code: "invalid_body",
+                message: "unknown field".into(),
+                details: Value::Null,
+            },
+            ApiError::BadRequest {
+                code: "bad_request",
+                message: "?".into(),
+                details: Value::Null,
+            },
+            ApiError::NotFound("no such route".into()),
+            ApiError::Conflict("key".into()),
+            ApiError::UnsupportedMediaType("csv".into()),
+            ApiError::PayloadTooLarge("big".into()),
+            ApiError::Unavailable("training failed".into()),
+            ApiError::Internal("disk on fire".into()),
+        ];
+        for error in errors {
+            let (code, status) = (error.code(), error.status());
+            let (answered, body) = body_of(error).await;
+            assert_eq!(answered, status);
+            assert_eq!(
+                serde_json::to_value(body.error.code).expect("code"),
+                json!(code)
+            );
+        }
     }
 }

@@ -28,6 +28,27 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
 /// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`; the campaign
 /// may also be given once as `?campaign_id=`).
+#[utoipa::path(
+    post,
+    path = "/labels",
+    operation_id = "create_labels",
+    tag = "labels",
+    summary = "Store measurements, all or nothing",
+    params(("campaign_id" = Option<i64>, Query, description = "CSV only: the campaign of rows that give a `value` and no `campaign_id`. JSON bodies take no query parameter.")),
+    request_body(description = "A JSON batch, or a CSV file with a header of some of `candidate_id`, `campaign_id`, `value`, `reward`, `failed` (true/false/1/0/yes/no), `error`, `key`; grid and set values as their JSON arrays. 1..=10000 labels either way.", content(
+        (LabelsRequest = "application/json"),
+        (String = "text/csv", example = json!("candidate_id,reward\n7,0.5\n8,1.25\n")),
+    )),
+    responses(
+        (status = 200, description = "Stored", body = LabelsOutcome),
+        (status = 400, description = "`malformed_json`, `invalid_body`, `invalid_value`, `invalid_item` (`details.index`, `details.field`; for CSV the field names the row, the header being row 1) or `bad_request`; nothing stored", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: an unknown candidate or campaign, `details.index` names the item; nothing stored", body = super::error::ErrorBody),
+        (status = 409, description = "`conflict`: a label key already stored with another result; nothing stored", body = super::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: neither JSON nor CSV", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,

@@ -8,11 +8,12 @@ pub mod extract;
 pub mod health;
 pub mod labels;
 pub mod model;
+pub mod openapi;
 pub mod preview;
 pub mod rounds;
 
 use crate::store::Store;
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
 
@@ -30,19 +31,83 @@ pub struct AppState {
     pub sampling: Arc<tokio::sync::Semaphore>,
 }
 
+/// An HTTP method the API routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    /// The method's name in upper case, as HTTP writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Self::Get => MethodFilter::GET,
+            Self::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// One route: the router serves `handler` at `method` and `path`, and the OpenAPI document
+/// must describe that pair (`http::openapi`'s tests check every entry of [`ROUTES`]).
+pub struct Route {
+    pub method: Method,
+    /// In axum's syntax, which is also OpenAPI's: `/rounds/{id}`.
+    pub path: &'static str,
+    /// The handler, routed for the method filter it is given.
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every route of the API. The router is built from this list and nothing else, so that a
+/// route cannot be served without the OpenAPI test seeing it: add new routes here, never
+/// with a `.route(..)` of their own.
+pub const ROUTES: &[Route] = &[
+    route(Method::Get, "/healthz", |m| on(m, health::healthz)),
+    route(Method::Post, "/campaigns", |m| on(m, campaigns::create)),
+    route(Method::Get, "/campaigns", |m| on(m, campaigns::list)),
+    route(Method::Get, "/campaigns/{id}", |m| on(m, campaigns::get)),
+    route(Method::Get, "/campaigns/{id}/candidates", |m| {
+        on(m, candidates::list)
+    }),
+    route(Method::Get, "/campaigns/{id}/model", |m| on(m, model::get)),
+    route(Method::Get, "/campaigns/{id}/model/sample", |m| {
+        on(m, preview::sample)
+    }),
+    route(Method::Post, "/rounds", |m| on(m, rounds::create)),
+    route(Method::Get, "/rounds/{id}", |m| on(m, rounds::get)),
+    route(Method::Post, "/rounds/{id}/abandon", |m| {
+        on(m, rounds::abandon)
+    }),
+    route(Method::Post, "/labels", |m| on(m, labels::create)),
+];
+
 /// The application's routes with their layers.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/campaigns", post(campaigns::create).get(campaigns::list))
-        .route("/campaigns/{id}", get(campaigns::get))
-        .route("/campaigns/{id}/candidates", get(candidates::list))
-        .route("/campaigns/{id}/model", get(model::get))
-        .route("/campaigns/{id}/model/sample", get(preview::sample))
-        .route("/rounds", post(rounds::create))
-        .route("/rounds/{id}", get(rounds::get))
-        .route("/rounds/{id}/abandon", post(rounds::abandon))
-        .route("/labels", post(labels::create))
+    // Routes sharing a path (GET and POST /campaigns) merge into one method router.
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, r| {
+            router.route(r.path, (r.handler)(r.method.filter()))
+        })
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

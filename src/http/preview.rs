@@ -17,20 +17,50 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Query of the preview.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PreviewQuery {
     /// Number of draws, 1..=1000.
     #[serde(default = "default_n")]
+    #[param(minimum = 1, maximum = 1000, default = 10)]
     pub n: usize,
+    /// Seed of the draws: the same checkpoint and seed give the same values.
     #[serde(default)]
+    #[param(default = 0)]
     pub seed: u64,
+}
+
+/// The body of the preview (documentation of the JSON built in `sample`).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ModelSample {
+    pub campaign_id: i64,
+    /// The checkpoint drawn from; 0: the uniform policy.
+    pub model_version: i64,
+    pub seed: u64,
+    /// `n` values, repeats possible; none is stored.
+    #[schema(value_type = Vec<crate::domain::CandidateValue>)]
+    pub values: Vec<Value>,
 }
 
 fn default_n() -> usize {
     10
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/model/sample",
+    operation_id = "sample_model",
+    tag = "model",
+    summary = "Draw values from the newest model without storing them",
+    params(("id" = i64, Path, description = "Campaign id"), PreviewQuery),
+    responses(
+        (status = 200, description = "The values drawn", body = ModelSample),
+        (status = 400, description = "`invalid_value`: `n` out of range, or a bad or unknown query parameter", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn sample(
     State(state): State<AppState>,

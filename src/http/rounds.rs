@@ -19,6 +19,24 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[utoipa::path(
+    post,
+    path = "/rounds",
+    operation_id = "create_round",
+    tag = "rounds",
+    summary = "Propose a batch of new candidates",
+    request_body(content = RoundRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A new round", body = Round),
+        (status = 200, description = "The round that already holds this `key`; nothing stored", body = Round),
+        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value`", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+        (status = 503, description = "`unavailable`: `wait_for_model` timed out, the campaign's training failed, or the server is shutting down; nothing stored", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(campaign_id = body.campaign_id))]
 pub async fn create(
     State(state): State<AppState>,
@@ -211,6 +229,70 @@ pub(super) fn parse_stored(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
 }
 
+/// A round with the measurements of its candidates (documentation of the JSON built in
+/// `round_with_labels`).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct RoundDetail {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub number: i64,
+    pub model_version: i64,
+    pub batch_size: i64,
+    pub exhausted: bool,
+    #[schema(required)]
+    pub key: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub candidates: Vec<RoundCandidate>,
+}
+
+/// A candidate of a round with its labels.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct RoundCandidate {
+    pub id: i64,
+    #[schema(value_type = crate::domain::CandidateValue)]
+    pub value: Value,
+    pub status: super::candidates::CandidateStatusDoc,
+    /// Mean of its successful observations; null before any.
+    #[schema(required)]
+    pub mean_reward: Option<f64>,
+    /// Successful and failed observations.
+    pub observations: i64,
+    /// Every label of the candidate, oldest first.
+    pub labels: Vec<StoredLabel>,
+}
+
+/// One stored observation.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct StoredLabel {
+    /// Null for a failed label.
+    #[schema(required)]
+    pub reward: Option<f64>,
+    pub failed: bool,
+    #[schema(required)]
+    pub error: Option<String>,
+    #[schema(required)]
+    pub key: Option<String>,
+    /// The JSON the client sent with the label.
+    #[schema(required)]
+    pub metadata: Option<Value>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/rounds/{id}",
+    operation_id = "get_round",
+    tag = "rounds",
+    summary = "Read a round, each candidate with its labels",
+    params(("id" = i64, Path, description = "Round id; anything but a positive integer is 404")),
+    responses(
+        (status = 200, description = "The round", body = RoundDetail),
+        (status = 404, description = "`not_found`: unknown round", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<AppState>,
@@ -221,6 +303,19 @@ pub async fn get(
     Ok(Json(round_with_labels(&state, row).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rounds/{id}/abandon",
+    operation_id = "abandon_round",
+    tag = "rounds",
+    summary = "Mark a round's still-pending candidates abandoned",
+    params(("id" = i64, Path, description = "Round id")),
+    responses(
+        (status = 200, description = "The round after abandoning", body = RoundDetail),
+        (status = 404, description = "`not_found`: unknown round", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn abandon(
     State(state): State<AppState>,

@@ -5,7 +5,7 @@
 //! PostgreSQL), so its cost does not grow with round trips per item. Steps, in one
 //! transaction: resolve candidate ids; import values never proposed; look up label keys
 //! already stored (same reward: a duplicate, another reward: 409); insert the new labels;
-//! recompute the aggregates and status of every touched candidate.
+//! add the batch's counts and sums to every touched candidate.
 
 use super::Store;
 use crate::domain::label::{LabelTarget, LabelsOutcome, NewLabel};
@@ -24,8 +24,9 @@ mod sql {
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join json_each($1) j on c.campaign_id = json_extract(j.value, '$.c') and c.value = json_extract(j.value, '$.v')";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
         pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select json_extract(j.value, '$.c'), json_extract(j.value, '$.id'), json_extract(j.value, '$.r'), json_extract(j.value, '$.f'), json_extract(j.value, '$.e'), json_extract(j.value, '$.k'), json_extract(j.value, '$.m') from json_each($1) j";
-        pub const AGGREGATE: &str = "update candidates set n_success = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed = 0), n_failed = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed = 1), reward_sum = coalesce((select sum(l.reward) from labels l where l.candidate_id = candidates.id and l.failed = 0), 0) where id in (select value from json_each($1))";
-        pub const STATUS: &str = "update candidates set status = case when n_success > 0 then 'labelled' when n_failed > 0 then 'failed' else status end where id in (select value from json_each($1))";
+        /// Adds the batch's counts and sums to each touched candidate and sets its status, in
+        /// one statement, from the same JSON rows the labels were inserted from.
+        pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select json_extract(j.value, '$.id') as id, sum(json_extract(j.value, '$.f') = 0) as s, sum(json_extract(j.value, '$.f') = 1) as f, coalesce(sum(json_extract(j.value, '$.r')), 0) as r from json_each($1) j group by 1) as a where candidates.id = a.id";
     }
 
     pub mod postgres {
@@ -37,8 +38,9 @@ mod sql {
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
         pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select x.c, x.id, x.r, x.f, x.e, x.k, x.m from jsonb_to_recordset($1::jsonb) as x(c bigint, id bigint, r double precision, f boolean, e text, k text, m text)";
-        pub const AGGREGATE: &str = "update candidates set n_success = (select count(*) from labels l where l.candidate_id = candidates.id and not l.failed), n_failed = (select count(*) from labels l where l.candidate_id = candidates.id and l.failed), reward_sum = coalesce((select sum(l.reward) from labels l where l.candidate_id = candidates.id and not l.failed), 0) where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
-        pub const STATUS: &str = "update candidates set status = case when n_success > 0 then 'labelled' when n_failed > 0 then 'failed' else status end where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
+        /// Adds the batch's counts and sums to each touched candidate and sets its status, in
+        /// one statement, from the same JSON rows the labels were inserted from.
+        pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select x.id, count(*) filter (where not x.f) as s, count(*) filter (where x.f) as f, coalesce(sum(x.r) filter (where not x.f), 0) as r from jsonb_to_recordset($1::jsonb) as x(id bigint, f boolean, r double precision) group by x.id) as a where candidates.id = a.id";
     }
 }
 
@@ -121,7 +123,6 @@ macro_rules! insert_labels_tx {
             known.extend(rows.into_iter().map(|(c, k, r, f)| ((c, k), (r, f))));
         }
         let mut rows = Vec::with_capacity(labels.len());
-        let mut touched: Vec<i64> = Vec::new();
         let mut duplicates = 0usize;
         for (index, l) in labels.iter().enumerate() {
             let candidate = match &l.target {
@@ -151,21 +152,17 @@ macro_rules! insert_labels_tx {
                     }
                 }
             }
-            touched.push(candidate);
             rows.push(json!({
                 "c": campaign, "id": candidate, "r": l.reward, "f": l.failed,
                 "e": l.error, "k": l.key, "m": l.metadata,
             }));
         }
-        // 4 and 5. Insert, then recompute what the new labels changed.
+        // 4 and 5. Insert, then add what the new labels bring to their candidates.
         let accepted = rows.len();
         if accepted > 0 {
-            sqlx::query(q::INSERT).bind(serde_json::Value::Array(rows).to_string()).execute(&mut *$tx).await?;
-            touched.sort_unstable();
-            touched.dedup();
-            let touched = json!(touched).to_string();
-            sqlx::query(q::AGGREGATE).bind(&touched).execute(&mut *$tx).await?;
-            sqlx::query(q::STATUS).bind(&touched).execute(&mut *$tx).await?;
+            let rows = serde_json::Value::Array(rows).to_string();
+            sqlx::query(q::INSERT).bind(&rows).execute(&mut *$tx).await?;
+            sqlx::query(q::AGGREGATE).bind(&rows).execute(&mut *$tx).await?;
         }
         $tx.commit().await?;
         Ok((LabelsOutcome { accepted, duplicates }, campaigns))

@@ -292,7 +292,7 @@ impl Store {
     /// Creates round `number = previous + 1` of the campaign with the first `batch_size` of
     /// `values` (canonical texts, in order of preference) that the campaign does not have yet.
     /// A `key` already used in the campaign returns that round instead; nothing is written.
-    #[tracing::instrument(skip_all, fields(campaign_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn insert_round(
         &self,
         campaign_id: i64,
@@ -367,7 +367,7 @@ impl Store {
     }
 
     /// Marks the round's still-pending candidates abandoned.
-    #[tracing::instrument(skip_all, fields(round_id))]
+    #[tracing::instrument(skip_all, fields(round_id = round_id))]
     pub async fn abandon_round(&self, round_id: i64) -> Result<u64, Error> {
         self.round(round_id).await?;
         Ok(on_backend!(self, ABANDON, |pool, q| {

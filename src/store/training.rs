@@ -21,8 +21,11 @@ pub const HISTORY_LIMIT: i64 = 50;
 /// of this acquisition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The campaign trained under the lease.
     pub campaign_id: i64,
+    /// The holder's name (one per trainer instance).
     pub owner: String,
+    /// Fencing token: grows with every acquisition of the campaign's lease.
     pub token: i64,
 }
 
@@ -44,6 +47,7 @@ pub struct CheckpointInfo {
 /// One training run, as `GET /campaigns/{id}/model` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct TrainingRunRow {
+    /// The run's id, increasing in start order.
     pub id: i64,
     /// The trainer (process) that ran it.
     pub owner: String,
@@ -53,9 +57,11 @@ pub struct TrainingRunRow {
     pub labels: i64,
     /// Optimisation steps of this run alone.
     pub steps: i64,
+    /// Mean loss of the run's last steps (succeeded runs only).
     pub loss: Option<f64>,
     /// The checkpoint version it wrote (succeeded runs only).
     pub version: Option<i64>,
+    /// Why the run failed or was cancelled.
     pub error: Option<String>,
     /// RFC 3339, UTC.
     pub started_at: String,
@@ -72,9 +78,11 @@ pub struct ModelOverview {
     pub status: String,
     /// Why the last run failed, when `status` is `failed`.
     pub error: Option<String>,
+    /// Successful observations the newest checkpoint was trained on, 0 before any.
     pub trained_on_labels: i64,
     /// Total optimisation steps of the newest checkpoint.
     pub steps: i64,
+    /// Loss reported with the newest checkpoint.
     pub loss: Option<f64>,
     /// The surrogate's held-out quality; null until the proxy exists.
     pub proxy: Option<serde_json::Value>,
@@ -90,10 +98,13 @@ pub struct ModelOverview {
 pub struct NewCheckpoint<'a> {
     /// Safetensors bytes.
     pub weights: &'a [u8],
+    /// Successful observations the run trained on.
     pub trained_on_labels: i64,
-    /// Total steps of the network (checkpoint) and steps of this run (training run row).
+    /// Total steps of the network, over every run it resumed from (the checkpoint's).
     pub total_steps: i64,
+    /// Steps of this run (the training run's).
     pub run_steps: i64,
+    /// Mean loss of the run's last steps.
     pub loss: Option<f64>,
     /// JSON text.
     pub metrics: &'a str,
@@ -291,7 +302,7 @@ impl Store {
 
     /// The campaign's labelled candidates: canonical value text and mean reward over its
     /// successful observations, in insertion order.
-    #[tracing::instrument(skip_all, fields(campaign_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn training_data(&self, campaign_id: i64) -> Result<Vec<(String, f64)>, Error> {
         Ok(per_backend!(self, TRAINING_DATA, |pool, q| {
             sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
@@ -363,7 +374,7 @@ impl Store {
 
     /// Status, newest checkpoint and run history of the campaign's model; `NotFound` for an
     /// unknown campaign.
-    #[tracing::instrument(skip_all, fields(campaign_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn model_overview(&self, campaign_id: i64) -> Result<ModelOverview, Error> {
         let (status, error) = self.model_status(campaign_id).await?;
         let newest = self.newest_checkpoint(campaign_id).await?;
@@ -404,7 +415,7 @@ impl Store {
     /// Takes the campaign's training lease for `owner` until `now_ms + ttl_ms` (Unix ms)
     /// when nobody holds it, it expired, or `owner` already holds it. Returns the lease with
     /// its new fencing token, or `None` while another owner's lease is live.
-    #[tracing::instrument(skip_all, fields(campaign_id, owner))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id, owner = owner))]
     pub async fn acquire_lease(
         &self,
         campaign_id: i64,
@@ -498,7 +509,7 @@ impl Store {
     /// `ready` and the run `succeeded`, in one transaction, only while `lease` is still
     /// held at `now_ms`. Returns the version, or `None` (nothing written) when the lease
     /// was lost.
-    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id = run_id))]
     pub async fn commit_checkpoint(
         &self,
         lease: &Lease,
@@ -544,7 +555,7 @@ impl Store {
     /// Ends a run that wrote no checkpoint. `Failed`: the campaign becomes `failed` with
     /// `reason`; `Cancelled`: it goes back to `ready` or `untrained`. The campaign is left
     /// alone while another owner holds a live lease on it (that owner's status wins).
-    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id = run_id))]
     pub async fn end_training_run(
         &self,
         lease: &Lease,
@@ -586,7 +597,7 @@ impl Store {
     /// newest version, outside any lease, and marks the model `ready`. The bytes are not
     /// checked here: the trainer resumes from them, and a checkpoint that does not load for
     /// the campaign's space makes its next run fail.
-    #[tracing::instrument(skip_all, fields(campaign_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn import_checkpoint(
         &self,
         campaign_id: i64,

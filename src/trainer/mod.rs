@@ -164,7 +164,7 @@ impl TrainerHandle {
     /// Answers `Unavailable` at once, with the reason, when the campaign's training failed
     /// and no new run of it is scheduled here. Wakes when this process finishes a run, and
     /// polls the database every 100 ms, since another process may be the trainer.
-    #[tracing::instrument(skip_all, fields(campaign_id, labels_needed))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id, labels_needed = labels_needed))]
     pub async fn wait_for_model(
         &self,
         campaign_id: i64,
@@ -215,7 +215,7 @@ impl TrainerHandle {
     /// The newest checkpoint of the campaign, loaded for `space` (cached by version), or
     /// `None` while no model exists. The newest version is one cheap query; the bytes are
     /// read and decoded (on a blocking thread) only when the version changed.
-    #[tracing::instrument(skip_all, fields(campaign_id))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn model(
         &self,
         campaign_id: i64,

@@ -161,8 +161,11 @@ impl Supervisor {
 }
 
 /// One attempt to train `campaign_id`: lease, run, record, release, wake waiters.
-#[tracing::instrument(name = "training_run", skip_all, fields(campaign_id, owner = %context.shared.owner, run_id = tracing::field::Empty))]
+#[tracing::instrument(name = "training_run", skip_all, fields(campaign_id = campaign_id, owner = %context.shared.owner, run_id = tracing::field::Empty))]
 async fn run_campaign(context: RunContext, campaign_id: i64, cancel: Arc<AtomicBool>) {
+    // Should this task be dropped unfinished (the runtime shutting down without a graceful
+    // `shutdown`), the job on the compute thread must not train on for nobody.
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     match attempt(&context, campaign_id, &cancel).await {
         Ok(Outcome::Trained {
             version,
@@ -176,6 +179,15 @@ async fn run_campaign(context: RunContext, campaign_id: i64, cancel: Arc<AtomicB
         Err(e) => tracing::error!(error = %e, "training run could not be carried out"),
     }
     context.shared.signal(campaign_id);
+}
+
+/// Raises the cancel flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 async fn attempt(
@@ -226,6 +238,9 @@ async fn under_lease(
             .is_some_and(|c| c.trained_on_labels >= labels)
     {
         return Ok(Outcome::UpToDate);
+    }
+    if context.shared.stopping.load(Ordering::Relaxed) {
+        return Ok(Outcome::Cancelled("the trainer is shutting down".into()));
     }
     let Some(run_id) = store.begin_training_run(lease, labels, now_ms()).await? else {
         return Ok(Outcome::Cancelled(

@@ -27,6 +27,8 @@ async fn create_fills_defaults_and_reads_back(backend: Backend) {
         .as_object_mut()
         .and_then(|o| o.remove("stats"))
         .expect("stats");
+    assert_eq!(stats["model"]["version"], 0);
+    assert_eq!(stats["model"]["status"], "untrained");
     assert_eq!(fetched, created);
     assert_eq!(stats["candidates"], 0);
     assert_eq!(stats["rounds"], 0);

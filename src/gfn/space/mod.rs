@@ -86,23 +86,36 @@ pub struct InvalidAction {
 }
 
 /// The space part of a campaign, as clients write it (SPEC §2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SpaceSpec {
+    /// Strings of tokens; a value is the tokens joined by the separator.
     Sequence {
+        /// 2..=1024 distinct non-empty tokens; with an empty separator, none a prefix of
+        /// another.
         alphabet: Vec<String>,
+        /// Fewest tokens, `1..=max_length`.
         min_length: usize,
+        /// Most tokens, 1..=512.
         max_length: usize,
+        /// Written between tokens (default empty); may not occur in a token.
         #[serde(default)]
         separator: String,
     },
+    /// Points of a `size^dims` grid; a value is an array of `dims` integers in `[0, size)`.
     Grid {
+        /// 1..=16.
         dims: usize,
+        /// 2..=1024.
         size: usize,
     },
+    /// Subsets of the items; a value is an array of items.
     Set {
+        /// 2..=4096 distinct non-empty strings.
         items: Vec<String>,
+        /// Fewest items, `0..=max_size`.
         min_size: usize,
+        /// Most items, `1..=items.len()`.
         max_size: usize,
     },
 }
