@@ -96,7 +96,9 @@ mod sql {
             "update campaigns set round_seq = round_seq + 1 where id = $1 returning round_seq";
         pub const ROUND_BY_KEY: &str = "select id from rounds where campaign_id = $1 and key = $2";
         pub const INSERT_ROUND: &str = "insert into rounds (campaign_id, number, key, model_version, batch_size, exhausted) values ($1, $2, $3, $4, $5, $6) returning id";
-        pub const INSERT_CANDIDATE: &str = "insert into candidates (campaign_id, round_id, value, status) values ($1, $2, $3, 'pending') on conflict (campaign_id, value) do nothing returning id";
+        /// All values of a JSON array in one statement, in array order (ids follow it);
+        /// values the campaign already has are skipped.
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status) select $1, $2, j.value, 'pending' from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
         pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
         /// `begin immediate` already holds SQLite's write lock.
         pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
@@ -117,7 +119,7 @@ mod sql {
         pub const BUMP_ROUND: &str = super::sqlite::BUMP_ROUND;
         pub const ROUND_BY_KEY: &str = super::sqlite::ROUND_BY_KEY;
         pub const INSERT_ROUND: &str = super::sqlite::INSERT_ROUND;
-        pub const INSERT_CANDIDATE: &str = super::sqlite::INSERT_CANDIDATE;
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status) select $1, $2, x.v, 'pending' from jsonb_array_elements_text($3::jsonb) with ordinality as x(v, i) order by x.i on conflict (campaign_id, value) do nothing";
         pub const ROUND: &str = concat!(
             "select id, campaign_id, number, key, model_version, batch_size, exhausted, ",
             pg_ts!("created_at"),
@@ -197,19 +199,13 @@ macro_rules! insert_round_tx {
             .bind($exhausted)
             .fetch_one(&mut *$tx)
             .await?;
-        let mut inserted = 0i64;
-        for value in $values {
-            if inserted >= $batch {
-                break;
-            }
-            let row: Option<(i64,)> = sqlx::query_as(q::INSERT_CANDIDATE)
-                .bind($campaign_id)
-                .bind(round_id)
-                .bind(value)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            inserted += i64::from(row.is_some());
-        }
+        let wanted: Vec<&String> = $values.iter().take($batch.max(0) as usize).collect();
+        sqlx::query(q::INSERT_CANDIDATES)
+            .bind($campaign_id)
+            .bind(round_id)
+            .bind(serde_json::json!(wanted).to_string())
+            .execute(&mut *$tx)
+            .await?;
         $tx.commit().await?;
         Ok(RoundInsert::Created(round_id))
     }};
@@ -228,17 +224,18 @@ macro_rules! top_up_tx {
             .bind($round_id)
             .fetch_one(&mut *$tx)
             .await?;
-        for value in $values {
-            if have >= $batch {
-                break;
-            }
-            let row: Option<(i64,)> = sqlx::query_as(q::INSERT_CANDIDATE)
+        let wanted: Vec<&String> = $values
+            .iter()
+            .take(($batch - have).max(0) as usize)
+            .collect();
+        if !wanted.is_empty() {
+            have += sqlx::query(q::INSERT_CANDIDATES)
                 .bind($campaign_id)
                 .bind($round_id)
-                .bind(value)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            have += i64::from(row.is_some());
+                .bind(serde_json::json!(wanted).to_string())
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected() as i64;
         }
         sqlx::query(q::SET_EXHAUSTED)
             .bind($round_id)
