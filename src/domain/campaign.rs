@@ -173,6 +173,17 @@ pub struct CampaignSpec {
     pub training: TrainingSpec,
 }
 
+impl CampaignSpec {
+    /// The campaign's space. A stored spec was validated when the campaign was created, so a
+    /// failure here means the stored row is damaged: a storage error, not a client's.
+    pub fn build_space(&self) -> Result<std::sync::Arc<dyn crate::gfn::Space>, Error> {
+        self.space
+            .build()
+            .map(std::sync::Arc::from)
+            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}")))
+    }
+}
+
 impl NewCampaign {
     /// Checks the name, the space bounds, the reward, model and training settings.
     pub fn validate(self) -> Result<CampaignSpec, Error> {

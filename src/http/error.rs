@@ -48,6 +48,8 @@ pub enum ErrorCode {
     BadRequest,
     /// 404: unknown campaign, round, candidate or route.
     NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
     /// 409: a label key already stored with another result.
     Conflict,
     /// 413: the body is over 8 MiB.
@@ -74,6 +76,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFoundWith(String, Value),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -92,6 +96,7 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => code,
             Self::NotFound(_) | Self::NotFoundWith(..) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -104,6 +109,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NotFoundWith(..) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,6 +204,7 @@ mod tests {
                 details: Value::Null,
             },
             ApiError::NotFound("no such route".into()),
+            ApiError::MethodNotAllowed("DELETE".into()),
             ApiError::Conflict("key".into()),
             ApiError::UnsupportedMediaType("csv".into()),
             ApiError::PayloadTooLarge("big".into()),

@@ -274,10 +274,7 @@ pub(super) async fn validate(
                             }
                             Err(e) => return Err(e),
                         };
-                        let space: Arc<dyn Space> =
-                            Arc::from(campaign.spec.space.build().map_err(|e| {
-                                Error::Storage(format!("stored space is invalid: {e}"))
-                            })?);
+                        let space = campaign.spec.build_space()?;
                         spaces.insert(campaign_id, space.clone());
                         space
                     }

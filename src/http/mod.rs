@@ -109,6 +109,9 @@ pub fn router(state: AppState) -> Router {
             router.route(r.path, (r.handler)(r.method.filter()))
         })
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::MethodNotAllowed("this path does not take that method".into())
+        })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -8,13 +8,12 @@ use super::rounds::parse_stored;
 use super::AppState;
 use crate::error::Error;
 use crate::gfn::propose::canonical;
-use crate::gfn::{Exploration, GflowNet, GfnConfig, Space};
+use crate::gfn::{Exploration, GflowNet, GfnConfig};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use rand::SeedableRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// Query of the preview.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -73,13 +72,7 @@ pub async fn sample(
         return Err(Error::invalid("n", "must be in 1..=1000").into());
     }
     let campaign = state.store.campaign(id).await?;
-    let space: Arc<dyn Space> = Arc::from(
-        campaign
-            .spec
-            .space
-            .build()
-            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}")))?,
-    );
+    let space = campaign.spec.build_space()?;
     let model = state.trainer.model(id, space.clone()).await?;
     let version = model.as_ref().map_or(0, |(v, _)| *v);
     let (n, seed) = (query.n, query.seed);

@@ -5,7 +5,6 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
 use crate::domain::round::{ProposedCandidate, Round, RoundRequest};
-use crate::error::Error;
 use crate::gfn::propose::{canonical, propose, ProposalRequest};
 use crate::gfn::State as SpaceState;
 use crate::gfn::{Exploration, GflowNet, GfnConfig, Space};
@@ -57,13 +56,7 @@ pub async fn create(
             .wait_for_model(campaign.id, needed, timeout)
             .await?;
     }
-    let space: Arc<dyn Space> = Arc::from(
-        campaign
-            .spec
-            .space
-            .build()
-            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}")))?,
-    );
+    let space = campaign.spec.build_space()?;
     let model = state.trainer.model(campaign.id, space.clone()).await?;
     let training = campaign.spec.training;
     let sampler = Sampler {

@@ -47,3 +47,20 @@ async fn healthz_is_503_when_postgres_is_unreachable() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["database"], "unreachable");
 }
+
+async fn a_wrong_method_is_405_in_the_error_shape(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let resp = app
+        .client
+        .delete(app.url("/campaigns"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 405);
+    let body: serde_json::Value = resp.json().await.expect("json body");
+    crate::helpers::assert_error(&body, "method_not_allowed");
+}
+on_both_backends!(
+    a_wrong_method_is_405,
+    a_wrong_method_is_405_in_the_error_shape
+);
