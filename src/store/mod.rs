@@ -22,6 +22,23 @@ macro_rules! pg_ts {
     };
 }
 
+/// Runs the same Rust on either backend with that backend's SQL constant `$name` (each
+/// store file has a `sql::sqlite` and a `sql::postgres` module of constants).
+macro_rules! on_backend {
+    ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                let $sql = sql::sqlite::$name;
+                $body
+            }
+            Store::Postgres($pool) => {
+                let $sql = sql::postgres::$name;
+                $body
+            }
+        }
+    };
+}
+
 mod labels;
 mod postgres;
 mod rounds;

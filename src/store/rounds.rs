@@ -152,22 +152,6 @@ mod sql {
     }
 }
 
-/// Runs the same statement on either backend (the SQL differs, the Rust does not).
-macro_rules! on_backend {
-    ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
-                let $sql = sql::sqlite::$name;
-                $body
-            }
-            Store::Postgres($pool) => {
-                let $sql = sql::postgres::$name;
-                $body
-            }
-        }
-    };
-}
-
 /// Inserts a round and as many of `values` as fit in `batch_size`, skipping any value the
 /// campaign already has. Generic over the transaction type of each backend.
 macro_rules! insert_round_tx {

@@ -254,22 +254,6 @@ mod sql {
     }
 }
 
-/// Runs the same Rust on either backend with that backend's SQL constant `$name`.
-macro_rules! per_backend {
-    ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
-                let $sql = sql::sqlite::$name;
-                $body
-            }
-            Store::Postgres($pool) => {
-                let $sql = sql::postgres::$name;
-                $body
-            }
-        }
-    };
-}
-
 /// Opens a write transaction (SQLite: `begin immediate`, so the write lock is taken up front
 /// and two writers never deadlock upgrading a read lock) and runs `$body` with `q` naming
 /// the backend's SQL module.
@@ -294,7 +278,7 @@ impl Store {
     /// Number of successful observations stored for the campaign (the sum of its
     /// candidates' `n_success`); failed observations never count.
     pub async fn successful_label_count(&self, campaign_id: i64) -> Result<i64, Error> {
-        let (n,): (i64,) = per_backend!(self, SUCCESSFUL_LABELS, |pool, q| {
+        let (n,): (i64,) = on_backend!(self, SUCCESSFUL_LABELS, |pool, q| {
             sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
         });
         Ok(n)
@@ -304,14 +288,14 @@ impl Store {
     /// successful observations, in insertion order.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn training_data(&self, campaign_id: i64) -> Result<Vec<(String, f64)>, Error> {
-        Ok(per_backend!(self, TRAINING_DATA, |pool, q| {
+        Ok(on_backend!(self, TRAINING_DATA, |pool, q| {
             sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
         }))
     }
 
     /// The campaign's `model_status` and `model_error`; `NotFound` for an unknown campaign.
     pub async fn model_status(&self, campaign_id: i64) -> Result<(String, Option<String>), Error> {
-        let row: Option<(String, Option<String>)> = per_backend!(self, MODEL_STATUS, |pool, q| {
+        let row: Option<(String, Option<String>)> = on_backend!(self, MODEL_STATUS, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .fetch_optional(pool)
@@ -325,7 +309,7 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Option<CheckpointInfo>, Error> {
-        Ok(per_backend!(self, NEWEST_CHECKPOINT, |pool, q| {
+        Ok(on_backend!(self, NEWEST_CHECKPOINT, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .fetch_optional(pool)
@@ -335,7 +319,7 @@ impl Store {
 
     /// The newest checkpoint version (an index lookup, cheap enough for every round).
     pub async fn newest_checkpoint_version(&self, campaign_id: i64) -> Result<Option<i64>, Error> {
-        let (version,): (Option<i64>,) = per_backend!(self, NEWEST_VERSION, |pool, q| {
+        let (version,): (Option<i64>,) = on_backend!(self, NEWEST_VERSION, |pool, q| {
             sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
         });
         Ok(version)
@@ -347,7 +331,7 @@ impl Store {
         campaign_id: i64,
         version: i64,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let row: Option<(Vec<u8>,)> = per_backend!(self, CHECKPOINT_WEIGHTS, |pool, q| {
+        let row: Option<(Vec<u8>,)> = on_backend!(self, CHECKPOINT_WEIGHTS, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .bind(version)
@@ -363,7 +347,7 @@ impl Store {
         campaign_id: i64,
         limit: i64,
     ) -> Result<Vec<TrainingRunRow>, Error> {
-        Ok(per_backend!(self, TRAINING_RUNS, |pool, q| {
+        Ok(on_backend!(self, TRAINING_RUNS, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .bind(limit)
@@ -406,7 +390,7 @@ impl Store {
     /// Campaigns that are not `failed` and have successful observations that their newest
     /// checkpoint was not trained on.
     pub async fn campaigns_to_train(&self) -> Result<Vec<i64>, Error> {
-        let rows: Vec<(i64,)> = per_backend!(self, TO_TRAIN, |pool, q| {
+        let rows: Vec<(i64,)> = on_backend!(self, TO_TRAIN, |pool, q| {
             sqlx::query_as(q).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -423,7 +407,7 @@ impl Store {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Option<Lease>, Error> {
-        let row: Option<(i64,)> = per_backend!(self, ACQUIRE_LEASE, |pool, q| {
+        let row: Option<(i64,)> = on_backend!(self, ACQUIRE_LEASE, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .bind(owner)
@@ -442,7 +426,7 @@ impl Store {
     /// Extends a held lease to `expires_at_ms`. `false` means the lease is lost: another
     /// owner took it (the token moved on), and the work under it must stop.
     pub async fn renew_lease(&self, lease: &Lease, expires_at_ms: i64) -> Result<bool, Error> {
-        let done = per_backend!(self, RENEW_LEASE, |pool, q| {
+        let done = on_backend!(self, RENEW_LEASE, |pool, q| {
             sqlx::query(q)
                 .bind(lease.campaign_id)
                 .bind(&lease.owner)
@@ -457,7 +441,7 @@ impl Store {
 
     /// Gives a lease up (expires it; a lease already taken over is left alone).
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), Error> {
-        per_backend!(self, RELEASE_LEASE, |pool, q| {
+        on_backend!(self, RELEASE_LEASE, |pool, q| {
             sqlx::query(q)
                 .bind(lease.campaign_id)
                 .bind(&lease.owner)
