@@ -2,6 +2,7 @@
 //! increments one coordinate, and any state may stop. The DAG of the HyperGrid benchmark.
 
 use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueError};
+use rand::{Rng, RngCore};
 use serde_json::Value;
 
 /// A `dims`-dimensional grid of side `size` (SPEC §2: dims 1..=16, size 2..=1024).
@@ -162,6 +163,45 @@ impl Space for GridSpace {
             .zip(&y.0)
             .map(|(&a, &b)| (a as f64 - b as f64).abs())
             .sum()
+    }
+
+    /// Moves one coordinate: by one step, or (one time in four) to a uniformly drawn other
+    /// value, so local search can also jump along an axis.
+    fn mutate(&self, x: &State, rng: &mut dyn RngCore) -> State {
+        let mut coords = x.0.clone();
+        if coords.is_empty() {
+            return x.clone();
+        }
+        let d = rng.random_range(0..coords.len());
+        let size = self.size as u16;
+        let current = coords[d];
+        coords[d] = if rng.random_bool(0.25) {
+            let mut v = rng.random_range(0..size - 1);
+            if v >= current {
+                v += 1;
+            }
+            v
+        } else if current == 0 || (current + 1 < size && rng.random_bool(0.5)) {
+            current + 1
+        } else {
+            current - 1
+        };
+        State(coords)
+    }
+
+    /// Each coordinate from either parent.
+    fn crossover(&self, a: &State, b: &State, rng: &mut dyn RngCore) -> State {
+        State(
+            a.0.iter()
+                .zip(&b.0)
+                .map(|(&u, &v)| if rng.random_bool(0.5) { u } else { v })
+                .collect(),
+        )
+    }
+
+    /// One unit step apart along one axis.
+    fn near_duplicate(&self, x: &State, y: &State) -> bool {
+        self.distance(x, y) <= 1.0
     }
 
     fn is_tree(&self) -> bool {

@@ -22,6 +22,7 @@ pub use grid::GridSpace;
 pub use sequence::SequenceSpace;
 pub use set::SetSpace;
 
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 /// A state of a space: the codes whose meaning the space defines. Cheap to clone and hash.
@@ -226,6 +227,21 @@ pub trait Space: Send + Sync + std::fmt::Debug {
     /// Every state reachable from the initial state, ordered by depth (parents before
     /// children), or `None` when there are more than `limit`.
     fn enumerate(&self, limit: usize) -> Option<Vec<State>>;
+
+    /// A random terminal one elementary change away from the terminal `x` (a token
+    /// substituted, inserted or deleted; an item swapped, added or removed; a coordinate
+    /// moved), within the space's bounds. Local search around good candidates (the proposals
+    /// of "local search GFlowNets" and genetic algorithms) is built on it. Returns `x`
+    /// unchanged only when the space allows no change.
+    fn mutate(&self, x: &State, rng: &mut dyn RngCore) -> State;
+
+    /// A random terminal mixing the terminals `a` and `b` (one-point crossover of
+    /// sequences, a subset of the union of sets, coordinates drawn from either parent).
+    fn crossover(&self, a: &State, b: &State, rng: &mut dyn RngCore) -> State;
+
+    /// Whether two terminals are at most one elementary change apart: what a batch avoids by
+    /// default, since measuring both tells the lab little more than measuring one.
+    fn near_duplicate(&self, x: &State, y: &State) -> bool;
 }
 
 /// Encodes a batch of states into a row-major `[states.len(), encoding_dim]` buffer.
@@ -268,4 +284,110 @@ pub(crate) fn enumerate_by_depth(space: &dyn Space, limit: usize) -> Option<Vec<
         }
     }
     Some(all)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod local_search_tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn spaces() -> Vec<Box<dyn Space>> {
+        let letters = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        vec![
+            Box::new(SequenceSpace::new(letters(4), 2, 6, "-".into()).expect("sequence")),
+            Box::new(SequenceSpace::new(letters(3), 5, 5, String::new()).expect("fixed")),
+            Box::new(SetSpace::new(letters(7), 1, 4).expect("set")),
+            Box::new(SetSpace::new(letters(5), 2, 2).expect("fixed-size set")),
+            Box::new(GridSpace::new(3, 5).expect("grid")),
+        ]
+    }
+
+    fn terminals(space: &dyn Space) -> Vec<State> {
+        let all = space.enumerate(1_000_000).expect("small space");
+        all.into_iter().filter(|s| space.can_stop(s)).collect()
+    }
+
+    fn is_valid_terminal(space: &dyn Space, x: &State) -> bool {
+        space.can_stop(x) && space.parse_value(&space.to_value(x)).as_ref() == Ok(x)
+    }
+
+    #[test]
+    fn mutation_gives_a_different_valid_terminal() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for space in spaces() {
+            let xs = terminals(space.as_ref());
+            for _ in 0..500 {
+                let x = &xs[rng.random_range(0..xs.len())];
+                let m = space.mutate(x, &mut rng);
+                assert!(is_valid_terminal(space.as_ref(), &m), "{space:?}: {m:?}");
+                assert_ne!(&m, x, "{space:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mutation_of_sequences_and_sets_is_one_elementary_change() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for space in spaces().into_iter().take(4) {
+            let xs = terminals(space.as_ref());
+            for _ in 0..300 {
+                let x = &xs[rng.random_range(0..xs.len())];
+                let m = space.mutate(x, &mut rng);
+                assert!(space.near_duplicate(x, &m), "{space:?}: {x:?} -> {m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn crossover_gives_valid_terminals_made_of_the_parents() {
+        let mut rng = StdRng::seed_from_u64(13);
+        for (kind, space) in spaces().into_iter().enumerate() {
+            let xs = terminals(space.as_ref());
+            for _ in 0..500 {
+                let a = &xs[rng.random_range(0..xs.len())];
+                let b = &xs[rng.random_range(0..xs.len())];
+                let c = space.crossover(a, b, &mut rng);
+                assert!(is_valid_terminal(space.as_ref(), &c), "{space:?}: {c:?}");
+                // Every part of the child comes from one of the parents: positions of
+                // sequences and grids, items of sets (kinds 2 and 3).
+                let from_parents = if (2..4).contains(&kind) {
+                    c.0.iter().all(|i| a.0.contains(i) || b.0.contains(i))
+                } else {
+                    c.0.iter()
+                        .enumerate()
+                        .all(|(i, t)| a.0.get(i) == Some(t) || b.0.get(i) == Some(t))
+                };
+                assert!(from_parents, "{space:?}: {a:?} x {b:?} -> {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn crossover_of_a_terminal_with_itself_is_that_terminal() {
+        let mut rng = StdRng::seed_from_u64(14);
+        for space in spaces() {
+            for x in terminals(space.as_ref()).iter().take(50) {
+                assert_eq!(&space.crossover(x, x, &mut rng), x, "{space:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn near_duplicates_are_one_change_apart() {
+        let seq = SequenceSpace::new(vec!["a".into(), "b".into()], 1, 4, String::new())
+            .expect("sequence");
+        let s = |v: &[u16]| State(v.to_vec());
+        assert!(seq.near_duplicate(&s(&[0, 1, 0]), &s(&[0, 0, 0])));
+        assert!(seq.near_duplicate(&s(&[0, 1, 0]), &s(&[0, 1, 0, 1])));
+        assert!(!seq.near_duplicate(&s(&[0, 1, 0]), &s(&[1, 0, 0])));
+        let set = SetSpace::new((0..6).map(|i| i.to_string()).collect(), 1, 6).expect("set");
+        assert!(set.near_duplicate(&s(&[0, 1, 2]), &s(&[0, 1, 3])));
+        assert!(set.near_duplicate(&s(&[0, 1, 2]), &s(&[0, 1])));
+        assert!(!set.near_duplicate(&s(&[0, 1, 2]), &s(&[0, 4, 5])));
+        let grid = GridSpace::new(2, 4).expect("grid");
+        assert!(grid.near_duplicate(&s(&[1, 1]), &s(&[1, 2])));
+        assert!(!grid.near_duplicate(&s(&[1, 1]), &s(&[2, 2])));
+    }
 }

@@ -9,6 +9,7 @@
 //! separator (so splitting on the separator finds exactly the joins).
 
 use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueError};
+use rand::{Rng, RngCore};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -333,6 +334,52 @@ impl Space for SequenceSpace {
         } else {
             levenshtein(&x.0, &y.0) as f64
         }
+    }
+
+    /// Substitutes one token (four times in five when a length change is also allowed),
+    /// else inserts or deletes one at a random position.
+    fn mutate(&self, x: &State, rng: &mut dyn RngCore) -> State {
+        let n = self.n_tokens();
+        let len = x.0.len();
+        let can_insert = len < self.max_length;
+        let can_delete = len > self.min_length;
+        let mut tokens = x.0.clone();
+        let resize = (can_insert || can_delete) && (len == 0 || rng.random_bool(0.2));
+        if !resize {
+            if len == 0 {
+                return x.clone();
+            }
+            let at = rng.random_range(0..len);
+            // A different token: draw among the other n - 1 and skip over the current one.
+            let mut t = rng.random_range(0..n - 1) as u16;
+            if t >= tokens[at] {
+                t += 1;
+            }
+            tokens[at] = t;
+        } else if can_insert && (!can_delete || rng.random_bool(0.5)) {
+            let at = rng.random_range(0..=len);
+            tokens.insert(at, rng.random_range(0..n) as u16);
+        } else {
+            tokens.remove(rng.random_range(0..len));
+        }
+        State(tokens)
+    }
+
+    /// One-point crossover: a prefix of `a` followed by `b` from the same position on, so
+    /// that the child's length is that of `b`, or a prefix of `a` longer than `b`; both are
+    /// within the bounds since the parents are.
+    fn crossover(&self, a: &State, b: &State, rng: &mut dyn RngCore) -> State {
+        let cut = rng.random_range(0..=a.0.len());
+        let mut tokens = a.0[..cut].to_vec();
+        if cut < b.0.len() {
+            tokens.extend_from_slice(&b.0[cut..]);
+        }
+        State(tokens)
+    }
+
+    /// One substitution, insertion or deletion apart.
+    fn near_duplicate(&self, x: &State, y: &State) -> bool {
+        self.distance(x, y) <= 1.0
     }
 
     fn is_tree(&self) -> bool {

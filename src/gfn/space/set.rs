@@ -6,6 +6,7 @@
 //! representation and membership is a binary search (no allocation in the hot loops).
 
 use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueError};
+use rand::{Rng, RngCore};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -264,6 +265,70 @@ impl Space for SetSpace {
     }
 
     /// A set of one item has one parent, so the space is a tree exactly when `max_size` is 1.
+    /// Swaps one member for a non-member (three times in five when a size change is also
+    /// allowed), else adds or removes one item.
+    fn mutate(&self, x: &State, rng: &mut dyn RngCore) -> State {
+        let n = self.n_items();
+        let k = x.0.len();
+        let can_add = k < self.max_size && k < n;
+        let can_remove = k > self.min_size;
+        let can_swap = k > 0 && k < n;
+        let mut members = x.0.clone();
+        let outsider = |members: &[u16], rng: &mut dyn RngCore| -> u16 {
+            // The j-th non-member, j uniform: walk the sorted members to skip them.
+            let mut j = rng.random_range(0..n - members.len()) as u16;
+            for &m in members {
+                if m <= j {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            j
+        };
+        let resize = (can_add || can_remove) && (!can_swap || rng.random_bool(0.4));
+        if !resize {
+            if !can_swap {
+                return x.clone();
+            }
+            let incoming = outsider(&members, rng);
+            members.remove(rng.random_range(0..k));
+            members.push(incoming);
+        } else if can_add && (!can_remove || rng.random_bool(0.5)) {
+            let incoming = outsider(&members, rng);
+            members.push(incoming);
+        } else {
+            members.remove(rng.random_range(0..k));
+        }
+        members.sort_unstable();
+        State(members)
+    }
+
+    /// Keeps the items both parents share, then fills up with a random choice of the items
+    /// only one of them has, to a size drawn between the parents' sizes.
+    fn crossover(&self, a: &State, b: &State, rng: &mut dyn RngCore) -> State {
+        let (lo, hi) = (a.0.len().min(b.0.len()), a.0.len().max(b.0.len()));
+        let size = rng.random_range(lo..=hi);
+        let mut shared: Vec<u16> = a.0.iter().filter(|i| b.0.contains(i)).copied().collect();
+        let mut either: Vec<u16> =
+            a.0.iter()
+                .chain(&b.0)
+                .filter(|i| !shared.contains(i))
+                .copied()
+                .collect();
+        shuffle(&mut shared, rng);
+        shuffle(&mut either, rng);
+        let mut child: Vec<u16> = shared.into_iter().chain(either).take(size).collect();
+        child.sort_unstable();
+        State(child)
+    }
+
+    /// At most one item swapped, added or removed: a symmetric difference of at most two.
+    fn near_duplicate(&self, x: &State, y: &State) -> bool {
+        let common = x.0.iter().filter(|i| y.0.binary_search(i).is_ok()).count();
+        x.0.len() + y.0.len() - 2 * common <= 2
+    }
+
     fn is_tree(&self) -> bool {
         self.max_size == 1
     }
@@ -287,6 +352,13 @@ impl Space for SetSpace {
 
     fn enumerate(&self, limit: usize) -> Option<Vec<State>> {
         enumerate_by_depth(self, limit)
+    }
+}
+
+/// Fisher-Yates shuffle in place.
+fn shuffle(items: &mut [u16], rng: &mut dyn RngCore) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.random_range(0..=i));
     }
 }
 
