@@ -104,7 +104,8 @@ impl RewardSpec {
     }
 }
 
-/// How the background trainer trains a campaign's GFlowNet.
+/// How the background trainer trains a campaign's GFlowNet, and how rounds pick their
+/// batch from what it learned.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schema(default)]
@@ -119,6 +120,19 @@ pub struct TrainingSpec {
     pub temperature: f64,
     /// Default exploration of rounds: uniform mixing weight, in [0, 1].
     pub epsilon: f64,
+    /// Where each training batch's trajectories come from.
+    pub mix: TrainingMix,
+    /// The surrogate reward model.
+    pub proxy: ProxySpec,
+    /// The best labelled candidates that seed local search (mutations and crossovers), in
+    /// training and in rounds; 1..=1000.
+    pub elites: usize,
+    /// Candidates a round scores with the proxy for each one it proposes, 1..=100; 1 takes
+    /// the policy's samples as they come.
+    pub pool: usize,
+    /// Share of a round's scored pool that comes from local search around the elites rather
+    /// than from the policy, in [0, 1].
+    pub pool_local_search: f64,
 }
 
 impl Default for TrainingSpec {
@@ -129,6 +143,64 @@ impl Default for TrainingSpec {
             seed: 0,
             temperature: 1.0,
             epsilon: 0.05,
+            mix: TrainingMix::default(),
+            proxy: ProxySpec::default(),
+            elites: 32,
+            pool: 8,
+            pool_local_search: 0.5,
+        }
+    }
+}
+
+/// Shares of each training batch, normalised by their sum (which must be positive). Until a
+/// proxy exists every trajectory comes from the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schema(default)]
+pub struct TrainingMix {
+    /// Backward trajectories from labelled candidates, with their measured reward.
+    pub labelled: f64,
+    /// Forward trajectories from the policy (with the campaign's exploration), rewarded by
+    /// the proxy.
+    pub forward: f64,
+    /// Backward trajectories from mutations and crossovers of the elites, rewarded by the
+    /// proxy.
+    pub local_search: f64,
+}
+
+impl Default for TrainingMix {
+    fn default() -> Self {
+        Self {
+            labelled: 0.25,
+            forward: 0.5,
+            local_search: 0.25,
+        }
+    }
+}
+
+/// The surrogate: an ensemble of small MLPs on bootstrap resamples of the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schema(default)]
+pub struct ProxySpec {
+    /// Members of the ensemble, 1..=32.
+    pub members: usize,
+    /// Width of each member's two hidden layers, 1..=1024.
+    pub hidden: usize,
+    /// Optimisation steps of each fit, 1..=100000.
+    pub steps: usize,
+    /// Share of the labels held out to measure the proxy's quality, in [0, 0.5]; 0 skips
+    /// the measurement (the final fit always uses every label).
+    pub holdout: f64,
+}
+
+impl Default for ProxySpec {
+    fn default() -> Self {
+        Self {
+            members: 5,
+            hidden: 64,
+            steps: 300,
+            holdout: 0.2,
         }
     }
 }
@@ -142,6 +214,63 @@ impl TrainingSpec {
             return Err(Error::invalid("training.batch_size", "must be in 1..=4096"));
         }
         validate_exploration("training", self.temperature, self.epsilon)?;
+        let share = |v: f64| v.is_finite() && v >= 0.0;
+        let mix = self.mix;
+        for (name, v) in [
+            ("labelled", mix.labelled),
+            ("forward", mix.forward),
+            ("local_search", mix.local_search),
+        ] {
+            if !share(v) {
+                return Err(Error::invalid(
+                    format!("training.mix.{name}"),
+                    "must be finite and at least 0",
+                ));
+            }
+        }
+        if mix.labelled + mix.forward + mix.local_search <= 0.0 {
+            return Err(Error::invalid(
+                "training.mix",
+                "the shares must not all be 0",
+            ));
+        }
+        let proxy = self.proxy;
+        if !(1..=32).contains(&proxy.members) {
+            return Err(Error::invalid(
+                "training.proxy.members",
+                "must be in 1..=32",
+            ));
+        }
+        if !(1..=1024).contains(&proxy.hidden) {
+            return Err(Error::invalid(
+                "training.proxy.hidden",
+                "must be in 1..=1024",
+            ));
+        }
+        if !(1..=100_000).contains(&proxy.steps) {
+            return Err(Error::invalid(
+                "training.proxy.steps",
+                "must be in 1..=100000",
+            ));
+        }
+        if !(0.0..=0.5).contains(&proxy.holdout) {
+            return Err(Error::invalid(
+                "training.proxy.holdout",
+                "must be in [0, 0.5]",
+            ));
+        }
+        if !(1..=1000).contains(&self.elites) {
+            return Err(Error::invalid("training.elites", "must be in 1..=1000"));
+        }
+        if !(1..=100).contains(&self.pool) {
+            return Err(Error::invalid("training.pool", "must be in 1..=100"));
+        }
+        if !(0.0..=1.0).contains(&self.pool_local_search) {
+            return Err(Error::invalid(
+                "training.pool_local_search",
+                "must be in [0, 1]",
+            ));
+        }
         Ok(self)
     }
 }

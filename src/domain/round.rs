@@ -77,9 +77,19 @@ pub struct ProposedCandidate {
     pub id: i64,
     #[schema(value_type = super::CandidateValue)]
     pub value: Value,
-    /// The proxy's prediction, once a proxy exists; null until then.
+    /// The proxy's prediction when the round proposed it, once a proxy exists; null until
+    /// then.
     #[schema(required)]
-    pub proxy: Option<Value>,
+    pub proxy: Option<ProxyEstimate>,
+}
+
+/// What the proxy predicted for a candidate, in the oracle's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ProxyEstimate {
+    /// Mean over the ensemble's members.
+    pub mean: f64,
+    /// Standard deviation over the members: the proxy's uncertainty.
+    pub std: f64,
 }
 
 /// A round as `POST /rounds` returns it.

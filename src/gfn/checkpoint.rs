@@ -3,6 +3,8 @@
 //!
 //! Loading checks the exact key set and every shape against a network built for the given
 //! space, so a checkpoint of another space or shape is refused rather than half-loaded.
+//! Tensors under [`EXTENSION_PREFIX`] belong to whatever the service stores beside the
+//! network (the surrogate) and are left to it.
 //! The optimiser's moments are not saved: a resumed run restarts Adam's averages.
 
 use super::space::Space;
@@ -14,9 +16,23 @@ use std::sync::Arc;
 const CONFIG_KEY: &str = "flowlab.gfn_config";
 const STEPS_KEY: &str = "flowlab.steps";
 
+/// Tensor names starting with this belong to the service, not to the network.
+pub const EXTENSION_PREFIX: &str = "proxy.";
+
 impl GflowNet {
     /// Serialises the parameters to safetensors bytes.
     pub fn to_checkpoint(&self) -> Result<Vec<u8>, GfnError> {
+        let (tensors, meta) = self.checkpoint_parts()?;
+        safetensors::tensor::serialize(tensors, Some(meta))
+            .map_err(|e| GfnError::Checkpoint(e.to_string()))
+    }
+
+    /// The named tensors and metadata of [`GflowNet::to_checkpoint`], for a caller that
+    /// stores more beside them (under [`EXTENSION_PREFIX`] and its own metadata keys).
+    #[allow(clippy::type_complexity)]
+    pub fn checkpoint_parts(
+        &self,
+    ) -> Result<(Vec<(String, candle_core::Tensor)>, HashMap<String, String>), GfnError> {
         let mut tensors: Vec<(String, candle_core::Tensor)> = self
             .mlp
             .named_vars()
@@ -30,8 +46,7 @@ impl GflowNet {
             (CONFIG_KEY.to_string(), config),
             (STEPS_KEY.to_string(), self.steps().to_string()),
         ]);
-        safetensors::tensor::serialize(tensors, Some(meta))
-            .map_err(|e| GfnError::Checkpoint(e.to_string()))
+        Ok((tensors, meta))
     }
 
     /// Rebuilds a GFlowNet for `space` from [`GflowNet::to_checkpoint`] bytes.
@@ -51,7 +66,8 @@ impl GflowNet {
             .unwrap_or(0);
         // The random initial weights are overwritten below; any seed will do.
         let mut gfn = GflowNet::new(space, config, &mut rand::rngs::StdRng::seed_from_u64(0))?;
-        let loaded = candle_core::safetensors::load_buffer(bytes, &gfn.device)?;
+        let mut loaded = candle_core::safetensors::load_buffer(bytes, &gfn.device)?;
+        loaded.retain(|name, _| !name.starts_with(EXTENSION_PREFIX));
         let mut expected: Vec<(String, &candle_core::Var)> = gfn.mlp.named_vars();
         expected.push(("log_z".to_string(), &gfn.log_z));
         if loaded.len() != expected.len() {

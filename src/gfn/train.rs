@@ -23,6 +23,8 @@ pub enum GfnError {
     Checkpoint(String),
     #[error("state {0:?} is not a terminal state of the space")]
     NotTerminal(State),
+    #[error("scoring candidates failed: {0}")]
+    Score(String),
 }
 
 /// Network and optimisation settings of a GFlowNet.

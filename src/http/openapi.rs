@@ -30,9 +30,10 @@ pub struct ModelOverview {
     /// Loss reported with the newest checkpoint.
     #[schema(required)]
     pub loss: Option<f64>,
-    /// The surrogate's held-out quality; null until the proxy exists.
+    /// Held-out quality of the newest checkpoint's proxy; null until a run measured one (it
+    /// needs at least 10 labels).
     #[schema(required)]
-    pub proxy: Option<serde_json::Value>,
+    pub proxy: Option<crate::proxy::ProxyQuality>,
     /// RFC 3339, UTC: latest of the newest checkpoint's creation and the newest run's start
     /// or finish; null before any training.
     #[schema(required)]
@@ -81,6 +82,10 @@ pub struct TrainingRun {
     /// RFC 3339, UTC; null while running.
     #[schema(required)]
     pub finished_at: Option<String>,
+    /// Held-out quality of the proxy the run fit; null when it fit none or had too few
+    /// labels to hold some out.
+    #[schema(required)]
+    pub proxy: Option<crate::proxy::ProxyQuality>,
 }
 
 /// How a training run ended, or that it has not yet.
@@ -357,6 +362,8 @@ mod tests {
             error: None,
             started_at: "2026-01-01T00:00:00.000Z".into(),
             finished_at: None,
+            proxy: None,
+            metrics: None,
         };
         let overview = ModelOverview {
             version: 1,

@@ -79,7 +79,9 @@ pub async fn sample(
     let values = tokio::task::spawn_blocking(move || {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let trajectories = match model {
-            Some((_, net)) => net.sample_forward(n, Exploration::default(), &mut rng)?,
+            Some((_, model)) => model
+                .gfn
+                .sample_forward(n, Exploration::default(), &mut rng)?,
             None => {
                 let config = GfnConfig {
                     hidden: 4,

@@ -4,11 +4,13 @@ use super::campaigns::parse_id;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
-use crate::domain::round::{ProposedCandidate, Round, RoundRequest};
-use crate::gfn::propose::{canonical, propose, ProposalRequest};
+use crate::domain::campaign::{RewardSpec, TrainingSpec};
+use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
+use crate::gfn::propose::{canonical, propose, ProposalRequest, Screening};
 use crate::gfn::State as SpaceState;
-use crate::gfn::{Exploration, GflowNet, GfnConfig, Space};
-use crate::store::{RoundInsert, RoundRow};
+use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Space};
+use crate::model::Model;
+use crate::store::{ProposedValue, RoundInsert, RoundRow};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -61,13 +63,14 @@ pub async fn create(
     let training = campaign.spec.training;
     let sampler = Sampler {
         space: space.clone(),
-        model: model.as_ref().map(|(_, net)| net.clone()),
+        model: model.as_ref().map(|(_, m)| m.clone()),
+        reward: campaign.spec.reward,
+        training,
         explore: Exploration {
             temperature: body.temperature.unwrap_or(training.temperature) as f32,
             epsilon: body.epsilon.unwrap_or(training.epsilon) as f32,
         },
         min_distance: body.min_distance,
-        seed: training.seed,
     };
     let n = body.batch_size as usize;
     let (values, mut exhausted) = sampler.draw(&state, campaign.id, n, &[], 0).await?;
@@ -118,16 +121,18 @@ pub async fn create(
 /// Everything needed to draw values for one round.
 struct Sampler {
     space: Arc<dyn Space>,
-    model: Option<Arc<GflowNet>>,
+    model: Option<Arc<Model>>,
+    reward: RewardSpec,
+    training: TrainingSpec,
     explore: Exploration,
     min_distance: Option<f64>,
-    seed: u64,
 }
 
 impl Sampler {
-    /// Draws up to `n` values the campaign does not have, as canonical texts, on a blocking
-    /// thread under the sampling semaphore. The seed mixes the campaign's with the number of
-    /// values it holds and a salt: reproducible, and a new stream for every draw.
+    /// Draws up to `n` values the campaign does not have, with the proxy's prediction for
+    /// each once a proxy exists, on a blocking thread under the sampling semaphore. The seed
+    /// mixes the campaign's with the number of values it holds and a salt: reproducible, and
+    /// a new stream for every draw.
     async fn draw(
         &self,
         state: &AppState,
@@ -135,14 +140,14 @@ impl Sampler {
         n: usize,
         apart_from: &[SpaceState],
         salt: u64,
-    ) -> Result<(Vec<String>, bool), ApiError> {
+    ) -> Result<(Vec<ProposedValue>, bool), ApiError> {
         let seen: HashSet<String> = state
             .store
             .campaign_values(campaign_id)
             .await?
             .into_iter()
             .collect();
-        let seed = self.seed
+        let seed = self.training.seed
             ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
         let permit = state
@@ -153,6 +158,8 @@ impl Sampler {
             .map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
         let space = self.space.clone();
         let model = self.model.clone();
+        let reward = self.reward;
+        let training = self.training;
         let explore = self.explore;
         let min_distance = self.min_distance;
         let apart_from = apart_from.to_vec();
@@ -172,23 +179,58 @@ impl Sampler {
                 min_distance,
                 apart_from: &apart_from,
             };
-            propose(
+            let surrogate = model.as_deref().and_then(|m| m.surrogate.as_ref());
+            let score = |states: &[SpaceState]| -> Result<Vec<f64>, GfnError> {
+                let Some(s) = surrogate else {
+                    return Ok(vec![0.0; states.len()]);
+                };
+                let predictions = s.predict(space.as_ref(), states).map_err(GfnError::Score)?;
+                Ok(s.log_rewards(&reward, &predictions)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect())
+            };
+            let screening = match (model.as_deref(), surrogate) {
+                (Some(m), Some(_)) => Some(Screening {
+                    pool: training.pool,
+                    local_share: training.pool_local_search,
+                    elites: &m.elites,
+                    score: &score,
+                }),
+                _ => None,
+            };
+            let proposal = propose(
                 space.as_ref(),
-                model.as_deref(),
+                model.as_deref().map(|m| &m.gfn),
                 &uniform,
                 request,
+                screening,
                 &mut rng,
-            )
+            )?;
+            let estimates: Vec<Option<(f64, f64)>> = match surrogate {
+                Some(s) => s
+                    .predict(space.as_ref(), &proposal.states)
+                    .map_err(GfnError::Score)?
+                    .into_iter()
+                    .map(|p| Some((p.mean, p.std)))
+                    .collect(),
+                None => vec![None; proposal.states.len()],
+            };
+            let values: Vec<ProposedValue> = proposal
+                .states
+                .iter()
+                .zip(estimates)
+                .map(|(x, proxy)| ProposedValue {
+                    value: canonical(space.as_ref(), x),
+                    proxy,
+                })
+                .collect();
+            Ok::<_, GfnError>((values, proposal.exhausted))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("sampling task failed: {e}")))?
         .map_err(|e| ApiError::Internal(format!("sampling failed: {e}")))?;
-        let values = proposal
-            .states
-            .iter()
-            .map(|x| canonical(self.space.as_ref(), x))
-            .collect();
-        Ok((values, proposal.exhausted))
+        Ok(proposal)
     }
 }
 
@@ -210,7 +252,10 @@ async fn round_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
             .map(|c| ProposedCandidate {
                 id: c.id,
                 value: parse_stored(&c.value),
-                proxy: None,
+                proxy: c
+                    .proxy_mean
+                    .zip(c.proxy_std)
+                    .map(|(mean, std)| ProxyEstimate { mean, std }),
             })
             .collect(),
     };

@@ -1,39 +1,81 @@
-//! Rewards for training (SPEC §3): raw oracle scores become standardised scores, standardised
-//! scores become acquisition values, and acquisition values become GFlowNet log-rewards
-//! through the campaign's transform.
+//! Rewards for training (SPEC §3) and the surrogate model behind them (DESIGN.md, "The proxy
+//! and the reward"): raw oracle scores become standardised scores, a surrogate ensemble
+//! predicts their mean and spread for any candidate, acquisition (`ucb` or `mean`) turns a
+//! prediction into one value, and the campaign's transform turns acquisition values into
+//! GFlowNet log-rewards.
 //!
-//! Owns the reward arithmetic only; the surrogate model (an ensemble predicting mean and std,
-//! hence UCB acquisition) lands here in a later issue. Until then the acquisition value of a
-//! labelled candidate is its standardised score, whatever `acquisition` says:
-//! [`acquisition_from_labels`] is the seam the proxy replaces.
+//! - `ensemble`: K small MLPs in candle on bootstrap resamples, trained as one batched net.
+//! - `surrogate`: the campaign's fitted proxy (regression plus feasibility), its held-out
+//!   quality and its checkpoint parts.
 //!
-//! Synchronous and pure: imports only `domain`; no tokio, sqlx or axum. Everything is
-//! returned in log space (`f32`) so that `exp(beta * a)` never overflows.
+//! Synchronous: imports `domain` and the engine's spaces; no tokio, sqlx or axum.
+//! Log-rewards are returned in log space (`f32`) so that `exp(beta * a)` never overflows.
+
+pub mod ensemble;
+pub mod surrogate;
+
+pub use surrogate::{acquisition, Prediction, ProxyQuality, Surrogate};
 
 use crate::domain::campaign::{RewardSpec, Transform};
+use serde::{Deserialize, Serialize};
 
 /// Smallest standard deviation used when standardising, so that a data set of equal scores
 /// (or a single label) gives z-scores of 0 instead of a division by zero.
 pub const STD_FLOOR: f64 = 1e-6;
 
-/// Z-scores of `scores` over the given set (population standard deviation, floored at
-/// [`STD_FLOOR`]), with the sign flipped when `maximize` is false, so that higher is always
-/// better afterwards. Empty in, empty out.
-pub fn standardise(scores: &[f64], maximize: bool) -> Vec<f64> {
+/// The affine map from raw scores to standardised ones: `z = sign * (y - mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Standardisation {
+    pub mean: f64,
+    /// Population standard deviation, at least [`STD_FLOOR`].
+    pub std: f64,
+    /// 1 when maximising, -1 when minimising.
+    pub sign: f64,
+}
+
+impl Standardisation {
+    /// Raw score to standardised score (higher is better).
+    pub fn apply(&self, y: f64) -> f64 {
+        self.sign * (y - self.mean) / self.std
+    }
+
+    /// Standardised score back to the oracle's units.
+    pub fn invert(&self, z: f64) -> f64 {
+        self.mean + self.sign * z * self.std
+    }
+}
+
+/// The standardisation of `scores` (population standard deviation, floored at
+/// [`STD_FLOOR`]); the identity-like map of mean 0 for an empty set.
+pub fn standardisation(scores: &[f64], maximize: bool) -> Standardisation {
+    let sign = if maximize { 1.0 } else { -1.0 };
     if scores.is_empty() {
-        return Vec::new();
+        return Standardisation {
+            mean: 0.0,
+            std: 1.0,
+            sign,
+        };
     }
     let n = scores.len() as f64;
     let mean = scores.iter().sum::<f64>() / n;
     let var = scores.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n;
-    let std = var.sqrt().max(STD_FLOOR);
-    let sign = if maximize { 1.0 } else { -1.0 };
-    scores.iter().map(|y| sign * (y - mean) / std).collect()
+    Standardisation {
+        mean,
+        std: var.sqrt().max(STD_FLOOR),
+        sign,
+    }
 }
 
-/// Acquisition values of labelled candidates, in units of standardised score. Without a
-/// proxy this is the standardised score itself (the measured value is the best estimate of
-/// the mean, with no uncertainty to add for UCB); the proxy will replace this function.
+/// Z-scores of `scores` over the given set (see [`standardisation`]), with the sign flipped
+/// when `maximize` is false, so that higher is always better afterwards. Empty in, empty out.
+pub fn standardise(scores: &[f64], maximize: bool) -> Vec<f64> {
+    let scale = standardisation(scores, maximize);
+    scores.iter().map(|y| scale.apply(*y)).collect()
+}
+
+/// Acquisition values of labelled candidates, in units of standardised score: the
+/// standardised score itself, since a measurement is the best estimate of its mean and
+/// leaves no uncertainty for UCB to add.
 pub fn acquisition_from_labels(standardised: &[f64]) -> Vec<f64> {
     standardised.to_vec()
 }
@@ -47,15 +89,23 @@ pub fn acquisition_from_labels(standardised: &[f64]) -> Vec<f64> {
 /// Rescaling standardised scores gives the same `a'` as rescaling the raw scores after the
 /// `maximize` flip, since standardising is affine with a positive factor.
 pub fn log_rewards(spec: &RewardSpec, acquisition: &[f64]) -> Vec<f32> {
+    let lo = acquisition.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = acquisition
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    log_rewards_in_range(spec, acquisition, lo, hi)
+}
+
+/// [`log_rewards`] with the `power` transform's rescaling range given: `a' = (a - lo) /
+/// (hi - lo)`, 1 when the range is empty. The surrogate passes the range of the measured
+/// scores, so that labelled and predicted candidates share one scale (a prediction above
+/// the best measurement gets `a' > 1`).
+pub fn log_rewards_in_range(spec: &RewardSpec, acquisition: &[f64], lo: f64, hi: f64) -> Vec<f32> {
     let beta = spec.beta();
     match spec.transform {
         Transform::Exp => acquisition.iter().map(|a| (beta * a) as f32).collect(),
         Transform::Power => {
-            let lo = acquisition.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = acquisition
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
             let range = hi - lo;
             acquisition
                 .iter()

@@ -45,7 +45,9 @@ mod rounds;
 mod sqlite;
 pub mod training;
 
-pub use rounds::{CandidateRow, CandidateStatus, LabelRow, RoundInsert, RoundRow, Stats};
+pub use rounds::{
+    CandidateRow, CandidateStatus, LabelRow, ProposedValue, RoundInsert, RoundRow, Stats,
+};
 
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]

@@ -45,6 +45,33 @@ pub struct CandidateRow {
     pub n_failed: i64,
     pub mean_reward: Option<f64>,
     pub created_at: String,
+    /// The proxy's mean and standard deviation when a round proposed the candidate; only
+    /// the round queries read them.
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub proxy_mean: Option<f64>,
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub proxy_std: Option<f64>,
+}
+
+/// A value a round proposes: canonical text, and the proxy's mean and standard deviation
+/// for it when a proxy scored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposedValue {
+    pub value: String,
+    pub proxy: Option<(f64, f64)>,
+}
+
+/// `[[value, mean, std], ...]`, the JSON array the candidate inserts read.
+fn proposed_json<'a>(values: impl Iterator<Item = &'a ProposedValue>) -> String {
+    let rows: Vec<serde_json::Value> = values
+        .map(|v| {
+            let (mean, std) = v.proxy.map_or((None, None), |(m, s)| (Some(m), Some(s)));
+            serde_json::json!([v.value, mean, std])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// One stored label.
@@ -98,13 +125,13 @@ mod sql {
         pub const INSERT_ROUND: &str = "insert into rounds (campaign_id, number, key, model_version, batch_size, exhausted) values ($1, $2, $3, $4, $5, $6) returning id";
         /// All values of a JSON array in one statement, in array order (ids follow it);
         /// values the campaign already has are skipped.
-        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status) select $1, $2, j.value, 'pending' from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std) select $1, $2, json_extract(j.value, '$[0]'), 'pending', json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]') from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
         pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
         /// `begin immediate` already holds SQLite's write lock.
         pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
         pub const SET_EXHAUSTED: &str = "update rounds set exhausted = $2 where id = $1";
         pub const ROUND: &str = "select id, campaign_id, number, key, model_version, batch_size, exhausted, created_at from rounds where id = $1";
-        pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
+        pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.proxy_mean, c.proxy_std from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
         pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
         pub const ABANDON: &str =
             "update candidates set status = 'abandoned' where round_id = $1 and status = 'pending'";
@@ -119,7 +146,7 @@ mod sql {
         pub const BUMP_ROUND: &str = super::sqlite::BUMP_ROUND;
         pub const ROUND_BY_KEY: &str = super::sqlite::ROUND_BY_KEY;
         pub const INSERT_ROUND: &str = super::sqlite::INSERT_ROUND;
-        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status) select $1, $2, x.v, 'pending' from jsonb_array_elements_text($3::jsonb) with ordinality as x(v, i) order by x.i on conflict (campaign_id, value) do nothing";
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std) select $1, $2, x.e ->> 0, 'pending', (x.e ->> 1)::float8, (x.e ->> 2)::float8 from jsonb_array_elements($3::jsonb) with ordinality as x(e, i) order by x.i on conflict (campaign_id, value) do nothing";
         pub const ROUND: &str = concat!(
             "select id, campaign_id, number, key, model_version, batch_size, exhausted, ",
             pg_ts!("created_at"),
@@ -128,7 +155,7 @@ mod sql {
         pub const CANDIDATES_OF_ROUND: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
-            " as created_at from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id"
+            " as created_at, c.proxy_mean, c.proxy_std from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id"
         );
         pub const LABELS_OF_ROUND: &str = concat!(
             "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, ",
@@ -183,11 +210,11 @@ macro_rules! insert_round_tx {
             .bind($exhausted)
             .fetch_one(&mut *$tx)
             .await?;
-        let wanted: Vec<&String> = $values.iter().take($batch.max(0) as usize).collect();
+        let wanted = proposed_json($values.iter().take($batch.max(0) as usize));
         sqlx::query(q::INSERT_CANDIDATES)
             .bind($campaign_id)
             .bind(round_id)
-            .bind(serde_json::json!(wanted).to_string())
+            .bind(wanted)
             .execute(&mut *$tx)
             .await?;
         $tx.commit().await?;
@@ -208,15 +235,12 @@ macro_rules! top_up_tx {
             .bind($round_id)
             .fetch_one(&mut *$tx)
             .await?;
-        let wanted: Vec<&String> = $values
-            .iter()
-            .take(($batch - have).max(0) as usize)
-            .collect();
-        if !wanted.is_empty() {
+        let room = ($batch - have).max(0) as usize;
+        if room > 0 && !$values.is_empty() {
             have += sqlx::query(q::INSERT_CANDIDATES)
                 .bind($campaign_id)
                 .bind($round_id)
-                .bind(serde_json::json!(wanted).to_string())
+                .bind(proposed_json($values.iter().take(room)))
                 .execute(&mut *$tx)
                 .await?
                 .rows_affected() as i64;
@@ -232,7 +256,7 @@ macro_rules! top_up_tx {
 }
 
 impl Store {
-    /// Adds `values` (canonical texts) the campaign does not have yet to round `round_id`
+    /// Adds `values` the campaign does not have yet to round `round_id`
     /// until it holds `batch_size` candidates; records `exhausted`. Returns the round's size.
     pub async fn top_up_round(
         &self,
@@ -240,7 +264,7 @@ impl Store {
         round_id: i64,
         batch_size: i64,
         exhausted: bool,
-        values: &[String],
+        values: &[ProposedValue],
     ) -> Result<i64, Error> {
         match self {
             Store::Sqlite(pool) => {
@@ -271,7 +295,7 @@ impl Store {
     }
 
     /// Creates round `number = previous + 1` of the campaign with the first `batch_size` of
-    /// `values` (canonical texts, in order of preference) that the campaign does not have yet.
+    /// `values` (in order of preference) that the campaign does not have yet.
     /// A `key` already used in the campaign returns that round instead; nothing is written.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn insert_round(
@@ -281,7 +305,7 @@ impl Store {
         model_version: i64,
         batch_size: i64,
         exhausted: bool,
-        values: &[String],
+        values: &[ProposedValue],
     ) -> Result<RoundInsert, Error> {
         match self {
             Store::Sqlite(pool) => {

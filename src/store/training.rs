@@ -67,6 +67,13 @@ pub struct TrainingRunRow {
     pub started_at: String,
     /// RFC 3339, UTC; null while running.
     pub finished_at: Option<String>,
+    /// The proxy's held-out quality measured by the run (`spearman`, `rmse`, `train`,
+    /// `test`); null when the run fit no proxy or had too few labels to hold some out.
+    #[sqlx(skip)]
+    pub proxy: Option<serde_json::Value>,
+    /// The run's metrics as stored (JSON text); read for `proxy`.
+    #[serde(skip)]
+    pub metrics: Option<String>,
 }
 
 /// The model's state as `GET /campaigns/{id}/model` reports it.
@@ -84,7 +91,8 @@ pub struct ModelOverview {
     pub steps: i64,
     /// Loss reported with the newest checkpoint.
     pub loss: Option<f64>,
-    /// The surrogate's held-out quality; null until the proxy exists.
+    /// The held-out quality of the newest checkpoint's proxy (`spearman`, `rmse`, `train`,
+    /// `test`); null until a run measured one.
     pub proxy: Option<serde_json::Value>,
     /// Latest of the newest checkpoint's creation and the newest run's start or finish;
     /// null before any training.
@@ -162,6 +170,8 @@ mod sql {
         pub const SUCCESSFUL_LABELS: &str =
             "select coalesce(sum(n_success), 0) from candidates where campaign_id = $1";
         pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
+        pub const FAILED_VALUES: &str =
+            "select value from candidates where campaign_id = $1 and status = 'failed' order by id";
         pub const MODEL_STATUS: &str =
             "select model_status, model_error from campaigns where id = $1";
         pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
@@ -169,7 +179,7 @@ mod sql {
             "select max(version) from checkpoints where campaign_id = $1";
         pub const CHECKPOINT_WEIGHTS: &str =
             "select weights from checkpoints where campaign_id = $1 and version = $2";
-        pub const TRAINING_RUNS: &str = "select id, owner, status, labels, steps, loss, version, error, started_at, finished_at from training_runs where campaign_id = $1 order by id desc limit $2";
+        pub const TRAINING_RUNS: &str = "select id, owner, status, labels, steps, loss, version, error, started_at, finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2";
         // Campaigns with successful observations their newest checkpoint has not seen.
         // Failed campaigns wait for new labels (a notification) rather than a retry loop.
         pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and (select coalesce(sum(d.n_success), 0) from candidates d where d.campaign_id = c.id) > coalesce((select k.trained_on_labels from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
@@ -222,6 +232,7 @@ mod sql {
         pub const SUCCESSFUL_LABELS: &str =
             "select coalesce(sum(n_success), 0)::bigint from candidates where campaign_id = $1";
         pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
+        pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
         pub const MODEL_STATUS: &str = super::sqlite::MODEL_STATUS;
         pub const NEWEST_CHECKPOINT: &str = concat!(
             "select version, trained_on_labels, steps, loss, ",
@@ -235,7 +246,7 @@ mod sql {
             pg_ts!("started_at"),
             " as started_at, ",
             pg_ts!("finished_at"),
-            " as finished_at from training_runs where campaign_id = $1 order by id desc limit $2"
+            " as finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2"
         );
         pub const TO_TRAIN: &str = super::sqlite::TO_TRAIN;
         pub const ACQUIRE_LEASE: &str = super::sqlite::ACQUIRE_LEASE;
@@ -293,6 +304,15 @@ impl Store {
         }))
     }
 
+    /// Canonical texts of the campaign's candidates whose every observation failed, in
+    /// insertion order: what the proxy's feasibility model learns from.
+    pub async fn failed_values(&self, campaign_id: i64) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> = on_backend!(self, FAILED_VALUES, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
     /// The campaign's `model_status` and `model_error`; `NotFound` for an unknown campaign.
     pub async fn model_status(&self, campaign_id: i64) -> Result<(String, Option<String>), Error> {
         let row: Option<(String, Option<String>)> = on_backend!(self, MODEL_STATUS, |pool, q| {
@@ -347,13 +367,22 @@ impl Store {
         campaign_id: i64,
         limit: i64,
     ) -> Result<Vec<TrainingRunRow>, Error> {
-        Ok(on_backend!(self, TRAINING_RUNS, |pool, q| {
+        let mut runs: Vec<TrainingRunRow> = on_backend!(self, TRAINING_RUNS, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
-        }))
+        });
+        for run in &mut runs {
+            run.proxy = run
+                .metrics
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                .and_then(|m| m.get("proxy").cloned())
+                .filter(|p| !p.is_null());
+        }
+        Ok(runs)
     }
 
     /// Status, newest checkpoint and run history of the campaign's model; `NotFound` for an
@@ -381,7 +410,13 @@ impl Store {
             trained_on_labels: newest.as_ref().map_or(0, |c| c.trained_on_labels),
             steps: newest.as_ref().map_or(0, |c| c.steps),
             loss: newest.as_ref().and_then(|c| c.loss),
-            proxy: None,
+            // The quality of the newest checkpoint's proxy is its run's.
+            proxy: newest.as_ref().and_then(|c| {
+                history
+                    .iter()
+                    .find(|r| r.version == Some(c.version))
+                    .and_then(|r| r.proxy.clone())
+            }),
             updated_at,
             history,
         })

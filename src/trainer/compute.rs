@@ -11,8 +11,10 @@
 //! May import `gfn`, `proxy` and `domain`; never the store, sqlx or axum.
 
 use crate::domain::campaign::CampaignSpec;
-use crate::gfn::{GflowNet, Space, State};
-use crate::proxy;
+use crate::gfn::propose::local_search;
+use crate::gfn::{Exploration, GflowNet, Space, State, Trajectory};
+use crate::model::Model;
+use crate::proxy::{self, Surrogate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -129,6 +131,8 @@ pub(crate) struct TrainJob {
     pub spec: CampaignSpec,
     /// Labelled candidates: canonical value text and mean raw score.
     pub data: Vec<(String, f64)>,
+    /// Candidates whose every observation failed: canonical value text.
+    pub failed: Vec<String>,
     /// The checkpoint to resume from: its version and bytes.
     pub resume: Option<(i64, Vec<u8>)>,
     /// Number of this run among the campaign's checkpoints (the version it will write);
@@ -161,10 +165,47 @@ pub(crate) fn run_seed(seed: u64, run_number: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Trains the campaign's GFlowNet on its labelled candidates: resumes from the given
-/// checkpoint or starts a fresh seeded network, then for `training.steps` steps draws
-/// `training.batch_size` labelled terminals uniformly, samples a backward trajectory from
-/// each, and takes one optimisation step. Checks `cancel` before every step.
+/// Fewest labelled candidates to fit a proxy on; below it training uses the labels alone.
+pub(crate) const MIN_PROXY_LABELS: usize = 4;
+
+/// Local-search candidates scored by the proxy per trajectory of a training batch: the run
+/// draws its local-search trajectories from this pool.
+const LOCAL_SEARCH_POOL_PER_TRAJECTORY: usize = 16;
+
+fn parse_states(space: &dyn Space, texts: &[&str]) -> Result<Vec<State>, JobError> {
+    texts
+        .iter()
+        .map(|text| {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| JobError::Failed(format!("stored value {text} is not JSON: {e}")))?;
+            space.parse_value(&value).map_err(|e| {
+                JobError::Failed(format!("stored value {text} is not in the space: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// How many of `batch_size` trajectories come from the labels, the policy and local search.
+fn batch_shares(spec: &CampaignSpec, with_proxy: bool, batch_size: usize) -> (usize, usize, usize) {
+    if !with_proxy {
+        return (batch_size, 0, 0);
+    }
+    let mix = spec.training.mix;
+    let total = mix.labelled + mix.forward + mix.local_search;
+    let forward = ((batch_size as f64 * mix.forward / total).round() as usize).min(batch_size);
+    let local =
+        ((batch_size as f64 * mix.local_search / total).round() as usize).min(batch_size - forward);
+    (batch_size - forward - local, forward, local)
+}
+
+/// Trains the campaign's model on its data: fits the surrogate on the labelled and failed
+/// candidates (once there are [`MIN_PROXY_LABELS`]), then resumes the GFlowNet from the
+/// given checkpoint (or starts a fresh seeded one) and takes `training.steps` steps, each on
+/// a batch mixed as `training.mix` says: backward trajectories from labelled candidates
+/// with their measured reward, forward trajectories from the policy rewarded by the proxy,
+/// and backward trajectories from mutations and crossovers of the elites rewarded by the
+/// proxy. Failed candidates only ever teach the proxy's feasibility model. Checks `cancel`
+/// before every step.
 pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     let span = tracing::info_span!("train", campaign_id = job.campaign_id, run = job.run_number);
     let _entered = span.enter();
@@ -180,21 +221,51 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             "no labelled candidates to train on".into(),
         ));
     }
-    let mut terminals: Vec<State> = Vec::with_capacity(job.data.len());
-    let mut scores = Vec::with_capacity(job.data.len());
-    for (text, score) in &job.data {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| JobError::Failed(format!("stored value {text} is not JSON: {e}")))?;
-        let state = space.parse_value(&value).map_err(|e| {
-            JobError::Failed(format!("stored value {text} is not in the space: {e}"))
-        })?;
-        terminals.push(state);
-        scores.push(*score);
-    }
-    let log_rewards = proxy::training_log_rewards(&job.spec.reward, &scores);
-    let labelled: Vec<(State, f32)> = terminals.into_iter().zip(log_rewards).collect();
+    let texts: Vec<&str> = job.data.iter().map(|(t, _)| t.as_str()).collect();
+    let terminals = parse_states(space.as_ref(), &texts)?;
+    let scores: Vec<f64> = job.data.iter().map(|(_, y)| *y).collect();
+    let failed_texts: Vec<&str> = job.failed.iter().map(String::as_str).collect();
+    let failed = parse_states(space.as_ref(), &failed_texts)?;
+    let reward = job.spec.reward;
 
     let mut rng = StdRng::seed_from_u64(run_seed(job.spec.training.seed, job.run_number));
+    let surrogate = if terminals.len() >= MIN_PROXY_LABELS {
+        let labelled: Vec<(State, f64)> = terminals
+            .iter()
+            .cloned()
+            .zip(scores.iter().copied())
+            .collect();
+        let fitted = Surrogate::fit(
+            space.as_ref(),
+            &labelled,
+            &failed,
+            reward.maximize,
+            &job.spec.training.proxy,
+            &mut rng,
+        )
+        .map_err(|e| JobError::Failed(format!("fitting the proxy failed: {e}")))?;
+        Some(fitted)
+    } else {
+        None
+    };
+    if job.cancel.load(Ordering::Relaxed) {
+        return Err(JobError::Cancelled);
+    }
+    let z = proxy::standardise(&scores, reward.maximize);
+    let labelled_log_rewards = match &surrogate {
+        Some(s) => s.measured_log_rewards(&reward, &z),
+        None => proxy::training_log_rewards(&reward, &scores),
+    };
+    // Elites: the best labelled candidates, best first (ties keep insertion order).
+    let mut order: Vec<usize> = (0..terminals.len()).collect();
+    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+    let elites: Vec<State> = order
+        .iter()
+        .take(job.spec.training.elites)
+        .map(|&i| terminals[i].clone())
+        .collect();
+    let labelled: Vec<(State, f32)> = terminals.into_iter().zip(labelled_log_rewards).collect();
+
     let (mut net, resumed_from) = match &job.resume {
         Some((version, bytes)) => {
             let net = GflowNet::from_checkpoint(space.clone(), bytes).map_err(|e| {
@@ -210,6 +281,28 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
 
     let steps = job.spec.training.steps;
     let batch_size = job.spec.training.batch_size.max(1);
+    let (n_labelled, n_forward, n_local) = batch_shares(&job.spec, surrogate.is_some(), batch_size);
+    let local_pool: Vec<(State, f32)> = match &surrogate {
+        Some(s) if n_local > 0 => {
+            let pool = local_search(
+                space.as_ref(),
+                &elites,
+                batch_size * LOCAL_SEARCH_POOL_PER_TRAJECTORY,
+                &mut rng,
+            );
+            let predictions = s
+                .predict(space.as_ref(), &pool)
+                .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
+            pool.into_iter()
+                .zip(s.log_rewards(&reward, &predictions))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let explore = Exploration {
+        temperature: 1.0,
+        epsilon: job.spec.training.epsilon as f32,
+    };
     let mut recent: VecDeque<f32> = VecDeque::with_capacity(LOSS_WINDOW);
     let mut batch: Vec<(State, f32)> = Vec::with_capacity(batch_size);
     let mut log_z = 0.0f32;
@@ -220,8 +313,24 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
         }
         batch.clear();
         batch
-            .extend((0..batch_size).map(|_| labelled[rng.random_range(0..labelled.len())].clone()));
-        let trajectories = net.sample_backward(&batch, &mut rng)?;
+            .extend((0..n_labelled).map(|_| labelled[rng.random_range(0..labelled.len())].clone()));
+        if !local_pool.is_empty() {
+            batch.extend(
+                (0..n_local).map(|_| local_pool[rng.random_range(0..local_pool.len())].clone()),
+            );
+        }
+        let mut trajectories = net.sample_backward(&batch, &mut rng)?;
+        if let (Some(s), true) = (&surrogate, n_forward > 0) {
+            let mut forward: Vec<Trajectory> = net.sample_forward(n_forward, explore, &mut rng)?;
+            let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
+            let predictions = s
+                .predict(space.as_ref(), &ends)
+                .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
+            for (t, lr) in forward.iter_mut().zip(s.log_rewards(&reward, &predictions)) {
+                t.log_reward = lr;
+            }
+            trajectories.extend(forward);
+        }
         let report = net.train_step(&trajectories)?;
         if !report.loss.is_finite() {
             return Err(JobError::Failed(format!(
@@ -239,22 +348,34 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
         }
     }
     let loss = recent.iter().map(|l| f64::from(*l)).sum::<f64>() / recent.len().max(1) as f64;
-    let checkpoint = net.to_checkpoint()?;
+    let total_steps = net.steps();
+    let quality = surrogate.as_ref().and_then(Surrogate::quality);
+    let model = Model {
+        gfn: net,
+        surrogate,
+        elites,
+    };
+    let checkpoint = model
+        .to_bytes()
+        .map_err(|e| JobError::Failed(format!("writing the checkpoint failed: {e}")))?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(steps, loss, seconds, "training finished");
     let metrics = json!({
         "loss": loss,
         "log_z": log_z,
         "steps": steps,
-        "total_steps": net.steps(),
+        "total_steps": total_steps,
         "batch_size": batch_size,
         "candidates": labelled.len(),
+        "failed_candidates": failed.len(),
+        "mix": {"labelled": n_labelled, "forward": n_forward, "local_search": n_local},
+        "proxy": quality,
         "resumed_from": resumed_from,
         "seconds": seconds,
     });
     Ok(TrainOutput {
         steps: steps as u64,
-        total_steps: net.steps(),
+        total_steps,
         loss,
         checkpoint,
         metrics,
@@ -286,6 +407,7 @@ mod tests {
                 ("[3,3]".into(), 2.0),
                 ("[1,2]".into(), 1.0),
             ],
+            failed: Vec::new(),
             resume,
             run_number: 1,
             cancel: Arc::new(AtomicBool::new(false)),

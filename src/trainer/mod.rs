@@ -13,7 +13,8 @@ mod schedule;
 mod supervisor;
 
 use crate::error::Error;
-use crate::gfn::{GflowNet, Space};
+use crate::gfn::Space;
+use crate::model::Model;
 use crate::store::Store;
 use schedule::Schedule;
 use std::collections::HashMap;
@@ -45,8 +46,8 @@ pub struct TrainerHandle {
     inner: Arc<Inner>,
 }
 
-/// A loaded checkpoint: its version and the network.
-pub type LoadedModel = (i64, Arc<GflowNet>);
+/// A loaded checkpoint: its version and the model.
+pub type LoadedModel = (i64, Arc<Model>);
 
 /// One campaign's cached model; the async lock makes concurrent requests for a new version
 /// load it once.
@@ -244,7 +245,7 @@ impl TrainerHandle {
                 ))
             })?;
         // Decoding builds the network: tensor work, kept off the reactor.
-        let net = tokio::task::spawn_blocking(move || GflowNet::from_checkpoint(space, &bytes))
+        let net = tokio::task::spawn_blocking(move || Model::from_bytes(space, &bytes))
             .await
             .map_err(|e| Error::Storage(format!("loading a checkpoint panicked: {e}")))?
             .map_err(|e| {

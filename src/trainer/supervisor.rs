@@ -352,6 +352,7 @@ async fn compute_under_lease(
 ) -> Result<(TrainOutput, bool), RunError> {
     let store = &context.store;
     let data = store.training_data(campaign.id).await?;
+    let failed = store.failed_values(campaign.id).await?;
     let resume = match resume {
         Some(version) => {
             let bytes = store
@@ -369,6 +370,7 @@ async fn compute_under_lease(
         campaign_id: campaign.id,
         spec: campaign.spec.clone(),
         data,
+        failed,
         resume,
         run_number,
         cancel: cancel.clone(),

@@ -10,4 +10,5 @@ mod health;
 mod helpers;
 mod labels;
 mod model;
+mod proxy;
 mod rounds;
