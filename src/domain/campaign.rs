@@ -133,6 +133,12 @@ pub struct TrainingSpec {
     /// Share of a round's scored pool that comes from local search around the elites rather
     /// than from the policy, in [0, 1].
     pub pool_local_search: f64,
+    /// A round first takes the best of its pool at least this share of the space's
+    /// diameter apart, then fills the rest by score; in [0, 1], 0 ranks by score alone.
+    pub pool_spread: f64,
+    /// Metropolis steps on the proxy's reward that each local-search move of a round takes
+    /// (0..=100): longer walks spread the moves along what the proxy rates well.
+    pub pool_walk: usize,
 }
 
 impl Default for TrainingSpec {
@@ -148,6 +154,8 @@ impl Default for TrainingSpec {
             elites: 32,
             pool: 8,
             pool_local_search: 0.5,
+            pool_spread: 0.25,
+            pool_walk: 10,
         }
     }
 }
@@ -264,6 +272,12 @@ impl TrainingSpec {
         }
         if !(1..=100).contains(&self.pool) {
             return Err(Error::invalid("training.pool", "must be in 1..=100"));
+        }
+        if self.pool_walk > 100 {
+            return Err(Error::invalid("training.pool_walk", "must be in 0..=100"));
+        }
+        if !(0.0..=1.0).contains(&self.pool_spread) {
+            return Err(Error::invalid("training.pool_spread", "must be in [0, 1]"));
         }
         if !(0.0..=1.0).contains(&self.pool_local_search) {
             return Err(Error::invalid(

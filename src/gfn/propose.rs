@@ -59,6 +59,11 @@ pub struct Screening<'a> {
     pub local_share: f64,
     /// Best labelled candidates, best first.
     pub elites: &'a [State],
+    /// The first pass keeps candidates at least this share of the space's diameter apart;
+    /// the second fills the batch by score alone (near duplicates still skipped).
+    pub spread: f64,
+    /// Metropolis steps of each local-search chain (see [`reward_walk`]).
+    pub walk: usize,
     pub score: Scorer<'a>,
 }
 
@@ -115,6 +120,41 @@ pub fn local_search(
     out
 }
 
+/// Local search as a short Metropolis walk on the reward: `chains` moves around the elites
+/// (see [`local_search`]) each take `steps` further mutations, a mutation accepted with
+/// probability `min(1, R(new) / R(old))` under `score` (`log R`). With mutations as
+/// symmetric proposals the chains drift towards samples proportional to `R`, the
+/// GFlowNet's own target: they climb where the reward rises and wander along its ridges
+/// where it is flat, so the moves spread out instead of piling onto the best elite. Returns
+/// every state the chains visited, with its score.
+pub fn reward_walk(
+    space: &dyn Space,
+    elites: &[State],
+    chains: usize,
+    steps: usize,
+    score: Scorer<'_>,
+    rng: &mut impl Rng,
+) -> Result<(Vec<State>, Vec<f64>), GfnError> {
+    let mut current = local_search(space, elites, chains, rng);
+    let mut current_scores = score(&current)?;
+    let mut visited = current.clone();
+    let mut visited_scores = current_scores.clone();
+    for _ in 0..steps {
+        let proposals: Vec<State> = current.iter().map(|x| space.mutate(x, rng)).collect();
+        let proposal_scores = score(&proposals)?;
+        for (i, (x, s)) in proposals.into_iter().zip(proposal_scores).enumerate() {
+            let log_ratio = s - current_scores[i];
+            if log_ratio >= 0.0 || rng.random::<f64>() < log_ratio.exp() {
+                visited.push(x.clone());
+                visited_scores.push(s);
+                current[i] = x;
+                current_scores[i] = s;
+            }
+        }
+    }
+    Ok((visited, visited_scores))
+}
+
 /// Draws up to `request.n` new terminals from `gfn`, or uniformly at random when `gfn` is
 /// `None`. `untrained` is any network of the space, used for uniform draws (its logits are
 /// ignored at epsilon 1). With `screening` (and a network), the best of a scored pool come
@@ -150,35 +190,61 @@ pub fn propose(
         } else {
             ((pool_n as f64 * screen.local_share).round() as usize).min(pool_n)
         };
-        let mut pool = local_search(space, screen.elites, local_n, rng);
-        pool.extend(
-            policy
-                .sample_forward(pool_n - local_n, explore, rng)?
-                .into_iter()
-                .map(|t| t.terminal().clone()),
-        );
+        let (mut pool, mut scores) = reward_walk(
+            space,
+            screen.elites,
+            local_n,
+            screen.walk,
+            screen.score,
+            rng,
+        )?;
+        let sampled: Vec<State> = policy
+            .sample_forward(pool_n - local_n, explore, rng)?
+            .into_iter()
+            .map(|t| t.terminal().clone())
+            .collect();
+        scores.extend((screen.score)(&sampled)?);
+        pool.extend(sampled);
         let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.len());
-        pool.retain(|x| {
-            let text = canonical(space, x);
-            !seen.contains(&text) && pool_text.insert(text)
-        });
-        let scores = (screen.score)(&pool)?;
+        let keep: Vec<bool> = pool
+            .iter()
+            .map(|x| {
+                let text = canonical(space, x);
+                !seen.contains(&text) && pool_text.insert(text)
+            })
+            .collect();
+        let (pool, scores): (Vec<State>, Vec<f64>) = pool
+            .into_iter()
+            .zip(scores)
+            .zip(keep)
+            .filter_map(|(pair, k)| k.then_some(pair))
+            .unzip();
         let mut order: Vec<usize> = (0..pool.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-        for i in order {
-            if chosen.len() >= n {
-                break;
+        // Two greedy passes over the pool, best first: the first keeps the batch spread out
+        // (the best of each region), the second fills what is left with the best of the rest.
+        let spread = screen.spread.max(0.0) * space.diameter();
+        let mut taken = vec![false; pool.len()];
+        for radius in [spread, 0.0] {
+            for &i in &order {
+                if chosen.len() >= n {
+                    break;
+                }
+                let x = &pool[i];
+                if taken[i] {
+                    continue;
+                }
+                let mut others = chosen.iter().chain(apart_from);
+                let crowded = others.any(|c| {
+                    space.near_duplicate(c, x) || (radius > 0.0 && space.distance(c, x) < radius)
+                });
+                if crowded || !fits(x, &chosen) {
+                    continue;
+                }
+                taken[i] = true;
+                chosen_text.insert(canonical(space, x));
+                chosen.push(x.clone());
             }
-            let x = &pool[i];
-            let near = chosen
-                .iter()
-                .chain(apart_from)
-                .any(|c| space.near_duplicate(c, x));
-            if near || !fits(x, &chosen) {
-                continue;
-            }
-            chosen_text.insert(canonical(space, x));
-            chosen.push(x.clone());
         }
     }
     // Escalating exploration: the campaign's own first, then hotter and more uniform, ending
@@ -327,6 +393,8 @@ mod tests {
             pool: 10,
             local_share: 0.5,
             elites: &elites,
+            spread: 0.0,
+            walk: 0,
             score: &coordinate_sum,
         };
         let screened = propose(
@@ -390,6 +458,8 @@ mod tests {
             pool: 4,
             local_share: 0.5,
             elites: &seen_states,
+            spread: 0.0,
+            walk: 0,
             score: &coordinate_sum,
         };
         let p = propose(
@@ -403,6 +473,43 @@ mod tests {
         .expect("proposal");
         assert_eq!(p.states.len(), 5);
         assert!(p.exhausted);
+    }
+
+    #[test]
+    fn spread_takes_the_best_of_each_region_first() {
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 16).expect("grid"));
+        let elites = [State(vec![15, 15]), State(vec![0, 0])];
+        let seen: HashSet<String> = elites
+            .iter()
+            .map(|x| canonical(space.as_ref(), x))
+            .collect();
+        let batch = |spread: f64| {
+            let mut rng = StdRng::seed_from_u64(10);
+            let policy = net(&space, &mut rng);
+            let screening = Screening {
+                pool: 40,
+                local_share: 1.0,
+                elites: &elites,
+                spread,
+                walk: 0,
+                score: &coordinate_sum,
+            };
+            propose(
+                space.as_ref(),
+                Some(&policy),
+                &policy,
+                request(2, &seen),
+                Some(screening),
+                &mut rng,
+            )
+            .expect("proposal")
+            .states
+        };
+        let apart = |b: &[State]| space.distance(&b[0], &b[1]);
+        // Without spread both come from the high corner; with half the diameter (15) the
+        // second is the best of the far region.
+        assert!(apart(&batch(0.0)) < 15.0, "{:?}", batch(0.0));
+        assert!(apart(&batch(0.5)) >= 15.0, "{:?}", batch(0.5));
     }
 
     #[test]

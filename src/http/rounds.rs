@@ -195,6 +195,8 @@ impl Sampler {
                     pool: training.pool,
                     local_share: training.pool_local_search,
                     elites: &m.elites,
+                    spread: training.pool_spread,
+                    walk: training.pool_walk,
                     score: &score,
                 }),
                 _ => None,

@@ -11,7 +11,7 @@
 //! May import `gfn`, `proxy` and `domain`; never the store, sqlx or axum.
 
 use crate::domain::campaign::CampaignSpec;
-use crate::gfn::propose::local_search;
+use crate::gfn::propose::reward_walk;
 use crate::gfn::{Exploration, GflowNet, Space, State, Trajectory};
 use crate::model::Model;
 use crate::proxy::{self, Surrogate};
@@ -203,7 +203,8 @@ fn batch_shares(spec: &CampaignSpec, with_proxy: bool, batch_size: usize) -> (us
 /// given checkpoint (or starts a fresh seeded one) and takes `training.steps` steps, each on
 /// a batch mixed as `training.mix` says: backward trajectories from labelled candidates
 /// with their measured reward, forward trajectories from the policy rewarded by the proxy,
-/// and backward trajectories from mutations and crossovers of the elites rewarded by the
+/// and backward trajectories from mutations and crossovers of the elites, walked on the
+/// proxy's reward as rounds walk them (`gfn::propose::reward_walk`) and rewarded by the
 /// proxy. Failed candidates only ever teach the proxy's feasibility model. Checks `cancel`
 /// before every step.
 pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
@@ -284,17 +285,25 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     let (n_labelled, n_forward, n_local) = batch_shares(&job.spec, surrogate.is_some(), batch_size);
     let local_pool: Vec<(State, f32)> = match &surrogate {
         Some(s) if n_local > 0 => {
-            let pool = local_search(
+            let score = |states: &[State]| -> Result<Vec<f64>, crate::gfn::GfnError> {
+                let predictions = s
+                    .predict(space.as_ref(), states)
+                    .map_err(crate::gfn::GfnError::Score)?;
+                Ok(s.log_rewards(&reward, &predictions)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect())
+            };
+            let (pool, scores) = reward_walk(
                 space.as_ref(),
                 &elites,
                 batch_size * LOCAL_SEARCH_POOL_PER_TRAJECTORY,
+                job.spec.training.pool_walk,
+                &score,
                 &mut rng,
-            );
-            let predictions = s
-                .predict(space.as_ref(), &pool)
-                .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
+            )?;
             pool.into_iter()
-                .zip(s.log_rewards(&reward, &predictions))
+                .zip(scores.into_iter().map(|v| v as f32))
                 .collect()
         }
         _ => Vec::new(),

@@ -200,6 +200,10 @@ impl Space for GridSpace {
     }
 
     /// One unit step apart along one axis.
+    fn diameter(&self) -> f64 {
+        (self.dims * (self.size - 1)) as f64
+    }
+
     fn near_duplicate(&self, x: &State, y: &State) -> bool {
         self.distance(x, y) <= 1.0
     }

@@ -242,6 +242,10 @@ pub trait Space: Send + Sync + std::fmt::Debug {
     /// Whether two terminals are at most one elementary change apart: what a batch avoids by
     /// default, since measuring both tells the lab little more than measuring one.
     fn near_duplicate(&self, x: &State, y: &State) -> bool;
+
+    /// The largest distance between two terminals (or a bound on it): the scale against
+    /// which a batch's spread is measured.
+    fn diameter(&self) -> f64;
 }
 
 /// Encodes a batch of states into a row-major `[states.len(), encoding_dim]` buffer.

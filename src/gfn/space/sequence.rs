@@ -378,6 +378,11 @@ impl Space for SequenceSpace {
     }
 
     /// One substitution, insertion or deletion apart.
+    /// Hamming and Levenshtein distances are at most the longest length.
+    fn diameter(&self) -> f64 {
+        self.max_length as f64
+    }
+
     fn near_duplicate(&self, x: &State, y: &State) -> bool {
         self.distance(x, y) <= 1.0
     }

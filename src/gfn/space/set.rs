@@ -324,6 +324,10 @@ impl Space for SetSpace {
     }
 
     /// At most one item swapped, added or removed: a symmetric difference of at most two.
+    fn diameter(&self) -> f64 {
+        1.0
+    }
+
     fn near_duplicate(&self, x: &State, y: &State) -> bool {
         let common = x.0.iter().filter(|i| y.0.binary_search(i).is_ok()).count();
         x.0.len() + y.0.len() - 2 * common <= 2
