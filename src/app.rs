@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{router, AppState};
+use crate::metrics::Metrics;
 use crate::store::{redact_url, Store};
 use crate::trainer::{TrainerConfig, TrainerHandle};
 use std::future::Future;
@@ -28,6 +29,8 @@ impl App {
         tracing::info!(database = %redact_url(&config.database_url), "connecting");
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
+        let metrics = Metrics::new()
+            .map_err(|e| Error::Internal(format!("the metrics cannot be registered: {e}")))?;
         let trainer = TrainerHandle::start(
             store.clone(),
             TrainerConfig {
@@ -35,12 +38,14 @@ impl App {
                 lease_ttl: Duration::from_secs_f64(config.lease_ttl_seconds),
                 owner: format!("{}-{}", hostname(), std::process::id()),
             },
+            metrics.clone(),
         );
         let state = AppState {
             store,
             config: Arc::new(config),
             trainer,
             sampling: Arc::new(Semaphore::new(2)),
+            metrics,
         };
         Ok(Self { listener, state })
     }

@@ -7,6 +7,8 @@
 //! - `domain/`: what clients send and receive, validated at the edge; synchronous.
 //! - `store/`: SQLite and PostgreSQL through sqlx; the only module with SQL.
 //! - `http/`: axum router, handlers, the error body and extractors.
+//! - `trainer/`: background training under per-campaign leases; `metrics`: the Prometheus
+//!   registry of one server.
 //! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod gfn;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod store;
 pub mod trainer;

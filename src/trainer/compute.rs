@@ -8,7 +8,7 @@
 //! check a cancel flag every step. [`train`] is the training job itself: synchronous, no
 //! database, only the engine and the reward arithmetic.
 //!
-//! May import `gfn`, `proxy` and `domain`; never the store, sqlx or axum.
+//! May import `gfn`, `proxy`, `domain` and metric handles; never the store, sqlx or axum.
 
 use crate::domain::campaign::CampaignSpec;
 use crate::gfn::{GflowNet, Space, State};
@@ -135,6 +135,8 @@ pub(crate) struct TrainJob {
     /// mixed into the seed so every run draws a new stream, reproducibly.
     pub run_number: u64,
     pub cancel: Arc<AtomicBool>,
+    /// Incremented after every optimisation step, so progress shows while the run goes on.
+    pub step_counter: prometheus::IntCounter,
 }
 
 /// What a finished training run hands back.
@@ -223,6 +225,7 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             .extend((0..batch_size).map(|_| labelled[rng.random_range(0..labelled.len())].clone()));
         let trajectories = net.sample_backward(&batch, &mut rng)?;
         let report = net.train_step(&trajectories)?;
+        job.step_counter.inc();
         if !report.loss.is_finite() {
             return Err(JobError::Failed(format!(
                 "training diverged: the loss is {} at step {step}",
@@ -289,6 +292,7 @@ mod tests {
             resume,
             run_number: 1,
             cancel: Arc::new(AtomicBool::new(false)),
+            step_counter: prometheus::IntCounter::new("steps", "steps").expect("counter"),
         }
     }
 

@@ -6,7 +6,7 @@
 //! - `supervisor`: the tokio task that takes leases, heartbeats them, and records runs.
 //! - `compute`: the named compute thread with its rayon pool, and the training job.
 //!
-//! May import `store`, `gfn`, `proxy` and `domain`; never axum.
+//! May import `store`, `gfn`, `proxy`, `domain` and `metrics`; never axum.
 
 mod compute;
 mod schedule;
@@ -14,6 +14,7 @@ mod supervisor;
 
 use crate::error::Error;
 use crate::gfn::{GflowNet, Space};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use schedule::Schedule;
 use std::collections::HashMap;
@@ -99,9 +100,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl TrainerHandle {
-    /// Starts the supervisor and the compute thread. Must be called within a tokio
-    /// runtime; outside one nothing is trained (and an error is logged).
-    pub fn start(store: Store, config: TrainerConfig) -> Self {
+    /// Starts the supervisor and the compute thread, recording runs into `metrics`. Must be
+    /// called within a tokio runtime; outside one nothing is trained (and an error is
+    /// logged).
+    pub fn start(store: Store, config: TrainerConfig, metrics: Metrics) -> Self {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
             owner: format!("{}/{:08x}", config.owner, rand::random::<u32>()),
@@ -115,6 +117,7 @@ impl TrainerHandle {
             store: store.clone(),
             config: config.clone(),
             shared: shared.clone(),
+            metrics,
             wake: wake_rx,
             stop: stop_rx,
         };

@@ -9,5 +9,6 @@ mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod metrics;
 mod model;
 mod rounds;
