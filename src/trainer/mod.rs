@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use schedule::Schedule;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -180,7 +180,16 @@ impl TrainerHandle {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before the first read, so a run finishing in between still wakes us.
         let mut signal = self.inner.shared.subscribe(campaign_id);
+        let mut stop = self.inner.stop.subscribe();
         loop {
+            // Training here stops at the next step and writes nothing, so the wait could only
+            // end in the timeout: answer now, while the server still drains its requests.
+            if self.is_stopping() {
+                return Err(Error::Unavailable(
+                    "the server is shutting down; retry on another replica or after the restart"
+                        .into(),
+                ));
+            }
             let (status, error) = self.store.model_status(campaign_id).await?;
             let trained = self
                 .store
@@ -210,6 +219,8 @@ impl TrainerHandle {
                         tokio::time::sleep(pause).await;
                     }
                 }
+                // Shutdown began: the next turn answers.
+                _ = stop.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }
@@ -260,16 +271,25 @@ impl TrainerHandle {
         Ok(Some(loaded))
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Begins shutdown without waiting: no new run starts, the running job stops at its
+    /// next step, and `wait_for_model` answers `Unavailable`. [`shutdown`](Self::shutdown)
+    /// waits for the rest.
+    pub fn begin_shutdown(&self) {
+        self.inner.shared.stopping.store(true, Ordering::Relaxed);
+        // Fails only when the supervisor already ended.
+        let _ = self.inner.stop.send(true);
+    }
+
     /// Stops training at the next step and waits for the compute thread: a running job is
     /// cancelled without writing a checkpoint, its run is recorded as cancelled and its lease
     /// released. Later calls return at once.
     pub async fn shutdown(&self) {
-        self.inner
-            .shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        // Fails only when the supervisor already ended.
-        let _ = self.inner.stop.send(true);
+        self.begin_shutdown();
         let task = lock(&self.inner.supervisor).take();
         if let Some(task) = task {
             if let Err(e) = task.await {
