@@ -11,5 +11,6 @@ mod helpers;
 mod labels;
 mod metrics;
 mod model;
+mod replicas;
 mod rounds;
 mod shutdown;
