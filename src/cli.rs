@@ -53,15 +53,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(config) => {
             config.validate().map_err(anyhow::Error::msg)?;
-            tokio::runtime::Runtime::new()?.block_on(async move {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let served = runtime.block_on(async move {
+                // Registered before the address is announced: a script (or test) that signals
+                // the server as soon as it listens must reach this handler, not the default
+                // action that kills the process.
+                let shutdown = shutdown_signal()?;
                 let listener = tokio::net::TcpListener::bind(config.bind).await?;
                 let app = crate::app::App::build(config, listener).await?;
                 // One plain line on stdout for scripts (and tests) that start the server
                 // on port 0 and need to know where it listens.
                 println!("flowlab listening on http://{}", app.local_addr()?);
-                app.run(shutdown_signal()).await?;
+                app.run(shutdown).await?;
                 anyhow::Ok(())
-            })?;
+            });
+            // Dropping the runtime would wait for every blocking task, such as the sampling
+            // of a round whose connection the drain limit dropped; those results are not
+            // wanted any more.
+            runtime.shutdown_timeout(RUNTIME_STOP_LIMIT);
+            served?;
         }
         Command::Openapi => {
             use std::io::Write;
@@ -79,27 +89,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// How long the runtime waits for blocking tasks after the server stopped.
+const RUNTIME_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs the handlers for Ctrl-C (SIGINT) and SIGTERM now, and returns a future that
+/// resolves on the first of them. Must be called within the runtime.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
+
+/// Returns a future that resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

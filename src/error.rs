@@ -33,6 +33,10 @@ pub enum Error {
     /// The storage layer failed (connection lost, constraint broken unexpectedly).
     #[error("storage: {0}")]
     Storage(String),
+    /// A fault of the server itself, neither the request's nor the storage's (a metric that
+    /// cannot be registered).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl Error {

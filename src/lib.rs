@@ -9,6 +9,8 @@
 //! - `http/`: axum router, handlers, the error body and extractors.
 //! - `proxy/`: the surrogate ensemble and the reward arithmetic; `model`: a campaign's
 //!   checkpoint (network, surrogate, elites).
+//! - `trainer/`: background training under per-campaign leases; `metrics`: the Prometheus
+//!   registry of one server.
 //! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod domain;
 pub mod error;
 pub mod gfn;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod store;

@@ -140,7 +140,7 @@ impl From<Error> for ApiError {
             }
             Error::Conflict(m) => Self::Conflict(m),
             Error::Unavailable(m) => Self::Unavailable(m),
-            Error::Storage(cause) => Self::Internal(cause),
+            Error::Storage(cause) | Error::Internal(cause) => Self::Internal(cause),
         }
     }
 }

@@ -87,6 +87,9 @@ pub async fn create(
         ));
     };
     let (outcome, campaigns) = state.store.insert_labels(&labels).await?;
+    state
+        .metrics
+        .labels_committed(outcome.accepted, outcome.duplicates);
     if outcome.accepted > 0 {
         for campaign_id in campaigns {
             state.trainer.notify_labels(campaign_id);

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod labels;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod preview;
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Bounds the blocking threads doing tensor work for rounds, so that a burst of rounds
     /// cannot crowd out everything else.
     pub sampling: Arc<tokio::sync::Semaphore>,
+    /// This server's Prometheus registry.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// An HTTP method the API routes.
@@ -98,10 +101,12 @@ pub const ROUTES: &[Route] = &[
         on(m, rounds::abandon)
     }),
     route(Method::Post, "/labels", |m| on(m, labels::create)),
+    route(Method::Get, "/metrics", |m| on(m, metrics::metrics)),
 ];
 
 /// The application's routes with their layers.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     // Routes sharing a path (GET and POST /campaigns) merge into one method router.
     ROUTES
         .iter()
@@ -113,6 +118,11 @@ pub fn router(state: AppState) -> Router {
             error::ApiError::MethodNotAllowed("this path does not take that method".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // Inside the router (a `Router::layer`), where the matched route template is known.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

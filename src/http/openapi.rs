@@ -7,7 +7,7 @@
 //! its JSON with `json!` or returns a type from a module that stays free of utoipa, a
 //! documentation-only type beside the handler (or here) describes the shape.
 
-use super::{campaigns, candidates, error, health, labels, model, preview, rounds};
+use super::{campaigns, candidates, error, health, labels, metrics, model, preview, rounds};
 use crate::domain::{campaign, label, round, CandidateValue};
 use crate::gfn::{BackwardPolicy, GfnConfig, Objective, SpaceSpec};
 use utoipa::OpenApi;
@@ -121,6 +121,7 @@ pub enum RunStatus {
         rounds::get,
         rounds::abandon,
         labels::create,
+        metrics::metrics,
     ),
     components(schemas(
         campaign::NewCampaign,
@@ -162,7 +163,7 @@ pub enum RunStatus {
         RunStatus,
     )),
     tags(
-        (name = "health", description = "Liveness"),
+        (name = "health", description = "Liveness and metrics"),
         (name = "campaigns", description = "A candidate space with its reward, model and training settings"),
         (name = "rounds", description = "Batches of new candidates proposed for measurement"),
         (name = "labels", description = "Measurements posted by the lab"),

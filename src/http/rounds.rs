@@ -115,7 +115,10 @@ pub async fn create(
             .top_up_round(campaign.id, id, body.batch_size, exhausted, &more)
             .await?;
     }
-    Ok((StatusCode::CREATED, Json(round_json(&state, id).await?)))
+    let round = round_json(&state, id).await?;
+    let proposed = round["candidates"].as_array().map_or(0, Vec::len);
+    state.metrics.round_created(proposed);
+    Ok((StatusCode::CREATED, Json(round)))
 }
 
 /// Everything needed to draw values for one round.

@@ -177,6 +177,7 @@ mod sql {
         pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
         pub const NEWEST_VERSION: &str =
             "select max(version) from checkpoints where campaign_id = $1";
+        pub const NEWEST_VERSIONS: &str = "select campaign_id, max(version) from checkpoints group by campaign_id order by campaign_id";
         pub const CHECKPOINT_WEIGHTS: &str =
             "select weights from checkpoints where campaign_id = $1 and version = $2";
         pub const TRAINING_RUNS: &str = "select id, owner, status, labels, steps, loss, version, error, started_at, finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2";
@@ -240,6 +241,7 @@ mod sql {
             " as created_at from checkpoints where campaign_id = $1 order by version desc limit 1"
         );
         pub const NEWEST_VERSION: &str = super::sqlite::NEWEST_VERSION;
+        pub const NEWEST_VERSIONS: &str = super::sqlite::NEWEST_VERSIONS;
         pub const CHECKPOINT_WEIGHTS: &str = super::sqlite::CHECKPOINT_WEIGHTS;
         pub const TRAINING_RUNS: &str = concat!(
             "select id, owner, status, labels, steps, loss, version, error, ",
@@ -343,6 +345,14 @@ impl Store {
             sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
         });
         Ok(version)
+    }
+
+    /// `(campaign_id, newest checkpoint version)` of every campaign that has a checkpoint,
+    /// by campaign id (for the metrics; one index scan).
+    pub async fn newest_checkpoint_versions(&self) -> Result<Vec<(i64, i64)>, Error> {
+        Ok(on_backend!(self, NEWEST_VERSIONS, |pool, q| {
+            sqlx::query_as(q).fetch_all(pool).await?
+        }))
     }
 
     /// The safetensors bytes of one checkpoint.

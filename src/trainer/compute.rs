@@ -8,7 +8,7 @@
 //! check a cancel flag every step. [`train`] is the training job itself: synchronous, no
 //! database, only the engine and the reward arithmetic.
 //!
-//! May import `gfn`, `proxy` and `domain`; never the store, sqlx or axum.
+//! May import `gfn`, `proxy`, `domain` and metric handles; never the store, sqlx or axum.
 
 use crate::domain::campaign::CampaignSpec;
 use crate::gfn::propose::reward_walk;
@@ -139,6 +139,8 @@ pub(crate) struct TrainJob {
     /// mixed into the seed so every run draws a new stream, reproducibly.
     pub run_number: u64,
     pub cancel: Arc<AtomicBool>,
+    /// Incremented after every optimisation step, so progress shows while the run goes on.
+    pub step_counter: prometheus::IntCounter,
 }
 
 /// What a finished training run hands back.
@@ -341,6 +343,7 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             trajectories.extend(forward);
         }
         let report = net.train_step(&trajectories)?;
+        job.step_counter.inc();
         if !report.loss.is_finite() {
             return Err(JobError::Failed(format!(
                 "training diverged: the loss is {} at step {step}",
@@ -420,6 +423,7 @@ mod tests {
             resume,
             run_number: 1,
             cancel: Arc::new(AtomicBool::new(false)),
+            step_counter: prometheus::IntCounter::new("steps", "steps").expect("counter"),
         }
     }
 

@@ -6,7 +6,7 @@
 //! - `supervisor`: the tokio task that takes leases, heartbeats them, and records runs.
 //! - `compute`: the named compute thread with its rayon pool, and the training job.
 //!
-//! May import `store`, `gfn`, `proxy` and `domain`; never axum.
+//! May import `store`, `gfn`, `proxy`, `domain` and `metrics`; never axum.
 
 mod compute;
 mod schedule;
@@ -14,11 +14,12 @@ mod supervisor;
 
 use crate::error::Error;
 use crate::gfn::Space;
+use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::store::Store;
 use schedule::Schedule;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -100,9 +101,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl TrainerHandle {
-    /// Starts the supervisor and the compute thread. Must be called within a tokio
-    /// runtime; outside one nothing is trained (and an error is logged).
-    pub fn start(store: Store, config: TrainerConfig) -> Self {
+    /// Starts the supervisor and the compute thread, recording runs into `metrics`. Must be
+    /// called within a tokio runtime; outside one nothing is trained (and an error is
+    /// logged).
+    pub fn start(store: Store, config: TrainerConfig, metrics: Metrics) -> Self {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
             owner: format!("{}/{:08x}", config.owner, rand::random::<u32>()),
@@ -116,6 +118,7 @@ impl TrainerHandle {
             store: store.clone(),
             config: config.clone(),
             shared: shared.clone(),
+            metrics,
             wake: wake_rx,
             stop: stop_rx,
         };
@@ -178,7 +181,16 @@ impl TrainerHandle {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before the first read, so a run finishing in between still wakes us.
         let mut signal = self.inner.shared.subscribe(campaign_id);
+        let mut stop = self.inner.stop.subscribe();
         loop {
+            // Training here stops at the next step and writes nothing, so the wait could only
+            // end in the timeout: answer now, while the server still drains its requests.
+            if self.is_stopping() {
+                return Err(Error::Unavailable(
+                    "the server is shutting down; retry on another replica or after the restart"
+                        .into(),
+                ));
+            }
             let (status, error) = self.store.model_status(campaign_id).await?;
             let trained = self
                 .store
@@ -208,6 +220,8 @@ impl TrainerHandle {
                         tokio::time::sleep(pause).await;
                     }
                 }
+                // Shutdown began: the next turn answers.
+                _ = stop.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
         }
@@ -258,16 +272,25 @@ impl TrainerHandle {
         Ok(Some(loaded))
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Begins shutdown without waiting: no new run starts, the running job stops at its
+    /// next step, and `wait_for_model` answers `Unavailable`. [`shutdown`](Self::shutdown)
+    /// waits for the rest.
+    pub fn begin_shutdown(&self) {
+        self.inner.shared.stopping.store(true, Ordering::Relaxed);
+        // Fails only when the supervisor already ended.
+        let _ = self.inner.stop.send(true);
+    }
+
     /// Stops training at the next step and waits for the compute thread: a running job is
     /// cancelled without writing a checkpoint, its run is recorded as cancelled and its lease
     /// released. Later calls return at once.
     pub async fn shutdown(&self) {
-        self.inner
-            .shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        // Fails only when the supervisor already ended.
-        let _ = self.inner.stop.send(true);
+        self.begin_shutdown();
         let task = lock(&self.inner.supervisor).take();
         if let Some(task) = task {
             if let Err(e) = task.await {

@@ -7,18 +7,19 @@
 //! No database connection or transaction is held while tensors are computed: every store
 //! call is a short statement or transaction before or after the job.
 //!
-//! May import `store`, `gfn`, `domain` and the trainer's own modules; never axum.
+//! May import `store`, `gfn`, `domain`, `metrics` and the trainer's own modules; never axum.
 
 use super::compute::{self, JobError, Submitter, TrainJob, TrainOutput};
 use super::{lock, Shared, TrainerConfig};
 use crate::domain::campaign::Campaign;
 use crate::error::Error;
+use crate::metrics::{Metrics, RunOutcome};
 use crate::store::training::{Lease, NewCheckpoint, RunEnd};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -44,6 +45,7 @@ struct RunContext {
     config: Arc<TrainerConfig>,
     shared: Arc<Shared>,
     submitter: Option<Submitter>,
+    metrics: Metrics,
 }
 
 /// How a run ended, for the log.
@@ -67,6 +69,7 @@ pub(super) struct Supervisor {
     pub(super) store: Store,
     pub(super) config: Arc<TrainerConfig>,
     pub(super) shared: Arc<Shared>,
+    pub(super) metrics: Metrics,
     pub(super) wake: mpsc::UnboundedReceiver<i64>,
     pub(super) stop: watch::Receiver<bool>,
 }
@@ -89,6 +92,7 @@ impl Supervisor {
             config: self.config.clone(),
             shared: self.shared.clone(),
             submitter,
+            metrics: self.metrics.clone(),
         };
         let mut scan = tokio::time::interval(SCAN_EVERY);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,17 +170,37 @@ async fn run_campaign(context: RunContext, campaign_id: i64, cancel: Arc<AtomicB
     // Should this task be dropped unfinished (the runtime shutting down without a graceful
     // `shutdown`), the job on the compute thread must not train on for nobody.
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    match attempt(&context, campaign_id, &cancel).await {
+    let started = Instant::now();
+    let outcome = attempt(&context, campaign_id, &cancel).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let ended = |outcome, loss| {
+        context
+            .metrics
+            .training_run_ended(campaign_id, outcome, seconds, loss);
+    };
+    match outcome {
         Ok(Outcome::Trained {
             version,
             steps,
             loss,
-        }) => tracing::info!(version, steps, loss, "checkpoint written"),
-        Ok(Outcome::Failed(reason)) => tracing::warn!(%reason, "training failed"),
-        Ok(Outcome::Cancelled(reason)) => tracing::info!(%reason, "training cancelled"),
+        }) => {
+            tracing::info!(version, steps, loss, "checkpoint written");
+            ended(RunOutcome::Succeeded, Some(loss));
+        }
+        Ok(Outcome::Failed(reason)) => {
+            tracing::warn!(%reason, "training failed");
+            ended(RunOutcome::Failed, None);
+        }
+        Ok(Outcome::Cancelled(reason)) => {
+            tracing::info!(%reason, "training cancelled");
+            ended(RunOutcome::Cancelled, None);
+        }
         Ok(Outcome::LeaseHeld) => tracing::debug!("another trainer holds the lease"),
         Ok(Outcome::UpToDate) => tracing::debug!("the model is up to date"),
-        Err(e) => tracing::error!(error = %e, "training run could not be carried out"),
+        Err(e) => {
+            tracing::error!(error = %e, "training run could not be carried out");
+            ended(RunOutcome::Error, None);
+        }
     }
     context.shared.signal(campaign_id);
 }
@@ -374,6 +398,7 @@ async fn compute_under_lease(
         resume,
         run_number,
         cancel: cancel.clone(),
+        step_counter: context.metrics.training_steps(),
     };
     if context.shared.stopping.load(Ordering::Relaxed) {
         return Err(RunError::Job(JobError::Cancelled));

@@ -6,7 +6,8 @@ use crate::helpers::{Backend, TestDatabase};
 use crate::on_both_backends;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// A `flowlab serve` process on port 0.
 pub struct Server {
@@ -16,6 +17,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    /// With more flags of `serve` (e.g. `--lease-ttl 2`).
+    pub fn start_with(database_url: &str, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowlab"))
             .args([
                 "serve",
@@ -24,6 +30,7 @@ impl Server {
                 "--database-url",
                 database_url,
             ])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -46,6 +53,43 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reaped");
+    }
+
+    /// The process id, which the trainer's owner name in the database contains.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether `owner` (of a lease or a training run) is this process's trainer: owners are
+    /// `HOST-PID/SUFFIX`.
+    pub fn owns(&self, owner: &str) -> bool {
+        owner
+            .rsplit_once('/')
+            .is_some_and(|(process, _)| process.ends_with(&format!("-{}", self.pid())))
+    }
+
+    /// Sends SIGTERM (what `docker stop` and systemd send).
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.pid()).expect("pid fits");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal sent");
+    }
+
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The integration suite: the real application over real HTTP, every test on SQLite and on
-//! PostgreSQL.
+//! PostgreSQL (replicas on PostgreSQL only: SPEC §5 shares only that backend).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
 
@@ -9,6 +9,9 @@ mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod metrics;
 mod model;
 mod proxy;
+mod replicas;
 mod rounds;
+mod shutdown;
