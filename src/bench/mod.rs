@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod gfn;
+pub mod oracles;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.
 pub fn peak_rss_bytes() -> u64 {
