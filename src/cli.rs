@@ -38,6 +38,9 @@ pub enum BenchCommand {
     /// Run the server in-process: POST /labels throughput and POST /rounds latency, with
     /// training idle and busy, on SQLite and PostgreSQL.
     Api(crate::bench::api::ApiBenchArgs),
+    /// The whole loop over HTTP at an equal oracle budget on synthetic tasks: flowlab
+    /// against random search and a genetic algorithm.
+    Loop(crate::bench::loop_bench::LoopBenchArgs),
 }
 
 /// Runs the parsed command.
@@ -50,6 +53,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Api(args)) => {
             let stdout = std::io::stdout();
             crate::bench::api::run(&args, &mut stdout.lock())?;
+        }
+        Command::Bench(BenchCommand::Loop(args)) => {
+            let stdout = std::io::stdout();
+            crate::bench::loop_bench::run(&args, &mut stdout.lock())?;
         }
         Command::Serve(config) => {
             config.validate().map_err(anyhow::Error::msg)?;
