@@ -7,13 +7,15 @@
 //! - `domain/`: what clients send and receive, validated at the edge; synchronous.
 //! - `store/`: SQLite and PostgreSQL through sqlx; the only module with SQL.
 //! - `http/`: axum router, handlers, the error body and extractors.
-//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
+//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks;
+//!   `demo` the loop in one command for newcomers.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod gfn;
