@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate` and `bench ...`.
+//! The command line: `serve`, `migrate`, `bench ...` and `demo`.
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +29,9 @@ pub enum Command {
     /// Benchmarks that print figures (progress on stderr, one JSON line on stdout).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run the loop end to end in a few rounds against a built-in synthetic oracle, on an
+    /// embedded server with a temporary database; writes the candidates as CSV.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +41,21 @@ pub enum BenchCommand {
     /// Run the server in-process: POST /labels throughput and POST /rounds latency, with
     /// training idle and busy, on SQLite and PostgreSQL.
     Api(crate::bench::api::ApiBenchArgs),
+    /// The whole loop over HTTP at an equal oracle budget on synthetic tasks: flowlab
+    /// against random search and a genetic algorithm.
+    Loop(crate::bench::loop_bench::LoopBenchArgs),
+}
+
+impl Cli {
+    /// The log filter when `RUST_LOG` is not set: `info`, except for the commands whose
+    /// output is a table or a progress bar on the terminal (`demo`, `bench loop`), where the
+    /// embedded server's routine lines would only get in the way: `warn` there.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo(_) | Command::Bench(BenchCommand::Loop(_)) => "warn",
+            _ => "info",
+        }
+    }
 }
 
 /// Runs the parsed command.
@@ -50,6 +68,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Api(args)) => {
             let stdout = std::io::stdout();
             crate::bench::api::run(&args, &mut stdout.lock())?;
+        }
+        Command::Bench(BenchCommand::Loop(args)) => {
+            let stdout = std::io::stdout();
+            crate::bench::loop_bench::run(&args, &mut stdout.lock())?;
+        }
+        Command::Demo(args) => {
+            let stdout = std::io::stdout();
+            crate::demo::run(&args, &mut stdout.lock())?;
         }
         Command::Serve(config) => {
             config.validate().map_err(anyhow::Error::msg)?;

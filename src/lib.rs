@@ -11,13 +11,15 @@
 //!   checkpoint (network, surrogate, elites).
 //! - `trainer/`: background training under per-campaign leases; `metrics`: the Prometheus
 //!   registry of one server.
-//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
+//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks;
+//!   `demo` the loop in one command for newcomers.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod gfn;

@@ -2,7 +2,10 @@
 //! JSON line of figures on stdout, so scripts can compare runs side by side.
 
 pub mod api;
+pub mod embedded;
 pub mod gfn;
+pub mod loop_bench;
+pub mod oracles;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.
 pub fn peak_rss_bytes() -> u64 {

@@ -1,0 +1,815 @@
+//! Synthetic oracles for `flowlab bench loop` and `flowlab demo`: black-box scoring functions
+//! shaped like the assays flowlab is meant for, so that the whole loop can be measured
+//! without a lab.
+//!
+//! A [`Task`] is a candidate space (the JSON `space` block of `POST /campaigns`), a score
+//! for each value of that space (`Err` = the candidate is infeasible: the assay fails and the
+//! client posts a failed label with the reason), and a distance normalised to [0, 1] for the
+//! diversity metric.
+//!
+//! - `motif` (a peptide of exactly 32 residues over the 20 amino acids): three planted motifs
+//!   that score near a preferred window of positions (binding sites), with partial credit for
+//!   residues of the same physico-chemical class; a Potts-like term with per-position fields
+//!   and class-level couplings between 20 contact pairs of distant positions (epistasis); and
+//!   an infeasible region: aggregation (too many hydrophobic residues, or a hydrophobic
+//!   patch) and unwanted N-glycosylation sites (`N`, any residue but `P`, then `S` or `T`).
+//!   About a third of uniformly random sequences fail. The motifs carry most of the reward.
+//! - `cocktail` (a set of 3 to 8 of 40 culture-medium components): individual effects, sparse
+//!   pairwise synergies and antagonisms, a few three-way terms that only pay when all three
+//!   components are present, a small cost per component, and incompatible pairs that
+//!   precipitate (the candidate fails). About a quarter of random sets fail.
+//!
+//! Determinism: the random structure of each landscape (fields, couplings, effects, which pairs
+//! interact) is drawn from a fixed per-task seed with a small generator of our own
+//! (SplitMix64), so the landscape is the same for every bench seed and every `rand` version;
+//! the bench seed drives only the methods' own randomness.
+//!
+//! Synchronous and pure; candidates are handled as the engine's [`State`] (token indices of a
+//! sequence, sorted item indices of a set) through the crate's own [`Space`], so the oracle
+//! parses and prints values exactly as the server does.
+
+use crate::gfn::{Space, SpaceSpec, State};
+use serde_json::{json, Value};
+use std::fmt;
+
+/// The 20 amino acids, one letter each, in the usual alphabetical order of their codes.
+const AMINO_ACIDS: [&str; 20] = [
+    "A", "C", "D", "E", "F", "G", "H", "I", "K", "L", "M", "N", "P", "Q", "R", "S", "T", "V", "W",
+    "Y",
+];
+/// Residues of the `motif` task.
+const PEPTIDE_LENGTH: usize = 32;
+/// Landscape seed of `motif` (fixed: the landscape is part of the task's definition).
+const MOTIF_LANDSCAPE_SEED: u64 = 0x6d6f_7469_6601;
+/// Landscape seed of `cocktail`.
+const COCKTAIL_LANDSCAPE_SEED: u64 = 0x636f_636b_7401;
+
+/// The tasks the bench knows, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum TaskName {
+    /// Peptides of 32 residues with planted motifs, epistasis and infeasible sequences.
+    Motif,
+    /// Sets of 3..=8 of 40 medium components with synergies and incompatible pairs.
+    Cocktail,
+}
+
+impl TaskName {
+    /// The name as written on the command line and in the results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskName::Motif => "motif",
+            TaskName::Cocktail => "cocktail",
+        }
+    }
+
+    /// One line for people: what the candidates are and what the oracle rewards.
+    pub fn description(self) -> &'static str {
+        match self {
+            TaskName::Motif => {
+                "peptides of 32 residues; the oracle rewards three binding motifs near their \
+                 sites and favourable residue contacts, and fails aggregating or glycosylated ones"
+            }
+            TaskName::Cocktail => {
+                "supplement sets of 3 to 8 of 40 medium components; the oracle rewards \
+                 effects and synergies, charges a cost per component, and fails sets that precipitate"
+            }
+        }
+    }
+}
+
+impl fmt::Display for TaskName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The bounds of a task's space, for the baselines that build candidates themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Token indices in `0..tokens`, `min_length..=max_length` of them.
+    Sequence {
+        tokens: usize,
+        min_length: usize,
+        max_length: usize,
+    },
+    /// Sorted distinct item indices in `0..items`, `min_size..=max_size` of them.
+    Set {
+        items: usize,
+        min_size: usize,
+        max_size: usize,
+    },
+}
+
+/// One synthetic task: space, oracle and distance.
+#[derive(Debug)]
+pub struct Task {
+    name: TaskName,
+    spec: Value,
+    space: Box<dyn Space>,
+    shape: Shape,
+    landscape: Landscape,
+}
+
+#[derive(Debug)]
+enum Landscape {
+    Motif(MotifLandscape),
+    Cocktail(CocktailLandscape),
+}
+
+impl Task {
+    /// Builds the task and its landscape (deterministic: see the module header).
+    pub fn new(name: TaskName) -> anyhow::Result<Self> {
+        let (spec, shape, landscape) = match name {
+            TaskName::Motif => (
+                json!({"type": "sequence", "alphabet": AMINO_ACIDS,
+                       "min_length": PEPTIDE_LENGTH, "max_length": PEPTIDE_LENGTH}),
+                Shape::Sequence {
+                    tokens: AMINO_ACIDS.len(),
+                    min_length: PEPTIDE_LENGTH,
+                    max_length: PEPTIDE_LENGTH,
+                },
+                Landscape::Motif(MotifLandscape::new(MOTIF_LANDSCAPE_SEED)),
+            ),
+            TaskName::Cocktail => (
+                json!({"type": "set", "items": MEDIUM_COMPONENTS.as_slice(),
+                       "min_size": COCKTAIL_MIN_SIZE, "max_size": COCKTAIL_MAX_SIZE}),
+                Shape::Set {
+                    items: MEDIUM_COMPONENTS.len(),
+                    min_size: COCKTAIL_MIN_SIZE,
+                    max_size: COCKTAIL_MAX_SIZE,
+                },
+                Landscape::Cocktail(CocktailLandscape::new(COCKTAIL_LANDSCAPE_SEED)),
+            ),
+        };
+        let parsed: SpaceSpec = serde_json::from_value(spec.clone())?;
+        let space = parsed.build().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            name,
+            spec,
+            space,
+            shape,
+            landscape,
+        })
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> TaskName {
+        self.name
+    }
+
+    /// The `space` block of `POST /campaigns`.
+    pub fn space_spec(&self) -> &Value {
+        &self.spec
+    }
+
+    /// The bounds of the space.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Parses a value as the server writes it (errors say why it is not in the space).
+    pub fn parse(&self, value: &Value) -> Result<State, String> {
+        self.space.parse_value(value).map_err(|e| e.to_string())
+    }
+
+    /// The canonical JSON value of a candidate.
+    pub fn to_value(&self, candidate: &State) -> Value {
+        self.space.to_value(candidate)
+    }
+
+    /// The oracle on a JSON value: the score, or why the candidate failed (including a value
+    /// that is not in the space at all).
+    pub fn score(&self, value: &Value) -> Result<f64, String> {
+        let candidate = self.parse(value)?;
+        self.score_candidate(&candidate)
+    }
+
+    /// The oracle on a parsed candidate: the score (higher is better), or why the candidate
+    /// is infeasible.
+    pub fn score_candidate(&self, candidate: &State) -> Result<f64, String> {
+        match &self.landscape {
+            Landscape::Motif(l) => l.score(&candidate.0),
+            Landscape::Cocktail(l) => l.score(&candidate.0),
+        }
+    }
+
+    /// Distance between two candidates in [0, 1]: Hamming distance over the length for
+    /// sequences of equal length (Levenshtein over the longer length otherwise), Jaccard
+    /// distance for sets. The same distance as the server's `min_distance`, scaled so that
+    /// both kinds of task read alike.
+    pub fn distance(&self, a: &State, b: &State) -> f64 {
+        let raw = self.space.distance(a, b);
+        match self.shape {
+            Shape::Sequence { .. } => {
+                let longest = a.0.len().max(b.0.len());
+                if longest == 0 {
+                    0.0
+                } else {
+                    raw / longest as f64
+                }
+            }
+            Shape::Set { .. } => raw,
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood 2014): a tiny generator whose output never changes,
+/// so a landscape drawn from it is the same on every build.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (n > 0); the modulo bias is far below anything measured here.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// `k` distinct unordered pairs of `0..n` with `min_gap <= |i - j|`, each as `(i, j)`
+    /// with `i < j`, none in `avoid`.
+    fn distinct_pairs(
+        &mut self,
+        n: usize,
+        k: usize,
+        min_gap: usize,
+        avoid: &[(usize, usize)],
+    ) -> Vec<(usize, usize)> {
+        let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(k);
+        while pairs.len() < k {
+            let (a, b) = (self.below(n), self.below(n));
+            let (i, j) = (a.min(b), a.max(b));
+            if j - i >= min_gap.max(1) && !pairs.contains(&(i, j)) && !avoid.contains(&(i, j)) {
+                pairs.push((i, j));
+            }
+        }
+        pairs
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// motif
+
+/// Physico-chemical class of each residue of [`AMINO_ACIDS`], for partial motif credit and
+/// for the contact couplings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResidueClass {
+    /// A I L M V
+    Aliphatic,
+    /// F W Y
+    Aromatic,
+    /// H K R
+    Positive,
+    /// D E
+    Negative,
+    /// N Q S T
+    Polar,
+    /// C
+    Cysteine,
+    /// G
+    Glycine,
+    /// P
+    Proline,
+}
+
+fn residue_class(token: u16) -> ResidueClass {
+    use ResidueClass::*;
+    match AMINO_ACIDS.get(usize::from(token)).copied().unwrap_or("") {
+        "A" | "I" | "L" | "M" | "V" => Aliphatic,
+        "F" | "W" | "Y" => Aromatic,
+        "H" | "K" | "R" => Positive,
+        "D" | "E" => Negative,
+        "N" | "Q" | "S" | "T" => Polar,
+        "C" => Cysteine,
+        "G" => Glycine,
+        _ => Proline,
+    }
+}
+
+/// Residues that drive aggregation (a common hydrophobicity scale's top eight).
+fn is_hydrophobic(token: u16) -> bool {
+    matches!(
+        AMINO_ACIDS.get(usize::from(token)).copied(),
+        Some("A" | "C" | "F" | "I" | "L" | "M" | "V" | "W")
+    )
+}
+
+fn token(letter: &str) -> u16 {
+    AMINO_ACIDS.iter().position(|a| *a == letter).unwrap_or(0) as u16
+}
+
+/// Interaction of two residue classes in contact: salt bridges and cation-pi attract, like
+/// charges repel, hydrophobic and aromatic contacts pack. In [-1, 1].
+fn contact_energy(a: ResidueClass, b: ResidueClass) -> f64 {
+    use ResidueClass::*;
+    match (a, b) {
+        (Positive, Negative) | (Negative, Positive) => 1.0,
+        (Positive, Positive) | (Negative, Negative) => -0.8,
+        (Aromatic, Positive) | (Positive, Aromatic) => 0.6,
+        (Aliphatic | Aromatic, Aliphatic | Aromatic) => 0.5,
+        (Cysteine, Cysteine) => 0.8,
+        (Polar, Polar) => 0.3,
+        (Proline, _) | (_, Proline) => -0.4,
+        (Aliphatic | Aromatic, Positive | Negative)
+        | (Positive | Negative, Aliphatic | Aromatic) => -0.5,
+        _ => 0.0,
+    }
+}
+
+/// Most hydrophobic residues a feasible peptide may hold (uniform sequences hold 12.8 on
+/// average).
+const MAX_HYDROPHOBIC: usize = 16;
+/// A window this long holding at least [`PATCH_HYDROPHOBIC`] hydrophobic residues is an
+/// aggregation patch.
+const PATCH_WINDOW: usize = 7;
+const PATCH_HYDROPHOBIC: usize = 6;
+/// How far outside its window a motif still earns something, in positions.
+const MOTIF_PLACEMENT_SLACK: f64 = 4.0;
+/// Number of contact pairs of the Potts-like term.
+const CONTACTS: usize = 20;
+
+/// A planted motif: its residues, the window of start positions where it scores fully, and
+/// its weight.
+#[derive(Debug, Clone)]
+struct Motif {
+    residues: Vec<u16>,
+    first_start: usize,
+    last_start: usize,
+    weight: f64,
+}
+
+#[derive(Debug)]
+struct MotifLandscape {
+    motifs: Vec<Motif>,
+    /// Per position, per residue: a small preference (the Potts fields).
+    fields: Vec<[f64; 20]>,
+    /// Contacts `(i, j, strength)`: `strength * contact_energy(class(x_i), class(x_j))`.
+    contacts: Vec<(usize, usize, f64)>,
+}
+
+impl MotifLandscape {
+    fn new(seed: u64) -> Self {
+        let mut rng = SplitMix64(seed);
+        let motif = |letters: &str, first_start: usize, last_start: usize, weight: f64| Motif {
+            residues: letters
+                .chars()
+                .map(|c| token(c.encode_utf8(&mut [0; 4])))
+                .collect(),
+            first_start,
+            last_start,
+            weight,
+        };
+        // An adhesion-like site near the N-terminus, an amyloid-like hydrophobic core in the
+        // middle (it spends five of the sixteen hydrophobic residues and must be flanked by
+        // polar ones to avoid a patch), and a short tyrosine site near the C-terminus.
+        let motifs = vec![
+            motif("RGDSP", 2, 6, 3.0),
+            motif("KLVFFA", 12, 16, 2.5),
+            motif("HPQY", 23, 26, 2.0),
+        ];
+        let fields = (0..PEPTIDE_LENGTH)
+            .map(|_| {
+                let mut row = [0.0; 20];
+                for v in &mut row {
+                    *v = 0.03 * rng.normal();
+                }
+                row
+            })
+            .collect();
+        let contacts = rng
+            .distinct_pairs(PEPTIDE_LENGTH, CONTACTS, 3, &[])
+            .into_iter()
+            .map(|(i, j)| (i, j, 0.05 + 0.1 * rng.uniform()))
+            .collect();
+        Self {
+            motifs,
+            fields,
+            contacts,
+        }
+    }
+
+    /// Why the peptide cannot be made or measured, if it cannot.
+    fn infeasibility(x: &[u16]) -> Option<String> {
+        let hydrophobic = x.iter().filter(|&&t| is_hydrophobic(t)).count();
+        if hydrophobic > MAX_HYDROPHOBIC {
+            return Some(format!(
+                "aggregated: {hydrophobic} hydrophobic residues (at most {MAX_HYDROPHOBIC})"
+            ));
+        }
+        if let Some(start) = x
+            .windows(PATCH_WINDOW)
+            .position(|w| w.iter().filter(|&&t| is_hydrophobic(t)).count() >= PATCH_HYDROPHOBIC)
+        {
+            return Some(format!(
+                "aggregated: hydrophobic patch at positions {}..{}",
+                start + 1,
+                start + PATCH_WINDOW
+            ));
+        }
+        let (n, p, s, t) = (token("N"), token("P"), token("S"), token("T"));
+        if let Some(at) = x
+            .windows(3)
+            .position(|w| w[0] == n && w[1] != p && (w[2] == s || w[2] == t))
+        {
+            return Some(format!("glycosylated: N-x-S/T site at position {}", at + 1));
+        }
+        None
+    }
+
+    /// How well `motif` is present: the best start's `quality^2 * placement`, where quality
+    /// is the mean per-residue credit (1 for the residue, 0.5 for its class) and placement
+    /// is 1 inside the window, falling linearly to 0 at [`MOTIF_PLACEMENT_SLACK`] outside.
+    /// Squaring the quality makes complete motifs worth far more than scattered matches.
+    fn motif_presence(motif: &Motif, x: &[u16]) -> f64 {
+        let len = motif.residues.len();
+        if x.len() < len {
+            return 0.0;
+        }
+        (0..=x.len() - len)
+            .map(|start| {
+                let outside = if start < motif.first_start {
+                    motif.first_start - start
+                } else {
+                    start.saturating_sub(motif.last_start)
+                };
+                let placement = (1.0 - outside as f64 / MOTIF_PLACEMENT_SLACK).max(0.0);
+                if placement == 0.0 {
+                    return 0.0;
+                }
+                let credit: f64 = motif
+                    .residues
+                    .iter()
+                    .zip(&x[start..start + len])
+                    .map(|(&want, &got)| {
+                        if want == got {
+                            1.0
+                        } else if residue_class(want) == residue_class(got) {
+                            0.5
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum();
+                let quality = credit / len as f64;
+                quality * quality * placement
+            })
+            .fold(0.0, f64::max)
+    }
+
+    fn score(&self, x: &[u16]) -> Result<f64, String> {
+        if let Some(reason) = Self::infeasibility(x) {
+            return Err(reason);
+        }
+        let motifs: f64 = self
+            .motifs
+            .iter()
+            .map(|m| m.weight * Self::motif_presence(m, x))
+            .sum();
+        let fields: f64 = x
+            .iter()
+            .zip(&self.fields)
+            .map(|(&t, row)| row[usize::from(t) % 20])
+            .sum();
+        let contacts: f64 = self
+            .contacts
+            .iter()
+            .filter(|(i, j, _)| *i < x.len() && *j < x.len())
+            .map(|&(i, j, strength)| {
+                strength * contact_energy(residue_class(x[i]), residue_class(x[j]))
+            })
+            .sum();
+        Ok(motifs + fields + contacts)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// cocktail
+
+/// The 40 components of the `cocktail` task (a cell-culture medium supplement screen).
+const MEDIUM_COMPONENTS: [&str; 40] = [
+    "glucose",
+    "glutamine",
+    "pyruvate",
+    "insulin",
+    "transferrin",
+    "selenite",
+    "ascorbate",
+    "hydrocortisone",
+    "egf",
+    "fgf2",
+    "albumin",
+    "lipid_mix",
+    "ethanolamine",
+    "putrescine",
+    "progesterone",
+    "t3",
+    "heparin",
+    "dexamethasone",
+    "b27",
+    "n2",
+    "retinoic_acid",
+    "forskolin",
+    "ibmx",
+    "chir99021",
+    "sb431542",
+    "y27632",
+    "ldn193189",
+    "noggin",
+    "wnt3a",
+    "bmp4",
+    "activin_a",
+    "vegf",
+    "pdgf",
+    "igf1",
+    "lif",
+    "nicotinamide",
+    "zinc_sulfate",
+    "copper_sulfate",
+    "ferric_citrate",
+    "calcium_chloride",
+];
+const COCKTAIL_MIN_SIZE: usize = 3;
+const COCKTAIL_MAX_SIZE: usize = 8;
+/// Pairs with a synergy or an antagonism.
+const PAIR_TERMS: usize = 50;
+/// Triples that pay only when all three are present.
+const TRIPLE_TERMS: usize = 6;
+/// Pairs that precipitate together.
+const INCOMPATIBLE_PAIRS: usize = 16;
+/// Cost of each component in the score (media are cheaper with fewer supplements).
+const COMPONENT_COST: f64 = 0.15;
+
+#[derive(Debug)]
+struct CocktailLandscape {
+    effects: Vec<f64>,
+    /// `(i, j, w)` with `i < j`: `w` added when both are present.
+    pairs: Vec<(usize, usize, f64)>,
+    /// `([i, j, k], w)`: `w` added when all three are present.
+    triples: Vec<([usize; 3], f64)>,
+    /// `(i, j)` with `i < j`: together they fail.
+    incompatible: Vec<(usize, usize)>,
+}
+
+impl CocktailLandscape {
+    fn new(seed: u64) -> Self {
+        let n = MEDIUM_COMPONENTS.len();
+        let mut rng = SplitMix64(seed);
+        let effects = (0..n).map(|_| 0.4 * rng.normal()).collect();
+        let incompatible = rng.distinct_pairs(n, INCOMPATIBLE_PAIRS, 1, &[]);
+        let pairs = rng
+            .distinct_pairs(n, PAIR_TERMS, 1, &incompatible)
+            .into_iter()
+            .map(|(i, j)| (i, j, 0.8 * rng.normal()))
+            .collect();
+        let mut triples = Vec::with_capacity(TRIPLE_TERMS);
+        while triples.len() < TRIPLE_TERMS {
+            let mut t = [rng.below(n), rng.below(n), rng.below(n)];
+            t.sort_unstable();
+            let compatible = [(t[0], t[1]), (t[0], t[2]), (t[1], t[2])]
+                .iter()
+                .all(|p| !incompatible.contains(p));
+            if t[0] < t[1] && t[1] < t[2] && compatible {
+                triples.push((t, 1.5 + rng.uniform()));
+            }
+        }
+        Self {
+            effects,
+            pairs,
+            triples,
+            incompatible,
+        }
+    }
+
+    fn score(&self, x: &[u16]) -> Result<f64, String> {
+        let n = MEDIUM_COMPONENTS.len();
+        let mut present = vec![false; n];
+        for &i in x {
+            if let Some(p) = present.get_mut(usize::from(i)) {
+                *p = true;
+            }
+        }
+        if let Some(&(i, j)) = self
+            .incompatible
+            .iter()
+            .find(|(i, j)| present[*i] && present[*j])
+        {
+            return Err(format!(
+                "precipitated: {} with {}",
+                MEDIUM_COMPONENTS[i], MEDIUM_COMPONENTS[j]
+            ));
+        }
+        let single: f64 = x
+            .iter()
+            .filter_map(|&i| self.effects.get(usize::from(i)))
+            .sum();
+        let pairs: f64 = self
+            .pairs
+            .iter()
+            .filter(|(i, j, _)| present[*i] && present[*j])
+            .map(|(_, _, w)| w)
+            .sum();
+        let triples: f64 = self
+            .triples
+            .iter()
+            .filter(|(t, _)| t.iter().all(|&i| present[i]))
+            .map(|(_, w)| w)
+            .sum();
+        Ok(single + pairs + triples - COMPONENT_COST * x.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn uniform_candidate(shape: Shape, rng: &mut StdRng) -> State {
+        match shape {
+            Shape::Sequence {
+                tokens,
+                min_length,
+                max_length,
+            } => {
+                let len = rng.random_range(min_length..=max_length);
+                State(
+                    (0..len)
+                        .map(|_| rng.random_range(0..tokens) as u16)
+                        .collect(),
+                )
+            }
+            Shape::Set {
+                items,
+                min_size,
+                max_size,
+            } => {
+                let size = rng.random_range(min_size..=max_size);
+                let mut chosen: Vec<u16> = rand::seq::index::sample(rng, items, size)
+                    .into_iter()
+                    .map(|i| i as u16)
+                    .collect();
+                chosen.sort_unstable();
+                State(chosen)
+            }
+        }
+    }
+
+    fn failed_fraction(name: TaskName, n: usize) -> f64 {
+        let task = Task::new(name).expect("task");
+        let mut rng = StdRng::seed_from_u64(11);
+        let failed = (0..n)
+            .filter(|_| {
+                task.score_candidate(&uniform_candidate(task.shape(), &mut rng))
+                    .is_err()
+            })
+            .count();
+        failed as f64 / n as f64
+    }
+
+    #[test]
+    fn oracles_are_deterministic_across_builds_of_the_task() {
+        for name in [TaskName::Motif, TaskName::Cocktail] {
+            let (a, b) = (
+                Task::new(name).expect("task"),
+                Task::new(name).expect("task"),
+            );
+            let mut rng = StdRng::seed_from_u64(3);
+            for _ in 0..200 {
+                let x = uniform_candidate(a.shape(), &mut rng);
+                assert_eq!(a.score_candidate(&x), b.score_candidate(&x), "{name}");
+                assert_eq!(a.score(&a.to_value(&x)), a.score_candidate(&x), "{name}");
+            }
+        }
+    }
+
+    /// The intended band is 20% to 40% of uniformly random values. With n = 4000 the
+    /// standard error of a fraction near 0.3 is about 0.007, so the band's edges are more
+    /// than five standard errors from any value that belongs inside it.
+    #[test]
+    fn a_fifth_to_two_fifths_of_random_values_fail() {
+        for name in [TaskName::Motif, TaskName::Cocktail] {
+            let fraction = failed_fraction(name, 4000);
+            assert!(
+                (0.20..=0.40).contains(&fraction),
+                "{name}: {fraction:.3} of random values fail"
+            );
+        }
+    }
+
+    #[test]
+    fn each_infeasibility_rule_of_motif_has_its_reason() {
+        let task = Task::new(TaskName::Motif).expect("task");
+        let peptide = |s: &str| json!(s);
+        // 17 hydrophobic residues spread out (no window of 7 holds 6).
+        let aggregated = "LSLSLSLSLSLSLSLSLSLSLSLSLSLSLSLL";
+        let hydrophobic = aggregated
+            .chars()
+            .filter(|c| "ACFILMVW".contains(*c))
+            .count();
+        assert_eq!(hydrophobic, 17);
+        let e = task.score(&peptide(aggregated)).expect_err("aggregated");
+        assert!(e.contains("17 hydrophobic"), "{e}");
+        let patch = "SSSSSSSSSSLLLLLLSSSSSSSSSSSSSSSS";
+        let e = task.score(&peptide(patch)).expect_err("patch");
+        assert!(e.contains("patch at positions 10..16"), "{e}");
+        let sequon = "SSSSSSSSSSSSSSSSSSSSNGTSSSSSSSSS";
+        let e = task.score(&peptide(sequon)).expect_err("sequon");
+        assert!(e.contains("position 21"), "{e}");
+        // N-P-S is not a sequon: proline blocks it.
+        assert!(task
+            .score(&peptide("SSSSSSSSSSSSSSSSSSSSNPSSSSSSSSSS"))
+            .is_ok());
+        assert!(task.score(&json!("SHORT")).is_err());
+    }
+
+    #[test]
+    fn planted_motifs_in_their_windows_dominate_the_motif_score() {
+        let task = Task::new(TaskName::Motif).expect("task");
+        // Polar filler, the three motifs at the start of their windows.
+        let mut letters: Vec<char> = "QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ".chars().collect();
+        for (motif, at) in [("RGDSP", 2), ("KLVFFA", 12), ("HPQY", 23)] {
+            for (k, c) in motif.chars().enumerate() {
+                letters[at + k] = c;
+            }
+        }
+        let planted: String = letters.iter().collect();
+        let filler = "QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        let best = task.score(&json!(planted)).expect("feasible");
+        let plain = task.score(&json!(filler)).expect("feasible");
+        assert!(best - plain > 6.0, "planted {best:.2} vs filler {plain:.2}");
+        // The same motifs far from their windows earn much less.
+        let moved = "KLVFFAQQQQHPQYQQQQQQQQQQQQQRGDSP";
+        let displaced = task.score(&json!(moved)).expect("feasible");
+        assert!(
+            best - displaced > 3.0,
+            "planted {best:.2} vs moved {displaced:.2}"
+        );
+    }
+
+    #[test]
+    fn incompatible_components_precipitate_and_costs_add_up() {
+        let task = Task::new(TaskName::Cocktail).expect("task");
+        let Landscape::Cocktail(landscape) = &task.landscape else {
+            panic!("cocktail landscape");
+        };
+        let (i, j) = landscape.incompatible[0];
+        let third = (0..40)
+            .find(|k| {
+                *k != i
+                    && *k != j
+                    && !landscape.incompatible.iter().any(|p| {
+                        [i, j].contains(&p.0) && p.1 == *k || [i, j].contains(&p.1) && p.0 == *k
+                    })
+            })
+            .expect("a third component");
+        let mut items = vec![i as u16, j as u16, third as u16];
+        items.sort_unstable();
+        let e = task
+            .score_candidate(&State(items))
+            .expect_err("precipitates");
+        assert!(
+            e.contains(MEDIUM_COMPONENTS[i]) && e.contains(MEDIUM_COMPONENTS[j]),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn distances_are_normalised_to_the_unit_interval() {
+        let task = Task::new(TaskName::Motif).expect("task");
+        let a = task
+            .parse(&json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+            .expect("a");
+        let b = task
+            .parse(&json!("CCCCCCCCAAAAAAAAAAAAAAAAAAAAAAAA"))
+            .expect("b");
+        assert_eq!(task.distance(&a, &b), 0.25);
+        assert_eq!(task.distance(&a, &a), 0.0);
+        let task = Task::new(TaskName::Cocktail).expect("task");
+        let a = task
+            .parse(&json!(["glucose", "insulin", "egf"]))
+            .expect("a");
+        let b = task
+            .parse(&json!(["glucose", "insulin", "lif", "zinc_sulfate"]))
+            .expect("b");
+        // |a ∩ b| = 2, |a ∪ b| = 5.
+        assert!((task.distance(&a, &b) - 0.6).abs() < 1e-12);
+    }
+}
