@@ -133,7 +133,7 @@ async fn play(
     let campaign = CampaignArgs {
         training_steps: args.training_steps,
         training_batch_size: 32,
-        hidden: None,
+        hidden: Some(128),
         campaign_json: None,
         training_threads: 1,
     };

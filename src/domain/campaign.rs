@@ -154,7 +154,7 @@ impl Default for TrainingSpec {
             elites: 32,
             pool: 8,
             pool_local_search: 0.5,
-            pool_spread: 0.25,
+            pool_spread: 0.1,
             pool_walk: 10,
         }
     }
