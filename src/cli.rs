@@ -20,7 +20,8 @@ pub enum Command {
         #[arg(
             long = "database-url",
             env = "DATABASE_URL",
-            default_value = "sqlite://flowlab.db"
+            default_value = "sqlite://flowlab.db",
+            hide_env_values = true
         )]
         database_url: String,
     },
@@ -38,6 +39,25 @@ pub enum BenchCommand {
     /// Run the server in-process: POST /labels throughput and POST /rounds latency, with
     /// training idle and busy, on SQLite and PostgreSQL.
     Api(crate::bench::api::ApiBenchArgs),
+}
+
+impl Cli {
+    /// How the command logs: `serve` as configured, everything else as text.
+    pub fn log_format(&self) -> crate::telemetry::LogFormat {
+        match &self.command {
+            Command::Serve(config) => config.log_format,
+            _ => crate::telemetry::LogFormat::Text,
+        }
+    }
+
+    /// The log filter when `RUST_LOG` is unset. Benchmarks print their own progress and run
+    /// a server in-process whose per-request log lines would bury it: warnings only.
+    pub fn default_log_filter(&self) -> &'static str {
+        match &self.command {
+            Command::Bench(_) => "warn",
+            _ => "info",
+        }
+    }
 }
 
 /// Runs the parsed command.

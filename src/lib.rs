@@ -7,7 +7,8 @@
 //! - `domain/`: what clients send and receive, validated at the edge; synchronous.
 //! - `store/`: SQLite and PostgreSQL through sqlx; the only module with SQL.
 //! - `http/`: axum router, handlers, the error body and extractors.
-//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks.
+//! - `app`, `config`, `cli`, `telemetry`: start-up, settings, the command line, logs;
+//!   `bench/` the benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -20,4 +21,5 @@ pub mod gfn;
 pub mod http;
 pub mod proxy;
 pub mod store;
+pub mod telemetry;
 pub mod trainer;

@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
 
+mod auth;
 mod campaigns;
 mod csv;
 mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod logs;
 mod model;
 mod rounds;
