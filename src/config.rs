@@ -1,6 +1,7 @@
 //! Server configuration: every setting is a flag of `serve` with an environment variable
 //! beside it; a flag wins over its variable.
 
+use crate::gfn::device::ComputeDevice;
 use crate::telemetry::LogFormat;
 use std::net::SocketAddr;
 
@@ -61,6 +62,10 @@ pub struct Config {
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,
+    /// Where training and sampling compute: `cpu`, or `cuda` / `cuda:N` in builds with the
+    /// `cuda` feature.
+    #[arg(long, env = "FLOWLAB_DEVICE", default_value_t = ComputeDevice::Cpu)]
+    pub device: ComputeDevice,
 }
 
 /// Shows everything but the secrets: the token, and the password inside the database URL.
@@ -76,6 +81,7 @@ impl std::fmt::Debug for Config {
             wait_timeout_seconds,
             lease_ttl_seconds,
             log_format,
+            device,
         } = self;
         f.debug_struct("Config")
             .field("bind", bind)
@@ -86,6 +92,7 @@ impl std::fmt::Debug for Config {
             .field("wait_timeout_seconds", wait_timeout_seconds)
             .field("lease_ttl_seconds", lease_ttl_seconds)
             .field("log_format", log_format)
+            .field("device", device)
             .finish()
     }
 }
@@ -109,6 +116,7 @@ impl Config {
         if !(self.lease_ttl_seconds.is_finite() && self.lease_ttl_seconds >= 1.0) {
             return Err("--lease-ttl must be at least 1 second".into());
         }
+        self.device.check_supported()?;
         Ok(())
     }
 
@@ -123,6 +131,7 @@ impl Config {
             wait_timeout_seconds: 120.0,
             lease_ttl_seconds: 15.0,
             log_format: LogFormat::Text,
+            device: ComputeDevice::Cpu,
         }
     }
 }
