@@ -40,7 +40,9 @@ impl App {
     /// Connects to the database, applies migrations, starts the trainer and prepares the
     /// router.
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, Error> {
-        tracing::info!(database = %redact_url(&config.database_url), "connecting");
+        crate::gfn::device::select(config.device)
+            .map_err(|e| Error::invalid("device", e.to_string()))?;
+        tracing::info!(device = %config.device, database = %redact_url(&config.database_url), "connecting");
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let metrics = Metrics::new()

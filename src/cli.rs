@@ -20,7 +20,8 @@ pub enum Command {
         #[arg(
             long = "database-url",
             env = "DATABASE_URL",
-            default_value = "sqlite://flowlab.db"
+            default_value = "sqlite://flowlab.db",
+            hide_env_values = true
         )]
         database_url: String,
     },
@@ -47,12 +48,20 @@ pub enum BenchCommand {
 }
 
 impl Cli {
-    /// The log filter when `RUST_LOG` is not set: `info`, except for the commands whose
-    /// output is a table or a progress bar on the terminal (`demo`, `bench loop`), where the
-    /// embedded server's routine lines would only get in the way: `warn` there.
+    /// How the command logs: `serve` as configured, everything else as text.
+    pub fn log_format(&self) -> crate::telemetry::LogFormat {
+        match &self.command {
+            Command::Serve(config) => config.log_format,
+            _ => crate::telemetry::LogFormat::Text,
+        }
+    }
+
+    /// The log filter when `RUST_LOG` is unset. Benchmarks and the demo print their own
+    /// progress and tables and run a server in-process whose per-request log lines would
+    /// bury them: warnings only.
     pub fn default_log_filter(&self) -> &'static str {
-        match self.command {
-            Command::Demo(_) | Command::Bench(BenchCommand::Loop(_)) => "warn",
+        match &self.command {
+            Command::Bench(_) | Command::Demo(_) => "warn",
             _ => "info",
         }
     }

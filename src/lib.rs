@@ -11,8 +11,8 @@
 //!   checkpoint (network, surrogate, elites).
 //! - `trainer/`: background training under per-campaign leases; `metrics`: the Prometheus
 //!   registry of one server.
-//! - `app`, `config`, `cli`: start-up, settings, the command line; `bench/` the benchmarks;
-//!   `demo` the loop in one command for newcomers.
+//! - `app`, `config`, `cli`, `telemetry`: start-up, settings, the command line, logs;
+//!   `bench/` the benchmarks; `demo` the loop in one command for newcomers.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -28,4 +28,5 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod store;
+pub mod telemetry;
 pub mod trainer;

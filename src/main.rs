@@ -10,14 +10,9 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+    // Parsed before logging starts, because `serve --log-format` decides how it logs.
     let cli = flowlab::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter())),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    flowlab::telemetry::init(cli.log_format(), cli.default_log_filter());
     match flowlab::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

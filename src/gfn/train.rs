@@ -150,7 +150,8 @@ impl GflowNet {
         rng: &mut impl Rng,
     ) -> Result<Self, GfnError> {
         config.validate()?;
-        let device = Device::Cpu;
+        // The process's device (`gfn::device`): the CPU unless `--device` chose a GPU.
+        let device = super::device::current();
         let a = space.n_actions();
         let mlp = Mlp::new(
             space.encoding_dim(),

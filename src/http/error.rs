@@ -46,6 +46,8 @@ pub enum ErrorCode {
     InvalidItem,
     /// 400: any other unreadable request.
     BadRequest,
+    /// 401: a token is required and the request has none, or another.
+    Unauthorized,
     /// 404: unknown campaign, round, candidate or route.
     NotFound,
     /// 405: the path exists but not with this method.
@@ -71,6 +73,9 @@ pub enum ApiError {
         message: String,
         details: Value,
     },
+    /// Answered with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -95,6 +100,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) | Self::NotFoundWith(..) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -108,6 +114,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::NotFoundWith(..) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -156,7 +163,15 @@ impl IntoResponse for ApiError {
             _ => Value::Null,
         };
         let body = json!({ "error": { "code": self.code(), "message": self.to_string(), "details": details } });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::Unauthorized(_) = self {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"flowlab\""),
+            );
+        }
+        response
     }
 }
 
@@ -203,6 +218,7 @@ mod tests {
                 message: "?".into(),
                 details: Value::Null,
             },
+            ApiError::Unauthorized("no token".into()),
             ApiError::NotFound("no such route".into()),
             ApiError::MethodNotAllowed("DELETE".into()),
             ApiError::Conflict("key".into()),

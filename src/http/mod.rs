@@ -1,6 +1,7 @@
 //! The HTTP layer: router, shared state, error mapping, extractors. Handlers are thin: parse,
 //! call the store or a service function, map the result.
 
+pub mod auth;
 pub mod campaigns;
 pub mod candidates;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod preview;
+pub mod request_id;
 pub mod rounds;
 
 use crate::store::Store;
@@ -108,7 +110,7 @@ pub const ROUTES: &[Route] = &[
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     // Routes sharing a path (GET and POST /campaigns) merge into one method router.
-    ROUTES
+    let routes = ROUTES
         .iter()
         .fold(Router::new(), |router, r| {
             router.route(r.path, (r.handler)(r.method.filter()))
@@ -122,7 +124,44 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
+        ));
+    with_request_layers(routes, &state.config).with_state(state)
+}
+
+/// Authentication, request ids and the request log around `routes`. Each `.layer` wraps
+/// what comes before it, so a request meets them bottom-up: an unusable client id is
+/// dropped, an id is assigned, the request span opens (and logs the response), the id is
+/// copied onto the response, then the token is checked, so that 401s are logged and
+/// carry an id too.
+fn with_request_layers(
+    routes: Router<AppState>,
+    config: &crate::config::Config,
+) -> Router<AppState> {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    use tower_http::LatencyUnit;
+    let routes = match auth::RequiredToken::from_config(config.api_token.as_deref()) {
+        Some(token) => routes.layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_bearer,
+        )),
+        None => routes,
+    };
+    routes
+        .layer(PropagateRequestIdLayer::new(request_id::REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_id::request_span)
+                // One line per answered request at the default level: the access log.
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
+        )
+        .layer(SetRequestIdLayer::new(
+            request_id::REQUEST_ID,
+            MakeRequestUuid,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(axum::middleware::map_request(request_id::drop_unusable))
 }

@@ -162,6 +162,7 @@ pub enum RunStatus {
         TrainingRun,
         RunStatus,
     )),
+    modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and metrics"),
         (name = "campaigns", description = "A candidate space with its reward, model and training settings"),
@@ -172,6 +173,67 @@ pub enum RunStatus {
     )
 )]
 pub struct ApiDoc;
+
+/// The bearer token of SPEC §6: declared once as the document's security requirement, lifted
+/// on the open paths, and a 401 added to every other operation, so that the handlers'
+/// annotations need not repeat it.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{HeaderBuilder, Ref, ResponseBuilder};
+        const SCHEME: &str = "bearer";
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                SCHEME,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "The server's FLOWLAB_API_TOKEN, when it has one; without a \
+                             token the server accepts every request.",
+                        ))
+                        .build(),
+                ),
+            );
+        openapi.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+        let unauthorized = ResponseBuilder::new()
+            .description("`unauthorized`: the server requires a bearer token and the request has none, or another one")
+            .header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .description(Some("`Bearer realm=\"flowlab\"`"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = super::auth::OPEN_PATHS.contains(&path.as_str());
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                if open {
+                    // An empty requirement: this operation needs nothing.
+                    operation.security = Some(vec![SecurityRequirement::default()]);
+                } else {
+                    operation
+                        .responses
+                        .responses
+                        .insert("401".to_string(), unauthorized.clone().into());
+                }
+            }
+        }
+    }
+}
 
 /// The document as pretty JSON with a final newline: exactly what `flowlab openapi` prints
 /// and proto-docs/openapi.json holds. Paths, schemas and maps are in a fixed order
@@ -322,6 +384,35 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_operation_but_the_open_ones_requires_the_bearer_token() {
+        let doc = document();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        for r in super::super::ROUTES {
+            let operation = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
+            let open = super::super::auth::OPEN_PATHS.contains(&r.path);
+            assert_eq!(
+                operation["responses"].get("401").is_some(),
+                !open,
+                "{} {}",
+                r.method.as_str(),
+                r.path
+            );
+            // An open operation overrides the document's requirement with an empty one.
+            assert_eq!(
+                operation["security"] == serde_json::json!([{}]),
+                open,
+                "{} {}",
+                r.method.as_str(),
+                r.path
+            );
         }
     }
 

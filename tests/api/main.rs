@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
 
+mod auth;
 mod campaigns;
 mod csv;
+mod deployment;
 mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod logs;
 mod metrics;
 mod model;
 mod proxy;
