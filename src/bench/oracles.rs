@@ -639,45 +639,16 @@ impl CocktailLandscape {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::loop_bench::baselines::random_candidate;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn uniform_candidate(shape: Shape, rng: &mut StdRng) -> State {
-        match shape {
-            Shape::Sequence {
-                tokens,
-                min_length,
-                max_length,
-            } => {
-                let len = rng.random_range(min_length..=max_length);
-                State(
-                    (0..len)
-                        .map(|_| rng.random_range(0..tokens) as u16)
-                        .collect(),
-                )
-            }
-            Shape::Set {
-                items,
-                min_size,
-                max_size,
-            } => {
-                let size = rng.random_range(min_size..=max_size);
-                let mut chosen: Vec<u16> = rand::seq::index::sample(rng, items, size)
-                    .into_iter()
-                    .map(|i| i as u16)
-                    .collect();
-                chosen.sort_unstable();
-                State(chosen)
-            }
-        }
-    }
+    use rand::SeedableRng;
 
     fn failed_fraction(name: TaskName, n: usize) -> f64 {
         let task = Task::new(name).expect("task");
         let mut rng = StdRng::seed_from_u64(11);
         let failed = (0..n)
             .filter(|_| {
-                task.score_candidate(&uniform_candidate(task.shape(), &mut rng))
+                task.score_candidate(&random_candidate(task.shape(), &mut rng))
                     .is_err()
             })
             .count();
@@ -693,7 +664,7 @@ mod tests {
             );
             let mut rng = StdRng::seed_from_u64(3);
             for _ in 0..200 {
-                let x = uniform_candidate(a.shape(), &mut rng);
+                let x = random_candidate(a.shape(), &mut rng);
                 assert_eq!(a.score_candidate(&x), b.score_candidate(&x), "{name}");
                 assert_eq!(a.score(&a.to_value(&x)), a.score_candidate(&x), "{name}");
             }
