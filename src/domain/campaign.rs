@@ -139,6 +139,28 @@ pub struct TrainingSpec {
     /// Metropolis steps on the proxy's reward that each local-search move of a round takes
     /// (0..=100): longer walks spread the moves along what the proxy rates well.
     pub pool_walk: usize,
+    /// Refinement passes over each policy sample of a round's pool (0..=20): the local
+    /// search of "Local Search GFlowNets" (Kim et al. 2024) — backtrack with `P_B`,
+    /// reconstruct with `P_F`, accept by the proxy's reward with the Metropolis–Hastings
+    /// ratio. 0 takes the policy's samples as they come.
+    pub refine: usize,
+    /// Share of a sample's trajectory that each refinement pass backtracks, in (0, 1].
+    pub refine_backtrack: f64,
+    /// How a round chooses its batch from the scored pool.
+    pub selection: Selection,
+}
+
+/// How a round chooses its batch from a scored pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Draw the batch from the pool without replacement, each candidate with probability
+    /// proportional to its reward under the proxy (skipping near duplicates): the batch
+    /// keeps the GFlowNet's promise of sampling in proportion to reward.
+    #[default]
+    Proportional,
+    /// Take the pool's best first (spread out by `pool_spread`, no near duplicates).
+    Greedy,
 }
 
 impl Default for TrainingSpec {
@@ -153,9 +175,12 @@ impl Default for TrainingSpec {
             proxy: ProxySpec::default(),
             elites: 32,
             pool: 8,
-            pool_local_search: 0.5,
+            pool_local_search: 0.0,
             pool_spread: 0.1,
             pool_walk: 10,
+            refine: 2,
+            refine_backtrack: 0.5,
+            selection: Selection::Proportional,
         }
     }
 }
@@ -283,6 +308,15 @@ impl TrainingSpec {
             return Err(Error::invalid(
                 "training.pool_local_search",
                 "must be in [0, 1]",
+            ));
+        }
+        if self.refine > 20 {
+            return Err(Error::invalid("training.refine", "must be in 0..=20"));
+        }
+        if !(self.refine_backtrack > 0.0 && self.refine_backtrack <= 1.0) {
+            return Err(Error::invalid(
+                "training.refine_backtrack",
+                "must be in (0, 1]",
             ));
         }
         Ok(self)

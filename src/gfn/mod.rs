@@ -11,6 +11,8 @@ pub mod kernels;
 pub mod objective;
 pub mod policy;
 pub mod propose;
+pub mod provenance;
+pub mod refine;
 pub mod sampler;
 pub mod space;
 pub mod tasks;

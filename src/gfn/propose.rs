@@ -2,14 +2,19 @@
 //! policy, at least `min_distance` apart, with exploration raised step by step when the policy
 //! keeps returning values already seen (SPEC §4, rounds).
 //!
-//! Once a surrogate exists, a round first screens a larger pool: samples of the policy and
-//! local-search moves (mutations, crossovers) around the best labelled candidates, scored by
-//! the caller's reward estimate; the batch takes the best of them greedily, skipping near
-//! duplicates of what it already holds. This is the local search of "local search
-//! GFlowNets" (Kim et al. 2023) and the genetic proposals of "Genetic GFN" (Kim et al.
-//! 2024), filtered by the proxy so that no oracle call is spent on a move the proxy already
-//! rates poorly. Whatever the screened stage cannot fill is drawn as before.
+//! Once a surrogate exists, a round first draws a larger pool from the policy (`pool` times
+//! the batch), refines each sample by the local search of "Local Search GFlowNets" (Kim et
+//! al. 2024: backtrack with `P_B`, reconstruct with `P_F`, accept on the proxy's reward with
+//! the Metropolis–Hastings ratio, see [`super::refine`]), and chooses the batch from the
+//! pool by a [`BatchRule`]: by default drawn in proportion to the proxy's reward, so the
+//! batch keeps the GFlowNet's promise of many different good candidates rather than the
+//! proxy's top few; near duplicates of what the batch holds are skipped. Mutations and
+//! crossovers of the best labelled candidates belong to training; a campaign may still ask
+//! for a share of them in the pool (`local_share`), and their [`Source`] then says so.
+//! Whatever the screened stage cannot fill is drawn as before.
 
+use super::provenance::Source;
+use super::refine::{refine, RefineSettings};
 use super::space::{Space, State};
 use super::train::{Exploration, GflowNet, GfnError};
 use rand::{Rng, RngCore};
@@ -23,6 +28,8 @@ pub const ENUMERATION_LIMIT: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     pub states: Vec<State>,
+    /// How each of `states` was made.
+    pub sources: Vec<Source>,
     /// True when the space has no other unseen terminal left.
     pub exhausted: bool,
 }
@@ -49,11 +56,26 @@ pub struct ProposalRequest<'a> {
 /// A reward estimate of terminals, higher is better (the caller's `log R` under the proxy).
 pub type Scorer<'a> = &'a dyn Fn(&[State]) -> Result<Vec<f64>, GfnError>;
 
+/// How a round chooses its batch from a scored pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchRule {
+    /// Without replacement, each candidate with probability proportional to `exp(score)`
+    /// (the Gumbel top-k trick: sort by `score + Gumbel noise`).
+    Proportional,
+    /// Best score first.
+    Greedy,
+}
+
 /// How a round screens a pool of candidates before choosing its batch.
 #[derive(Clone, Copy)]
 pub struct Screening<'a> {
     /// Candidates scored per requested one (at least 1).
     pub pool: usize,
+    /// Refinement passes over each policy sample (0: none).
+    pub refine: usize,
+    /// Share of a sample's moves each refinement pass backtracks, in (0, 1].
+    pub backtrack: f64,
+    pub rule: BatchRule,
     /// Share of the pool made by local search around `elites`, the rest sampled from the
     /// policy.
     pub local_share: f64,
@@ -73,6 +95,8 @@ impl std::fmt::Debug for Screening<'_> {
             .field("pool", &self.pool)
             .field("local_share", &self.local_share)
             .field("elites", &self.elites.len())
+            .field("refine", &self.refine)
+            .field("rule", &self.rule)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +199,7 @@ pub fn propose(
         apart_from,
     } = request;
     let mut chosen: Vec<State> = Vec::with_capacity(n);
+    let mut sources: Vec<Source> = Vec::with_capacity(n);
     let mut chosen_text: HashSet<String> = HashSet::with_capacity(n);
     let fits = |x: &State, chosen: &[State]| match min_distance {
         Some(d) if d > 0.0 => chosen
@@ -184,53 +209,31 @@ pub fn propose(
         _ => true,
     };
     if let (Some(screen), Some(policy)) = (screening, gfn) {
-        let pool_n = n.saturating_mul(screen.pool.max(1));
-        let local_n = if screen.elites.is_empty() {
-            0
-        } else {
-            ((pool_n as f64 * screen.local_share).round() as usize).min(pool_n)
+        let pool = screened_pool(space, policy, screen, n, explore, rng)?;
+        let keep: Vec<bool> = {
+            let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.states.len());
+            pool.states
+                .iter()
+                .map(|x| {
+                    let text = canonical(space, x);
+                    !seen.contains(&text) && pool_text.insert(text)
+                })
+                .collect()
         };
-        let (mut pool, mut scores) = reward_walk(
-            space,
-            screen.elites,
-            local_n,
-            screen.walk,
-            screen.score,
-            rng,
-        )?;
-        let sampled: Vec<State> = policy
-            .sample_forward(pool_n - local_n, explore, rng)?
+        let order: Vec<usize> = selection_order(&pool.scores, screen.rule, rng)
             .into_iter()
-            .map(|t| t.terminal().clone())
+            .filter(|&i| keep[i])
             .collect();
-        scores.extend((screen.score)(&sampled)?);
-        pool.extend(sampled);
-        let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.len());
-        let keep: Vec<bool> = pool
-            .iter()
-            .map(|x| {
-                let text = canonical(space, x);
-                !seen.contains(&text) && pool_text.insert(text)
-            })
-            .collect();
-        let (pool, scores): (Vec<State>, Vec<f64>) = pool
-            .into_iter()
-            .zip(scores)
-            .zip(keep)
-            .filter_map(|(pair, k)| k.then_some(pair))
-            .unzip();
-        let mut order: Vec<usize> = (0..pool.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-        // Two greedy passes over the pool, best first: the first keeps the batch spread out
-        // (the best of each region), the second fills what is left with the best of the rest.
+        // Two passes over the pool in that order: the first keeps the batch spread out (one
+        // of each region), the second fills what is left.
         let spread = screen.spread.max(0.0) * space.diameter();
-        let mut taken = vec![false; pool.len()];
+        let mut taken = vec![false; pool.states.len()];
         for radius in [spread, 0.0] {
             for &i in &order {
                 if chosen.len() >= n {
                     break;
                 }
-                let x = &pool[i];
+                let x = &pool.states[i];
                 if taken[i] {
                     continue;
                 }
@@ -244,6 +247,7 @@ pub fn propose(
                 taken[i] = true;
                 chosen_text.insert(canonical(space, x));
                 chosen.push(x.clone());
+                sources.push(pool.sources[i]);
             }
         }
     }
@@ -276,9 +280,9 @@ pub fn propose(
         if chosen.len() >= n {
             break;
         }
-        let policy = match gfn {
-            Some(g) if ex.epsilon < 1.0 => g,
-            _ => untrained,
+        let (policy, source) = match gfn {
+            Some(g) if ex.epsilon < 1.0 => (g, Source::Policy),
+            _ => (untrained, Source::Uniform),
         };
         let ex = if gfn.is_none() {
             Exploration {
@@ -298,6 +302,7 @@ pub fn propose(
             }
             chosen_text.insert(text);
             chosen.push(x.clone());
+            sources.push(source);
             if chosen.len() >= n {
                 break;
             }
@@ -327,6 +332,7 @@ pub fn propose(
                 }
                 if fits(&x, &chosen) {
                     chosen.push(x);
+                    sources.push(Source::Uniform);
                     left -= 1;
                 }
             }
@@ -336,8 +342,105 @@ pub fn propose(
     }
     Ok(Proposal {
         states: chosen,
+        sources,
         exhausted,
     })
+}
+
+/// A scored pool of candidates with where each came from.
+struct Pool {
+    states: Vec<State>,
+    scores: Vec<f64>,
+    sources: Vec<Source>,
+}
+
+/// The pool a round chooses from: `n * pool` candidates, the policy's samples (refined when
+/// the screening asks for it) and, when `local_share` is positive, local-search moves around
+/// the elites walked on the reward.
+fn screened_pool(
+    space: &dyn Space,
+    policy: &GflowNet,
+    screen: Screening<'_>,
+    n: usize,
+    explore: Exploration,
+    rng: &mut impl Rng,
+) -> Result<Pool, GfnError> {
+    let pool_n = n.saturating_mul(screen.pool.max(1));
+    let local_n = if screen.elites.is_empty() {
+        0
+    } else {
+        ((pool_n as f64 * screen.local_share).round() as usize).min(pool_n)
+    };
+    let (mut states, mut scores) = reward_walk(
+        space,
+        screen.elites,
+        local_n,
+        screen.walk,
+        screen.score,
+        rng,
+    )?;
+    let mut sources = vec![Source::Local; states.len()];
+    let samples = policy.sample_forward(pool_n - local_n, explore, rng)?;
+    let depths: Vec<usize> = samples.iter().map(|t| t.states.len() - 1).collect();
+    let terminals: Vec<State> = samples.into_iter().map(|t| t.terminal().clone()).collect();
+    let sample_scores = (screen.score)(&terminals)?;
+    let settings = RefineSettings {
+        passes: screen.refine,
+        backtrack: screen.backtrack,
+        explore,
+    };
+    let refined = refine(
+        policy,
+        terminals,
+        depths,
+        sample_scores,
+        settings,
+        screen.score,
+        rng,
+    )?;
+    sources.extend(refined.moved.iter().map(|&moved| {
+        if moved {
+            Source::PolicyLocal
+        } else {
+            Source::Policy
+        }
+    }));
+    states.extend(refined.terminals);
+    scores.extend(refined.scores);
+    Ok(Pool {
+        states,
+        scores,
+        sources,
+    })
+}
+
+/// The order in which a round considers its pool: best first for [`BatchRule::Greedy`]; for
+/// [`BatchRule::Proportional`] by `score + Gumbel noise`, which makes every prefix of the
+/// order a draw without replacement with probabilities proportional to `exp(score)` (the
+/// Gumbel top-k trick).
+fn selection_order(scores: &[f64], rule: BatchRule, rng: &mut impl Rng) -> Vec<usize> {
+    let keys: Vec<f64> = match rule {
+        BatchRule::Greedy => scores.iter().map(|&v| nan_last(v)).collect(),
+        BatchRule::Proportional => scores
+            .iter()
+            .map(|&v| {
+                let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                nan_last(v) - (-u.ln()).ln()
+            })
+            .collect(),
+    };
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]));
+    order
+}
+
+/// A score for ordering, with NaN ranked below everything (`total_cmp` would put it first).
+fn nan_last(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        v
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +499,9 @@ mod tests {
             spread: 0.0,
             walk: 0,
             score: &coordinate_sum,
+            refine: 0,
+            backtrack: 0.5,
+            rule: BatchRule::Greedy,
         };
         let screened = propose(
             space.as_ref(),
@@ -438,6 +544,78 @@ mod tests {
     }
 
     #[test]
+    fn proportional_selection_draws_first_in_proportion_to_the_reward() {
+        let scores = [0.0, 1.0, 2.0, f64::NAN];
+        let total: f64 = scores[..3].iter().map(|v| v.exp()).sum();
+        let mut rng = StdRng::seed_from_u64(12);
+        let n = 20_000;
+        let mut first = [0usize; 4];
+        for _ in 0..n {
+            let order = selection_order(&scores, BatchRule::Proportional, &mut rng);
+            first[order[0]] += 1;
+            assert_eq!(order[3], 3, "NaN is considered last");
+        }
+        for i in 0..3 {
+            let p = scores[i].exp() / total;
+            let freq = first[i] as f64 / n as f64;
+            // Four binomial standard errors.
+            let tolerance = 4.0 * (p * (1.0 - p) / n as f64).sqrt();
+            assert!((freq - p).abs() < tolerance, "{i}: {freq} vs {p}");
+        }
+        assert_eq!(
+            selection_order(&scores, BatchRule::Greedy, &mut rng),
+            vec![2, 1, 0, 3]
+        );
+    }
+
+    #[test]
+    fn every_proposed_candidate_says_where_it_came_from() {
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 16).expect("grid"));
+        let mut rng = StdRng::seed_from_u64(13);
+        let policy = net(&space, &mut rng);
+        let elites = [State(vec![14, 15])];
+        let seen = HashSet::new();
+        let screening = Screening {
+            pool: 10,
+            local_share: 0.5,
+            elites: &elites,
+            spread: 0.0,
+            walk: 0,
+            score: &coordinate_sum,
+            refine: 2,
+            backtrack: 0.5,
+            rule: BatchRule::Proportional,
+        };
+        let p = propose(
+            space.as_ref(),
+            Some(&policy),
+            &policy,
+            request(20, &seen),
+            Some(screening),
+            &mut rng,
+        )
+        .expect("proposal");
+        assert_eq!(p.sources.len(), p.states.len());
+        let has = |s: Source| p.sources.contains(&s);
+        assert!(has(Source::Local), "{:?}", p.sources);
+        assert!(
+            has(Source::Policy) || has(Source::PolicyLocal),
+            "{:?}",
+            p.sources
+        );
+        let first = propose(
+            space.as_ref(),
+            None,
+            &policy,
+            request(5, &seen),
+            None,
+            &mut rng,
+        )
+        .expect("uniform");
+        assert!(first.sources.iter().all(|&s| s == Source::Uniform));
+    }
+
+    #[test]
     fn screening_still_hands_out_the_whole_remaining_space() {
         // 3 x 3 grid, 4 values seen: the 5 others are all near duplicates of each other in
         // places, yet a request for 9 must return all 5 and say the space ran out.
@@ -461,6 +639,9 @@ mod tests {
             spread: 0.0,
             walk: 0,
             score: &coordinate_sum,
+            refine: 0,
+            backtrack: 0.5,
+            rule: BatchRule::Greedy,
         };
         let p = propose(
             space.as_ref(),
@@ -493,6 +674,9 @@ mod tests {
                 spread,
                 walk: 0,
                 score: &coordinate_sum,
+                refine: 0,
+                backtrack: 0.5,
+                rule: BatchRule::Greedy,
             };
             propose(
                 space.as_ref(),

@@ -10,8 +10,24 @@ use super::space::State;
 use super::train::{Exploration, GflowNet, GfnError};
 use rand::Rng;
 
+/// A forward walk from some state: the states visited (the start first), the action taken at
+/// each (the last one the stop action), and `log P_F` of those actions as drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledPath {
+    pub states: Vec<State>,
+    pub actions: Vec<usize>,
+    pub log_pf: f64,
+}
+
+impl SampledPath {
+    /// Where the walk stopped.
+    pub fn terminal(&self) -> &State {
+        &self.states[self.states.len() - 1]
+    }
+}
+
 /// Draws an index from unnormalised non-negative weights.
-fn draw(weights: &[f64], rng: &mut impl Rng) -> usize {
+pub(super) fn draw(weights: &[f64], rng: &mut impl Rng) -> usize {
     let total: f64 = weights.iter().sum();
     let mut u = rng.random::<f64>() * total;
     let mut last = 0;
@@ -29,7 +45,12 @@ fn draw(weights: &[f64], rng: &mut impl Rng) -> usize {
 
 /// Fills `weights` with the sampling distribution over valid actions: softmax of
 /// `logits / temperature` mixed with uniform weight `epsilon`.
-fn explore_weights(logits: &[f32], mask: &[bool], explore: Exploration, weights: &mut Vec<f64>) {
+pub(super) fn explore_weights(
+    logits: &[f32],
+    mask: &[bool],
+    explore: Exploration,
+    weights: &mut Vec<f64>,
+) {
     weights.clear();
     let t = explore.temperature.max(1e-6) as f64;
     let max = logits
@@ -64,26 +85,47 @@ impl GflowNet {
         explore: Exploration,
         rng: &mut impl Rng,
     ) -> Result<Vec<Trajectory>, GfnError> {
+        let starts = vec![self.space.initial(); n];
+        Ok(self
+            .sample_forward_from(&starts, explore, rng)?
+            .into_iter()
+            .map(|p| Trajectory {
+                states: p.states,
+                actions: p.actions,
+                log_reward: 0.0,
+            })
+            .collect())
+    }
+
+    /// Walks forward from each of `starts` until the policy stops, with the probability of
+    /// the moves drawn (under the exploration weights they were drawn from).
+    pub fn sample_forward_from(
+        &self,
+        starts: &[State],
+        explore: Exploration,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<SampledPath>, GfnError> {
         let space = self.space.as_ref();
         let a = space.n_actions();
         let stop = space.stop_action();
-        let mut trajs: Vec<Trajectory> = (0..n)
-            .map(|_| Trajectory {
-                states: vec![space.initial()],
+        let mut paths: Vec<SampledPath> = starts
+            .iter()
+            .map(|s| SampledPath {
+                states: vec![s.clone()],
                 actions: Vec::new(),
-                log_reward: 0.0,
+                log_pf: 0.0,
             })
             .collect();
-        let mut active: Vec<usize> = (0..n).collect();
+        let mut active: Vec<usize> = (0..paths.len()).collect();
         let mut mask = vec![false; a];
         let mut weights = Vec::with_capacity(a);
-        let mut current: Vec<State> = Vec::with_capacity(n);
+        let mut current: Vec<State> = Vec::with_capacity(paths.len());
         while !active.is_empty() {
             current.clear();
             current.extend(
                 active
                     .iter()
-                    .map(|&i| trajs[i].states[trajs[i].states.len() - 1].clone()),
+                    .map(|&i| paths[i].states[paths[i].states.len() - 1].clone()),
             );
             let out = self.outputs(&current)?;
             let mut still = Vec::with_capacity(active.len());
@@ -92,18 +134,19 @@ impl GflowNet {
                 space.forward_mask(s, &mut mask);
                 explore_weights(&out[k * 2 * a..k * 2 * a + a], &mask, explore, &mut weights);
                 let action = draw(&weights, rng);
-                trajs[i].actions.push(action);
+                paths[i].actions.push(action);
+                paths[i].log_pf += weights[action].max(f64::MIN_POSITIVE).ln();
                 if action != stop {
                     let next = space.step(s, action).map_err(|e| {
                         GfnError::Config(format!("sampler drew an invalid action: {e}"))
                     })?;
-                    trajs[i].states.push(next);
+                    paths[i].states.push(next);
                     still.push(i);
                 }
             }
             active = still;
         }
-        Ok(trajs)
+        Ok(paths)
     }
 
     /// Samples one trajectory backward from each terminal with `P_B` (learned head, uniform

@@ -4,9 +4,9 @@ use super::campaigns::parse_id;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
-use crate::domain::campaign::{RewardSpec, TrainingSpec};
+use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
-use crate::gfn::propose::{canonical, propose, ProposalRequest, Screening};
+use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Screening};
 use crate::gfn::State as SpaceState;
 use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Space};
 use crate::model::Model;
@@ -201,6 +201,12 @@ impl Sampler {
                     spread: training.pool_spread,
                     walk: training.pool_walk,
                     score: &score,
+                    refine: training.refine,
+                    backtrack: training.refine_backtrack,
+                    rule: match training.selection {
+                        Selection::Proportional => BatchRule::Proportional,
+                        Selection::Greedy => BatchRule::Greedy,
+                    },
                 }),
                 _ => None,
             };

@@ -15,10 +15,12 @@ use crate::gfn::propose::reward_walk;
 use crate::gfn::{Exploration, GflowNet, Space, State, Trajectory};
 use crate::model::Model;
 use crate::proxy::{self, Surrogate};
+use rand::distr::weighted::WeightedIndex;
+use rand::distr::Distribution;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -200,15 +202,134 @@ fn batch_shares(spec: &CampaignSpec, with_proxy: bool, batch_size: usize) -> (us
     (batch_size - forward - local, forward, local)
 }
 
+/// Rank-based prioritised replay (Tripp et al. 2020, as Genetic GFN uses it): the terminal
+/// of rank `r` (0 = highest reward) among `N` is drawn with weight `1 / (K N + r)`. The best
+/// are replayed most, yet every terminal keeps a share, so the policy sees the whole
+/// landscape it is trained on, not only its peak.
+const RANK_WEIGHT_K: f64 = 0.1;
+
+/// Pseudo-positive terminals per failed one when no candidate has succeeded yet (see
+/// [`fit_surrogate`]): few, so that the classifier believes a region feasible only where
+/// no failure contradicts it.
+const PSEUDO_POSITIVES_PER_FAILURE: f64 = 0.25;
+
+/// Mutations in each random walk that draws a pseudo-positive terminal.
+const PSEUDO_POSITIVE_WALK: usize = 32;
+
+/// Terminals with their `log R`, drawn by rank-based priority.
+struct Replay {
+    items: Vec<(State, f32)>,
+    draw: Option<WeightedIndex<f64>>,
+}
+
+impl Replay {
+    fn new(items: Vec<(State, f32)>) -> Self {
+        let n = items.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| nan_last(items[b].1).total_cmp(&nan_last(items[a].1)));
+        let mut weights = vec![0.0; n];
+        for (rank, &i) in order.iter().enumerate() {
+            weights[i] = 1.0 / (RANK_WEIGHT_K * n as f64 + rank as f64);
+        }
+        let draw = WeightedIndex::new(&weights).ok();
+        Self { items, draw }
+    }
+
+    fn sample(&self, k: usize, rng: &mut StdRng, out: &mut Vec<(State, f32)>) {
+        if let Some(d) = &self.draw {
+            out.extend((0..k).map(|_| self.items[d.sample(rng)].clone()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.draw.is_none()
+    }
+}
+
+/// A value for ordering, NaN below everything (`total_cmp` would rank it first).
+fn nan_last(v: f32) -> f32 {
+    if v.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        v
+    }
+}
+
+/// The campaign's surrogate, when the labels allow one: on the labelled and failed
+/// candidates once [`MIN_PROXY_LABELS`] succeeded; when every label so far failed, a
+/// feasibility model of the failures against a few random terminals taken as
+/// feasible (unlabelled-as-positive, weighted low by [`PSEUDO_POSITIVES_PER_FAILURE`]), so
+/// that the next batch steers away from what failed instead of repeating it.
+fn fit_surrogate(
+    job: &TrainJob,
+    space: &dyn Space,
+    labelled: &[(State, f64)],
+    failed: &[State],
+    rng: &mut StdRng,
+) -> Result<Option<Surrogate>, JobError> {
+    let spec = &job.spec;
+    let fit = |labelled: &[(State, f64)], proxy: &crate::domain::campaign::ProxySpec, rng| {
+        Surrogate::fit(space, labelled, failed, spec.reward.maximize, proxy, rng)
+            .map_err(|e| JobError::Failed(format!("fitting the proxy failed: {e}")))
+    };
+    if labelled.len() >= MIN_PROXY_LABELS {
+        return fit(labelled, &spec.training.proxy, rng).map(Some);
+    }
+    if !labelled.is_empty() || failed.is_empty() {
+        return Ok(None);
+    }
+    // The unlabelled reference: random walks of mutations from the failures, which spread
+    // over the space whatever its shape (the policy's own draws crowd near the initial
+    // state and would say nothing about the rest).
+    let failed_set: HashSet<&State> = failed.iter().collect();
+    let want = ((failed.len() as f64 * PSEUDO_POSITIVES_PER_FAILURE).ceil() as usize).max(4);
+    let mut pseudo: Vec<(State, f64)> = Vec::with_capacity(want);
+    for _ in 0..want {
+        let mut x = failed[rng.random_range(0..failed.len())].clone();
+        for _ in 0..PSEUDO_POSITIVE_WALK {
+            x = space.mutate(&x, rng);
+        }
+        if !failed_set.contains(&x) {
+            pseudo.push((x, 0.0));
+        }
+    }
+    if pseudo.is_empty() {
+        return Ok(None);
+    }
+    // Scores of pseudo-labels say nothing: no held-out figure for them.
+    let proxy = crate::domain::campaign::ProxySpec {
+        holdout: 0.0,
+        ..spec.training.proxy
+    };
+    fit(&pseudo, &proxy, rng).map(Some)
+}
+
+/// `log R` of `states` under the surrogate and the campaign's reward.
+fn proxy_log_rewards(
+    surrogate: &Surrogate,
+    space: &dyn Space,
+    reward: &crate::domain::campaign::RewardSpec,
+    states: &[State],
+) -> Result<Vec<f32>, JobError> {
+    let predictions = surrogate
+        .predict(space, states)
+        .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
+    Ok(surrogate.log_rewards(reward, &predictions))
+}
+
 /// Trains the campaign's model on its data: fits the surrogate on the labelled and failed
-/// candidates (once there are [`MIN_PROXY_LABELS`]), then resumes the GFlowNet from the
-/// given checkpoint (or starts a fresh seeded one) and takes `training.steps` steps, each on
-/// a batch mixed as `training.mix` says: backward trajectories from labelled candidates
-/// with their measured reward, forward trajectories from the policy rewarded by the proxy,
-/// and backward trajectories from mutations and crossovers of the elites, walked on the
-/// proxy's reward as rounds walk them (`gfn::propose::reward_walk`) and rewarded by the
-/// proxy. Failed candidates only ever teach the proxy's feasibility model. Checks `cancel`
-/// before every step.
+/// candidates (see [`fit_surrogate`]), then resumes the GFlowNet from the given checkpoint
+/// (or starts a fresh seeded one) and takes `training.steps` steps, each on a batch mixed as
+/// `training.mix` says: measured candidates (labelled and failed) replayed by rank,
+/// forward trajectories from the policy, and mutations and crossovers of the elites, walked
+/// on the proxy's reward (`gfn::propose::reward_walk`) and replayed by rank — the off-policy
+/// data of Genetic GFN (Kim et al. 2024).
+///
+/// One reward: once a proxy exists, every terminal the run trains on — measured, sampled or
+/// generated — is rewarded by the proxy's acquisition with the feasibility model, so one
+/// value never has two targets; measured values enter through the fit. Before a proxy
+/// (fewer than [`MIN_PROXY_LABELS`] successes and no failures) the measured rewards are the
+/// only data. Checks `cancel` before every step.
 pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     let span = tracing::info_span!("train", campaign_id = job.campaign_id, run = job.run_number);
     let _entered = span.enter();
@@ -219,10 +340,8 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             .build()
             .map_err(|e| JobError::Failed(format!("the campaign's space is invalid: {e}")))?,
     );
-    if job.data.is_empty() {
-        return Err(JobError::Failed(
-            "no labelled candidates to train on".into(),
-        ));
+    if job.data.is_empty() && job.failed.is_empty() {
+        return Err(JobError::Failed("no labels to train on".into()));
     }
     let texts: Vec<&str> = job.data.iter().map(|(t, _)| t.as_str()).collect();
     let terminals = parse_states(space.as_ref(), &texts)?;
@@ -232,43 +351,6 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     let reward = job.spec.reward;
 
     let mut rng = StdRng::seed_from_u64(run_seed(job.spec.training.seed, job.run_number));
-    let surrogate = if terminals.len() >= MIN_PROXY_LABELS {
-        let labelled: Vec<(State, f64)> = terminals
-            .iter()
-            .cloned()
-            .zip(scores.iter().copied())
-            .collect();
-        let fitted = Surrogate::fit(
-            space.as_ref(),
-            &labelled,
-            &failed,
-            reward.maximize,
-            &job.spec.training.proxy,
-            &mut rng,
-        )
-        .map_err(|e| JobError::Failed(format!("fitting the proxy failed: {e}")))?;
-        Some(fitted)
-    } else {
-        None
-    };
-    if job.cancel.load(Ordering::Relaxed) {
-        return Err(JobError::Cancelled);
-    }
-    let z = proxy::standardise(&scores, reward.maximize);
-    let labelled_log_rewards = match &surrogate {
-        Some(s) => s.measured_log_rewards(&reward, &z),
-        None => proxy::training_log_rewards(&reward, &scores),
-    };
-    // Elites: the best labelled candidates, best first (ties keep insertion order).
-    let mut order: Vec<usize> = (0..terminals.len()).collect();
-    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
-    let elites: Vec<State> = order
-        .iter()
-        .take(job.spec.training.elites)
-        .map(|&i| terminals[i].clone())
-        .collect();
-    let labelled: Vec<(State, f32)> = terminals.into_iter().zip(labelled_log_rewards).collect();
-
     let (mut net, resumed_from) = match &job.resume {
         Some((version, bytes)) => {
             let net = GflowNet::from_checkpoint(space.clone(), bytes).map_err(|e| {
@@ -281,11 +363,45 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             None,
         ),
     };
+    let labelled_pairs: Vec<(State, f64)> = terminals
+        .iter()
+        .cloned()
+        .zip(scores.iter().copied())
+        .collect();
+    let surrogate = fit_surrogate(&job, space.as_ref(), &labelled_pairs, &failed, &mut rng)?;
+    if job.cancel.load(Ordering::Relaxed) {
+        return Err(JobError::Cancelled);
+    }
+    // Elites: the best labelled candidates, best first (ties keep insertion order).
+    let z = proxy::standardise(&scores, reward.maximize);
+    let mut order: Vec<usize> = (0..terminals.len()).collect();
+    order.sort_by(|&a, &b| nan_last(z[b] as f32).total_cmp(&nan_last(z[a] as f32)));
+    let elites: Vec<State> = order
+        .iter()
+        .take(job.spec.training.elites)
+        .map(|&i| terminals[i].clone())
+        .collect();
+    let measured: Vec<(State, f32)> = match &surrogate {
+        Some(s) => {
+            let mut all = terminals.clone();
+            all.extend(failed.iter().cloned());
+            let rewards = proxy_log_rewards(s, space.as_ref(), &reward, &all)?;
+            all.into_iter().zip(rewards).collect()
+        }
+        None => terminals
+            .iter()
+            .cloned()
+            .zip(proxy::training_log_rewards(&reward, &scores))
+            .collect(),
+    };
+    let measured_count = measured.len();
+    let measured = Replay::new(measured);
 
     let steps = job.spec.training.steps;
     let batch_size = job.spec.training.batch_size.max(1);
-    let (n_labelled, n_forward, n_local) = batch_shares(&job.spec, surrogate.is_some(), batch_size);
-    let local_pool: Vec<(State, f32)> = match &surrogate {
+    let (mut n_labelled, n_forward, mut n_local) =
+        batch_shares(&job.spec, surrogate.is_some(), batch_size);
+    let generated = Replay::new(match &surrogate {
         Some(s) if n_local > 0 => {
             let score = |states: &[State]| -> Result<Vec<f64>, crate::gfn::GfnError> {
                 let predictions = s
@@ -309,7 +425,12 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
                 .collect()
         }
         _ => Vec::new(),
-    };
+    });
+    // Without elites to mutate, the local-search share replays measured candidates instead.
+    if generated.is_empty() {
+        n_labelled += n_local;
+        n_local = 0;
+    }
     let explore = Exploration {
         temperature: 1.0,
         epsilon: job.spec.training.epsilon as f32,
@@ -323,24 +444,20 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             return Err(JobError::Cancelled);
         }
         batch.clear();
-        batch
-            .extend((0..n_labelled).map(|_| labelled[rng.random_range(0..labelled.len())].clone()));
-        if !local_pool.is_empty() {
-            batch.extend(
-                (0..n_local).map(|_| local_pool[rng.random_range(0..local_pool.len())].clone()),
-            );
-        }
+        measured.sample(n_labelled, &mut rng, &mut batch);
+        generated.sample(n_local, &mut rng, &mut batch);
         let mut trajectories = net.sample_backward(&batch, &mut rng)?;
         if let (Some(s), true) = (&surrogate, n_forward > 0) {
             let mut forward: Vec<Trajectory> = net.sample_forward(n_forward, explore, &mut rng)?;
             let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
-            let predictions = s
-                .predict(space.as_ref(), &ends)
-                .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
-            for (t, lr) in forward.iter_mut().zip(s.log_rewards(&reward, &predictions)) {
+            let rewards = proxy_log_rewards(s, space.as_ref(), &reward, &ends)?;
+            for (t, lr) in forward.iter_mut().zip(rewards) {
                 t.log_reward = lr;
             }
             trajectories.extend(forward);
+        }
+        if trajectories.is_empty() {
+            return Err(JobError::Failed("no trajectories to train on".into()));
         }
         let report = net.train_step(&trajectories)?;
         job.step_counter.inc();
@@ -378,8 +495,9 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
         "steps": steps,
         "total_steps": total_steps,
         "batch_size": batch_size,
-        "candidates": labelled.len(),
+        "candidates": terminals.len(),
         "failed_candidates": failed.len(),
+        "replayed_measured": measured_count,
         "mix": {"labelled": n_labelled, "forward": n_forward, "local_search": n_local},
         "proxy": quality,
         "resumed_from": resumed_from,
@@ -464,6 +582,43 @@ mod tests {
             net.outputs(&states).expect("outputs")
         };
         assert_eq!(outputs(&a.checkpoint), outputs(&b.checkpoint));
+    }
+
+    /// A campaign whose every label failed still trains, and its policy then proposes
+    /// fewer candidates where failure is learnable: on a 16 x 16 grid everything with
+    /// x < 12 fails (3/4 of the space), and 48 such failures are all the data.
+    #[test]
+    fn a_campaign_with_only_failures_learns_to_avoid_them() {
+        let body = json!({
+            "name": "failing",
+            "space": {"type": "grid", "dims": 2, "size": 16},
+            "model": {"hidden": 32},
+            "training": {"steps": 800, "batch_size": 16, "seed": 1},
+        });
+        let campaign: NewCampaign = serde_json::from_value(body).expect("campaign body");
+        let spec = campaign.validate().expect("valid campaign");
+        let failed: Vec<String> = (0..48)
+            .map(|i| format!("[{},{}]", (i * 5) % 12, (i * 7) % 16))
+            .collect();
+        let mut j = job(1, None);
+        j.spec = spec.clone();
+        j.data = Vec::new();
+        j.failed = failed;
+        let out = train(j).expect("trains on failures alone");
+        let space: Arc<dyn Space> = Arc::from(spec.space.build().expect("space"));
+        let model = Model::from_bytes(space.clone(), &out.checkpoint).expect("loads");
+        let mut rng = StdRng::seed_from_u64(2);
+        let n = 400;
+        let samples = model
+            .gfn
+            .sample_forward(n, Exploration::default(), &mut rng)
+            .expect("samples");
+        let failing = samples.iter().filter(|t| t.terminal().0[0] < 12).count();
+        // Uniform actions fail about 3/4 of the time (more: the walk reaches x = 15 late).
+        // The trained policy must fail less than half the time; with n = 400 the standard
+        // error of a frequency is at most 0.025, so 0.5 is 10 of them below 0.75.
+        let rate = failing as f64 / n as f64;
+        assert!(rate < 0.5, "failure rate {rate}");
     }
 
     #[test]
