@@ -133,6 +133,9 @@ pub(crate) struct TrainJob {
     pub spec: CampaignSpec,
     /// Labelled candidates: canonical value text and mean raw score.
     pub data: Vec<(String, f64)>,
+    /// The oracle's identity (`entity`) of each of `data`, where its labels named one:
+    /// candidates that share an entity are replicates of one object.
+    pub entities: Vec<Option<String>>,
     /// Candidates whose every observation failed: canonical value text.
     pub failed: Vec<String>,
     /// The checkpoint to resume from: its version and bytes.
@@ -304,6 +307,29 @@ fn fit_surrogate(
     fit(&pseudo, &proxy, rng).map(Some)
 }
 
+/// The mean score of each labelled candidate, with candidates that share an entity given
+/// the mean over that entity's candidates: replicates of one object must not teach the
+/// proxy (and through it the GFlowNet) that its spellings differ.
+fn pool_entities(data: &[(String, f64)], entities: &[Option<String>]) -> Vec<f64> {
+    let mut sums: std::collections::HashMap<&str, (f64, usize)> = Default::default();
+    for ((_, y), entity) in data.iter().zip(entities) {
+        if let Some(e) = entity {
+            let entry = sums.entry(e.as_str()).or_insert((0.0, 0));
+            entry.0 += y;
+            entry.1 += 1;
+        }
+    }
+    data.iter()
+        .enumerate()
+        .map(
+            |(i, (_, y))| match entities.get(i).and_then(Option::as_deref) {
+                Some(e) => sums.get(e).map_or(*y, |(sum, n)| sum / *n as f64),
+                None => *y,
+            },
+        )
+        .collect()
+}
+
 /// `log R` of `states` under the surrogate and the campaign's reward.
 fn proxy_log_rewards(
     surrogate: &Surrogate,
@@ -345,7 +371,7 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     }
     let texts: Vec<&str> = job.data.iter().map(|(t, _)| t.as_str()).collect();
     let terminals = parse_states(space.as_ref(), &texts)?;
-    let scores: Vec<f64> = job.data.iter().map(|(_, y)| *y).collect();
+    let scores = pool_entities(&job.data, &job.entities);
     let failed_texts: Vec<&str> = job.failed.iter().map(String::as_str).collect();
     let failed = parse_states(space.as_ref(), &failed_texts)?;
     let reward = job.spec.reward;
@@ -537,6 +563,7 @@ mod tests {
                 ("[3,3]".into(), 2.0),
                 ("[1,2]".into(), 1.0),
             ],
+            entities: vec![None; 3],
             failed: Vec::new(),
             resume,
             run_number: 1,
@@ -619,6 +646,17 @@ mod tests {
         // error of a frequency is at most 0.025, so 0.5 is 10 of them below 0.75.
         let rate = failing as f64 / n as f64;
         assert!(rate < 0.5, "failure rate {rate}");
+    }
+
+    #[test]
+    fn replicates_of_one_entity_share_their_mean_score() {
+        let data: Vec<(String, f64)> = [("a", 1.0), ("b", 3.0), ("c", 5.0), ("d", 7.0)]
+            .iter()
+            .map(|(v, y)| (v.to_string(), *y))
+            .collect();
+        let entities = vec![Some("m".to_string()), None, Some("m".to_string()), None];
+        assert_eq!(pool_entities(&data, &entities), vec![3.0, 3.0, 3.0, 7.0]);
+        assert_eq!(pool_entities(&data, &[]), vec![1.0, 3.0, 5.0, 7.0]);
     }
 
     #[test]

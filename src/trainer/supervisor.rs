@@ -394,6 +394,7 @@ async fn compute_under_lease(
         campaign_id: campaign.id,
         spec: campaign.spec.clone(),
         data,
+        entities: Vec::new(),
         failed,
         resume,
         run_number,
