@@ -131,6 +131,9 @@ pub(crate) struct TrainJob {
     pub spec: CampaignSpec,
     /// Labelled candidates: canonical value text and mean raw score.
     pub data: Vec<(String, f64)>,
+    /// Parallel to `data`: each candidate's entity, the oracle's identity of the object it
+    /// is (candidates sharing one are replicates); `None` when no label named one.
+    pub entities: Vec<Option<String>>,
     /// Candidates whose every observation failed: canonical value text.
     pub failed: Vec<String>,
     /// The checkpoint to resume from: its version and bytes.
@@ -419,6 +422,7 @@ mod tests {
                 ("[3,3]".into(), 2.0),
                 ("[1,2]".into(), 1.0),
             ],
+            entities: vec![None; 3],
             failed: Vec::new(),
             resume,
             run_number: 1,
