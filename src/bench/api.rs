@@ -319,7 +319,7 @@ async fn measure(
     let settled = client
         .wait_model(labels_campaign, wait, |m| {
             matches!(m["status"].as_str(), Some("ready" | "failed"))
-                && m["trained_on_labels"]
+                && m["trained_on_observations"]
                     .as_u64()
                     .is_some_and(|n| n >= accepted as u64)
         })

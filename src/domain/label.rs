@@ -6,6 +6,9 @@ use serde_json::Value;
 /// Largest number of labels in one request.
 pub const MAX_LABELS: usize = 10_000;
 
+/// Longest entity, in characters (after trimming).
+pub const MAX_ENTITY_CHARS: usize = 256;
+
 /// The body of `POST /labels`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,11 @@ pub struct LabelItem {
     /// Any JSON, up to 16 KiB serialised; stored with the label.
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// The oracle's canonical identity of what it measured (a canonical SMILES, a construct
+    /// id), 1..=256 characters once trimmed. Candidates sharing an entity are replicates of
+    /// one object; a candidate has at most one entity (another one is 409).
+    #[serde(default)]
+    pub entity: Option<String>,
 }
 
 /// Which candidate a validated label is for.
@@ -68,6 +76,8 @@ pub struct NewLabel {
     pub key: Option<String>,
     /// JSON text.
     pub metadata: Option<String>,
+    /// Trimmed, 1..=256 characters.
+    pub entity: Option<String>,
 }
 
 /// What `POST /labels` reports.

@@ -36,6 +36,10 @@ pub struct CampaignStats {
     pub pending: i64,
     pub abandoned: i64,
     pub rounds: i64,
+    /// Distinct objects among the labelled candidates: each entity once, and each labelled
+    /// candidate without an entity as an object of its own (equals `labelled` when no label
+    /// names an entity).
+    pub objects: i64,
     /// The labelled candidate with the best mean reward (per `reward.maximize`); null before
     /// any.
     #[schema(required)]
@@ -53,6 +57,9 @@ pub struct BestCandidate {
     pub value: Value,
     /// Mean of its successful observations.
     pub reward: f64,
+    /// Its entity; null when no label named one.
+    #[schema(required)]
+    pub entity: Option<String>,
 }
 
 #[utoipa::path(
@@ -120,11 +127,31 @@ pub async fn get(
     let stats = state.store.stats(id).await?;
     let best = state
         .store
-        .list_candidates(id, Some(CandidateStatus::Labelled), true, campaign.spec.reward.maximize, 1, 0)
+        .list_candidates(
+            id,
+            Some(CandidateStatus::Labelled),
+            true,
+            campaign.spec.reward.maximize,
+            1,
+            0,
+        )
         .await?
         .into_iter()
-        .next()
-        .map(|c| json!({ "candidate_id": c.id, "value": parse_stored(&c.value), "reward": c.mean_reward }));
+        .next();
+    let best = match best {
+        Some(c) => {
+            let entity = state
+                .store
+                .candidate_entities(id, &[c.id])
+                .await?
+                .remove(&c.id);
+            Some(json!({
+                "candidate_id": c.id, "value": parse_stored(&c.value), "reward": c.mean_reward,
+                "entity": entity,
+            }))
+        }
+        None => None,
+    };
     let mut body =
         serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut stats = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -46,7 +46,7 @@ pub enum CandidateOrder {
 #[schema(rename_all = "snake_case")]
 pub enum PageFormat {
     Json,
-    /// `text/csv` with columns `id, value, round, status, mean_reward, observations`.
+    /// `text/csv` with columns `id, value, round, status, mean_reward, observations, entity`.
     Csv,
 }
 
@@ -70,6 +70,24 @@ pub struct CandidatesQuery {
     /// Default `json`.
     #[param(inline)]
     pub format: Option<PageFormat>,
+    /// `entity`: one row per object instead of per candidate. Candidates sharing an entity
+    /// are one object, a candidate without one is its own; the row is the object's best
+    /// candidate with the object's `mean_reward`, `observations`, `successes` and `failures`
+    /// and its number of candidates, `replicates`. Default: one row per candidate.
+    #[param(inline)]
+    pub distinct: Option<Distinct>,
+}
+
+/// How candidates are grouped into rows.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Distinct {
+    /// One row per object: candidates sharing an entity are one object, a candidate without
+    /// one is its own. The row is the object's best candidate (best mean reward, then the
+    /// oldest) with the object's `mean_reward`, `observations`, `successes` and `failures`
+    /// over all its candidates, and `replicates`, its number of candidates; `status`
+    /// filters on that candidate's status, `order=reward` orders by the object's mean.
+    Entity,
 }
 
 /// A page of candidates as JSON (documentation of the JSON built in `list`).
@@ -99,6 +117,12 @@ pub struct ListedCandidate {
     pub failures: i64,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// The oracle's identity of the object it is, from its labels; null when none named
+    /// one.
+    #[schema(required)]
+    pub entity: Option<String>,
+    /// With `distinct=entity` only: the number of candidates of the object.
+    pub replicates: Option<i64>,
 }
 
 #[utoipa::path(
@@ -111,7 +135,7 @@ pub struct ListedCandidate {
     responses(
         (status = 200, description = "The page", content(
             (CandidatePage = "application/json"),
-            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations\n7,ACGT,1,labelled,0.5,2\n")),
+            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations,entity\n7,ACGT,1,labelled,0.5,2,\n")),
         )),
         (status = 400, description = "`invalid_value`: a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
@@ -126,7 +150,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "campaign")?;
     for name in query.keys() {
-        if !["status", "order", "limit", "offset", "format"].contains(&name.as_str()) {
+        if !["status", "order", "limit", "offset", "format", "distinct"].contains(&name.as_str()) {
             return Err(Error::invalid(name.clone(), "unknown query parameter").into());
         }
     }
@@ -166,20 +190,43 @@ pub async fn list(
         Some("csv") => true,
         Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
     };
+    let distinct = match query.get("distinct").map(String::as_str) {
+        None => false,
+        Some("entity") => true,
+        Some(_) => return Err(Error::invalid("distinct", "must be entity").into()),
+    };
     let campaign = state.store.campaign(id).await?;
-    let rows = state
-        .store
-        .list_candidates(
-            id,
-            status,
-            by_reward,
-            campaign.spec.reward.maximize,
-            limit,
-            offset,
-        )
-        .await?;
+    let maximize = campaign.spec.reward.maximize;
+    // Per row: its entity and, per object, the object's number of candidates.
+    let (rows, entities, replicates) = if distinct {
+        let objects = state
+            .store
+            .list_objects(id, status, by_reward, maximize, limit, offset)
+            .await?;
+        let mut entities = HashMap::new();
+        let mut replicates = HashMap::new();
+        let rows: Vec<CandidateRow> = objects
+            .into_iter()
+            .map(|o| {
+                if let Some(entity) = o.entity {
+                    entities.insert(o.candidate.id, entity);
+                }
+                replicates.insert(o.candidate.id, o.replicates);
+                o.candidate
+            })
+            .collect();
+        (rows, entities, Some(replicates))
+    } else {
+        let rows = state
+            .store
+            .list_candidates(id, status, by_reward, maximize, limit, offset)
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+        let entities = state.store.candidate_entities(id, &ids).await?;
+        (rows, entities, None)
+    };
     if csv {
-        let body = to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let body = to_csv(&rows, &entities).map_err(|e| ApiError::Internal(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     let candidates: Vec<_> = rows
@@ -192,13 +239,21 @@ pub async fn list(
                 "successes": c.n_success, "failures": c.n_failed, "created_at": c.created_at,
             })
         })
+        .zip(&rows)
+        .map(|(mut row, c)| {
+            row["entity"] = json!(entities.get(&c.id));
+            if let Some(replicates) = &replicates {
+                row["replicates"] = json!(replicates.get(&c.id));
+            }
+            row
+        })
         .collect();
     Ok(Json(json!({ "candidates": candidates, "limit": limit, "offset": offset })).into_response())
 }
 
-/// `id,value,round,status,mean_reward,observations`; the value is its JSON text for grids and
-/// sets, the bare string for sequences.
-fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
+/// `id,value,round,status,mean_reward,observations,entity`; the value is its JSON text for
+/// grids and sets, the bare string for sequences; the entity is empty when there is none.
+fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",
@@ -207,6 +262,7 @@ fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
         "status",
         "mean_reward",
         "observations",
+        "entity",
     ])?;
     for c in rows {
         let value = match parse_stored(&c.value) {
@@ -220,6 +276,7 @@ fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
             c.status.clone(),
             c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
             (c.n_success + c.n_failed).to_string(),
+            entities.get(&c.id).cloned().unwrap_or_default(),
         ])?;
     }
     let bytes = w

@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::label::{
-    LabelItem, LabelTarget, LabelsOutcome, LabelsRequest, NewLabel, MAX_LABELS,
+    LabelItem, LabelTarget, LabelsOutcome, LabelsRequest, NewLabel, MAX_ENTITY_CHARS, MAX_LABELS,
 };
 use crate::error::Error;
 use crate::gfn::propose::canonical;
@@ -26,7 +26,7 @@ const MAX_KEY_BYTES: usize = 200;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
-/// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`; the campaign
+/// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`, `entity`; the campaign
 /// may also be given once as `?campaign_id=`).
 #[utoipa::path(
     post,
@@ -35,7 +35,7 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
     tag = "labels",
     summary = "Store measurements, all or nothing",
     params(("campaign_id" = Option<i64>, Query, description = "CSV only: the campaign of rows that give a `value` and no `campaign_id`. JSON bodies take no query parameter.")),
-    request_body(description = "A JSON batch, or a CSV file with a header of some of `candidate_id`, `campaign_id`, `value`, `reward`, `failed` (true/false/1/0/yes/no), `error`, `key`; grid and set values as their JSON arrays. 1..=10000 labels either way.", content(
+    request_body(description = "A JSON batch, or a CSV file with a header of some of `candidate_id`, `campaign_id`, `value`, `reward`, `failed` (true/false/1/0/yes/no), `error`, `key`, `entity` (an empty cell: none); grid and set values as their JSON arrays. 1..=10000 labels either way.", content(
         (LabelsRequest = "application/json"),
         (String = "text/csv", example = json!("candidate_id,reward\n7,0.5\n8,1.25\n")),
     )),
@@ -43,7 +43,7 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
         (status = 200, description = "Stored", body = LabelsOutcome),
         (status = 400, description = "`malformed_json`, `invalid_body`, `invalid_value`, `invalid_item` (`details.index`, `details.field`; for CSV the field names the row, the header being row 1) or `bad_request`; nothing stored", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: an unknown candidate or campaign, `details.index` names the item; nothing stored", body = super::error::ErrorBody),
-        (status = 409, description = "`conflict`: a label key already stored with another result; nothing stored", body = super::error::ErrorBody),
+        (status = 409, description = "`conflict`: a label key already stored with another result, or an entity other than the one the candidate already has; nothing stored", body = super::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: neither JSON nor CSV", body = super::error::ErrorBody),
         (status = 500, description = "`internal`", body = super::error::ErrorBody),
@@ -141,7 +141,7 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
         .headers()
         .map_err(|e| ApiError::from(Error::invalid("csv", format!("unreadable header: {e}"))))?
         .clone();
-    const COLUMNS: [&str; 7] = [
+    const COLUMNS: [&str; 8] = [
         "candidate_id",
         "campaign_id",
         "value",
@@ -149,6 +149,7 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
         "failed",
         "error",
         "key",
+        "entity",
     ];
     for h in headers.iter() {
         if !COLUMNS.contains(&h) {
@@ -217,6 +218,7 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
             error: cell("error").map(str::to_string),
             key: cell("key").map(str::to_string),
             metadata: None,
+            entity: cell("entity").map(str::to_string),
         });
     }
     Ok(items)
@@ -346,6 +348,16 @@ pub(super) async fn validate(
                 &format!("is larger than {MAX_METADATA_BYTES} bytes"),
             ));
         }
+        let entity = match item.entity.as_deref().map(str::trim) {
+            None => None,
+            Some(e) if e.is_empty() || e.chars().count() > MAX_ENTITY_CHARS => {
+                return Err(bad(
+                    "entity",
+                    &format!("must be 1 to {MAX_ENTITY_CHARS} characters once trimmed"),
+                ))
+            }
+            Some(e) => Some(e.to_string()),
+        };
         out.push(NewLabel {
             target,
             reward: item.reward,
@@ -353,6 +365,7 @@ pub(super) async fn validate(
             error: item.error,
             key: item.key,
             metadata,
+            entity,
         });
     }
     Ok(out)

@@ -25,6 +25,9 @@ pub struct ModelOverview {
     pub error: Option<String>,
     /// Successful observations the newest checkpoint was trained on, 0 before any.
     pub trained_on_labels: i64,
+    /// Observations the newest checkpoint was trained on, failed ones included, 0 before
+    /// any. Every accepted label schedules training, and `wait_for_model` waits on this.
+    pub trained_on_observations: i64,
     /// Total optimisation steps of the newest checkpoint.
     pub steps: i64,
     /// Loss reported with the newest checkpoint.
@@ -66,6 +69,8 @@ pub struct TrainingRun {
     pub status: RunStatus,
     /// Successful observations the run trained on.
     pub labels: i64,
+    /// Observations the run trained on, failed ones included.
+    pub observations: i64,
     /// Optimisation steps of this run alone.
     pub steps: i64,
     /// Mean loss of the run's last steps (succeeded runs only).
@@ -448,6 +453,7 @@ mod tests {
             owner: "a".into(),
             status: "succeeded".into(),
             labels: 3,
+            observations: 4,
             steps: 10,
             loss: Some(0.5),
             version: Some(1),
@@ -462,6 +468,7 @@ mod tests {
             status: "ready".into(),
             error: None,
             trained_on_labels: 3,
+            trained_on_observations: 4,
             steps: 10,
             loss: Some(0.5),
             proxy: None,

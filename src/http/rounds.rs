@@ -51,7 +51,9 @@ pub async fn create(
         }
     }
     if body.wait_for_model {
-        let needed = state.store.successful_label_count(campaign.id).await?;
+        // Failed observations count: a model trained before a batch that failed entirely
+        // would propose the same failures again.
+        let needed = state.store.observation_count(campaign.id).await?;
         let timeout = Duration::from_secs_f64(state.config.wait_timeout_seconds);
         state
             .trainer

@@ -4,8 +4,10 @@
 //! whole batch as one JSON array parameter (`json_each` on SQLite, `jsonb_to_recordset` on
 //! PostgreSQL), so its cost does not grow with round trips per item. Steps, in one
 //! transaction: resolve candidate ids; import values never proposed; look up label keys
-//! already stored (same reward: a duplicate, another reward: 409); insert the new labels;
-//! add the batch's counts and sums to every touched candidate.
+//! already stored (same reward: a duplicate, another reward: 409) and the entities of the
+//! candidates (another entity than the one a candidate has: 409); insert the new labels;
+//! add the batch's counts and sums to every touched candidate, and give candidates without
+//! an entity the one their labels name.
 
 use super::Store;
 use crate::domain::label::{LabelTarget, LabelsOutcome, NewLabel};
@@ -23,7 +25,11 @@ mod sql {
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join json_each($1) j on c.campaign_id = json_extract(j.value, '$.c') and c.value = json_extract(j.value, '$.v')";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
-        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select json_extract(j.value, '$.c'), json_extract(j.value, '$.id'), json_extract(j.value, '$.r'), json_extract(j.value, '$.f'), json_extract(j.value, '$.e'), json_extract(j.value, '$.k'), json_extract(j.value, '$.m') from json_each($1) j";
+        pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select value from json_each($1))";
+        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata, entity) select json_extract(j.value, '$.c'), json_extract(j.value, '$.id'), json_extract(j.value, '$.r'), json_extract(j.value, '$.f'), json_extract(j.value, '$.e'), json_extract(j.value, '$.k'), json_extract(j.value, '$.m'), json_extract(j.value, '$.n') from json_each($1) j";
+        /// `[{"id", "n"}]`: candidates and the entity their labels name, set only where the
+        /// candidate has none (the batch was checked against the ones it has).
+        pub const SET_ENTITIES: &str = "update candidates set entity = json_extract(j.value, '$.n') from json_each($1) j where candidates.id = json_extract(j.value, '$.id') and candidates.entity is null";
         /// Adds the batch's counts and sums to each touched candidate and sets its status, in
         /// one statement, from the same JSON rows the labels were inserted from.
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select json_extract(j.value, '$.id') as id, sum(json_extract(j.value, '$.f') = 0) as s, sum(json_extract(j.value, '$.f') = 1) as f, coalesce(sum(json_extract(j.value, '$.r')), 0) as r from json_each($1) j group by 1) as a where candidates.id = a.id";
@@ -37,7 +43,9 @@ mod sql {
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
-        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata) select x.c, x.id, x.r, x.f, x.e, x.k, x.m from jsonb_to_recordset($1::jsonb) as x(c bigint, id bigint, r double precision, f boolean, e text, k text, m text)";
+        pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
+        pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata, entity) select x.c, x.id, x.r, x.f, x.e, x.k, x.m, x.n from jsonb_to_recordset($1::jsonb) as x(c bigint, id bigint, r double precision, f boolean, e text, k text, m text, n text)";
+        pub const SET_ENTITIES: &str = "update candidates set entity = x.n from jsonb_to_recordset($1::jsonb) as x(id bigint, n text) where candidates.id = x.id and candidates.entity is null";
         /// Adds the batch's counts and sums to each touched candidate and sets its status, in
         /// one statement, from the same JSON rows the labels were inserted from.
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select x.id, count(*) filter (where not x.f) as s, count(*) filter (where x.f) as f, coalesce(sum(x.r) filter (where not x.f), 0) as r from jsonb_to_recordset($1::jsonb) as x(id bigint, f boolean, r double precision) group by x.id) as a where candidates.id = a.id";
@@ -122,10 +130,10 @@ macro_rules! insert_labels_tx {
                 .await?;
             known.extend(rows.into_iter().map(|(c, k, r, f)| ((c, k), (r, f))));
         }
-        let mut rows = Vec::with_capacity(labels.len());
-        let mut duplicates = 0usize;
+        // Every label's candidate id, in batch order.
+        let mut candidates = Vec::with_capacity(labels.len());
         for (index, l) in labels.iter().enumerate() {
-            let candidate = match &l.target {
+            candidates.push(match &l.target {
                 LabelTarget::Candidate(id) => *id,
                 LabelTarget::Value { campaign_id, value } => {
                     match id_of_value.get(&(*campaign_id, value.clone())) {
@@ -133,7 +141,41 @@ macro_rules! insert_labels_tx {
                         None => return Err(Error::Storage(format!("label {index}: imported candidate vanished"))),
                     }
                 }
-            };
+            });
+        }
+        // 3b. Entities the candidates already have: a candidate is one object, so a label
+        // naming another entity for it is refused, like a key stored with another result.
+        let named: Vec<i64> = labels
+            .iter()
+            .zip(&candidates)
+            .filter(|(l, _)| l.entity.is_some())
+            .map(|(_, id)| *id)
+            .collect();
+        let mut entity_of: HashMap<i64, String> = HashMap::new();
+        if !named.is_empty() {
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as(q::ENTITIES).bind(json!(named).to_string()).fetch_all(&mut *$tx).await?;
+            entity_of.extend(rows);
+        }
+        let mut new_entities = Vec::new();
+        for (index, (l, candidate)) in labels.iter().zip(&candidates).enumerate() {
+            let Some(entity) = &l.entity else { continue };
+            match entity_of.get(candidate) {
+                Some(known) if known != entity => {
+                    return Err(Error::Conflict(format!(
+                        "label {index}: candidate {candidate} is already entity {known:?}, not {entity:?}"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    entity_of.insert(*candidate, entity.clone());
+                    new_entities.push(json!({ "id": candidate, "n": entity }));
+                }
+            }
+        }
+        let mut rows = Vec::with_capacity(labels.len());
+        let mut duplicates = 0usize;
+        for (index, (l, &candidate)) in labels.iter().zip(&candidates).enumerate() {
             let campaign = campaign_of.get(&candidate).copied().unwrap_or_default();
             if let Some(key) = &l.key {
                 let record = (l.reward, l.failed);
@@ -154,7 +196,7 @@ macro_rules! insert_labels_tx {
             }
             rows.push(json!({
                 "c": campaign, "id": candidate, "r": l.reward, "f": l.failed,
-                "e": l.error, "k": l.key, "m": l.metadata,
+                "e": l.error, "k": l.key, "m": l.metadata, "n": l.entity,
             }));
         }
         // 4 and 5. Insert, then add what the new labels bring to their candidates.
@@ -163,6 +205,12 @@ macro_rules! insert_labels_tx {
             let rows = serde_json::Value::Array(rows).to_string();
             sqlx::query(q::INSERT).bind(&rows).execute(&mut *$tx).await?;
             sqlx::query(q::AGGREGATE).bind(&rows).execute(&mut *$tx).await?;
+        }
+        if !new_entities.is_empty() {
+            sqlx::query(q::SET_ENTITIES)
+                .bind(serde_json::Value::Array(new_entities).to_string())
+                .execute(&mut *$tx)
+                .await?;
         }
         $tx.commit().await?;
         Ok((LabelsOutcome { accepted, duplicates }, campaigns))

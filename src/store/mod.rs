@@ -39,12 +39,14 @@ macro_rules! on_backend {
     };
 }
 
+mod campaigns;
 mod labels;
 mod postgres;
 mod rounds;
 mod sqlite;
 pub mod training;
 
+pub use campaigns::ObjectRow;
 pub use rounds::{
     CandidateRow, CandidateStatus, LabelRow, ProposedValue, RoundInsert, RoundRow, Stats,
 };

@@ -115,6 +115,8 @@ pub struct Stats {
     pub pending: i64,
     pub abandoned: i64,
     pub rounds: i64,
+    /// Distinct objects among the labelled candidates (see `store::campaigns`).
+    pub objects: i64,
 }
 
 mod sql {
@@ -428,6 +430,7 @@ impl Store {
         });
         let mut stats = Stats {
             rounds,
+            objects: self.object_count(campaign_id).await?,
             ..Stats::default()
         };
         for (status, n) in counts {

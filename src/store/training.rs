@@ -36,6 +36,8 @@ pub struct CheckpointInfo {
     pub version: i64,
     /// Successful observations the checkpoint was trained on.
     pub trained_on_labels: i64,
+    /// Observations the checkpoint was trained on, failed ones included.
+    pub trained_on_observations: i64,
     /// Optimisation steps the network has had in total, over every run it resumed from.
     pub steps: i64,
     /// Mean loss of the last steps of the run that wrote it.
@@ -55,6 +57,8 @@ pub struct TrainingRunRow {
     pub status: String,
     /// Successful observations the run trained on.
     pub labels: i64,
+    /// Observations the run trained on, failed ones included.
+    pub observations: i64,
     /// Optimisation steps of this run alone.
     pub steps: i64,
     /// Mean loss of the run's last steps (succeeded runs only).
@@ -87,6 +91,9 @@ pub struct ModelOverview {
     pub error: Option<String>,
     /// Successful observations the newest checkpoint was trained on, 0 before any.
     pub trained_on_labels: i64,
+    /// Observations the newest checkpoint was trained on, failed ones included, 0 before
+    /// any.
+    pub trained_on_observations: i64,
     /// Total optimisation steps of the newest checkpoint.
     pub steps: i64,
     /// Loss reported with the newest checkpoint.
@@ -108,6 +115,8 @@ pub struct NewCheckpoint<'a> {
     pub weights: &'a [u8],
     /// Successful observations the run trained on.
     pub trained_on_labels: i64,
+    /// Observations the run trained on, failed ones included.
+    pub trained_on_observations: i64,
     /// Total steps of the network, over every run it resumed from (the checkpoint's).
     pub total_steps: i64,
     /// Steps of this run (the training run's).
@@ -169,21 +178,24 @@ mod sql {
     pub mod sqlite {
         pub const SUCCESSFUL_LABELS: &str =
             "select coalesce(sum(n_success), 0) from candidates where campaign_id = $1";
+        pub const OBSERVATIONS: &str = "select coalesce(sum(n_success), 0), coalesce(sum(n_success + n_failed), 0) from candidates where campaign_id = $1";
+        pub const LABELLED_DATA: &str = "select value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by id";
         pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
         pub const FAILED_VALUES: &str =
             "select value from candidates where campaign_id = $1 and status = 'failed' order by id";
         pub const MODEL_STATUS: &str =
             "select model_status, model_error from campaigns where id = $1";
-        pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
+        pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, trained_on_observations, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
         pub const NEWEST_VERSION: &str =
             "select max(version) from checkpoints where campaign_id = $1";
         pub const NEWEST_VERSIONS: &str = "select campaign_id, max(version) from checkpoints group by campaign_id order by campaign_id";
         pub const CHECKPOINT_WEIGHTS: &str =
             "select weights from checkpoints where campaign_id = $1 and version = $2";
-        pub const TRAINING_RUNS: &str = "select id, owner, status, labels, steps, loss, version, error, started_at, finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2";
-        // Campaigns with successful observations their newest checkpoint has not seen.
-        // Failed campaigns wait for new labels (a notification) rather than a retry loop.
-        pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and (select coalesce(sum(d.n_success), 0) from candidates d where d.campaign_id = c.id) > coalesce((select k.trained_on_labels from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
+        pub const TRAINING_RUNS: &str = "select id, owner, status, labels, observations, steps, loss, version, error, started_at, finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2";
+        // Campaigns with observations (failed ones included) their newest checkpoint has
+        // not seen. Failed campaigns wait for new labels (a notification) rather than a
+        // retry loop.
+        pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and (select coalesce(sum(d.n_success + d.n_failed), 0) from candidates d where d.campaign_id = c.id) > coalesce((select k.trained_on_observations from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
         pub const ACQUIRE_LEASE: &str = "insert into leases (campaign_id, owner, token, expires_at_ms) values ($1, $2, 1, $3) on conflict (campaign_id) do update set owner = excluded.owner, token = leases.token + 1, expires_at_ms = excluded.expires_at_ms where leases.expires_at_ms < $4 or leases.owner = excluded.owner returning token";
         pub const RENEW_LEASE: &str = "update leases set expires_at_ms = $4 where campaign_id = $1 and owner = $2 and token = $3";
         pub const RELEASE_LEASE: &str = "update leases set expires_at_ms = 0 where campaign_id = $1 and owner = $2 and token = $3";
@@ -195,21 +207,21 @@ mod sql {
             " where campaign_id = $1 and status = 'running'"
         );
         pub const INSERT_RUN: &str = concat!(
-            "insert into training_runs (campaign_id, owner, status, labels) select $1, $2, 'running', $4 where ",
+            "insert into training_runs (campaign_id, owner, status, labels, observations) select $1, $2, 'running', $4, $6 where ",
             our_lease!("$2", "$3", "$5"),
             " returning id"
         );
         pub const MARK_TRAINING: &str =
             "update campaigns set model_status = 'training', model_error = null where id = $1";
         pub const INSERT_CHECKPOINT: &str = concat!(
-            "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $5, $6, $7, $8, $9 where ",
+            "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics, trained_on_observations) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $5, $6, $7, $8, $9, $10 where ",
             our_lease!("$2", "$3", "$4"),
             " returning version"
         );
         pub const MARK_READY: &str =
             "update campaigns set model_status = 'ready', model_error = null where id = $1";
         pub const FINISH_RUN: &str = concat!(
-            "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, finished_at = ",
+            "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, observations = $7, finished_at = ",
             sqlite_now!(),
             " where id = $1"
         );
@@ -226,17 +238,19 @@ mod sql {
             "update campaigns set model_status = case when exists (select 1 from checkpoints where campaign_id = $1) then 'ready' else 'untrained' end where id = $1 and model_status = 'training' and ",
             no_other_lease!("$2", "$3", "$4")
         );
-        pub const IMPORT_CHECKPOINT: &str = "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $2, $3, $4, null, $5 returning version";
+        pub const IMPORT_CHECKPOINT: &str = "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics, trained_on_observations) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $2, $3, $4, null, $5, $3 returning version";
     }
 
     pub mod postgres {
         pub const SUCCESSFUL_LABELS: &str =
             "select coalesce(sum(n_success), 0)::bigint from candidates where campaign_id = $1";
+        pub const OBSERVATIONS: &str = "select coalesce(sum(n_success), 0)::bigint, coalesce(sum(n_success + n_failed), 0)::bigint from candidates where campaign_id = $1";
+        pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
         pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
         pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
         pub const MODEL_STATUS: &str = super::sqlite::MODEL_STATUS;
         pub const NEWEST_CHECKPOINT: &str = concat!(
-            "select version, trained_on_labels, steps, loss, ",
+            "select version, trained_on_labels, trained_on_observations, steps, loss, ",
             pg_ts!("created_at"),
             " as created_at from checkpoints where campaign_id = $1 order by version desc limit 1"
         );
@@ -244,7 +258,7 @@ mod sql {
         pub const NEWEST_VERSIONS: &str = super::sqlite::NEWEST_VERSIONS;
         pub const CHECKPOINT_WEIGHTS: &str = super::sqlite::CHECKPOINT_WEIGHTS;
         pub const TRAINING_RUNS: &str = concat!(
-            "select id, owner, status, labels, steps, loss, version, error, ",
+            "select id, owner, status, labels, observations, steps, loss, version, error, ",
             pg_ts!("started_at"),
             " as started_at, ",
             pg_ts!("finished_at"),
@@ -259,7 +273,7 @@ mod sql {
         pub const MARK_TRAINING: &str = super::sqlite::MARK_TRAINING;
         pub const INSERT_CHECKPOINT: &str = super::sqlite::INSERT_CHECKPOINT;
         pub const MARK_READY: &str = super::sqlite::MARK_READY;
-        pub const FINISH_RUN: &str = "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, finished_at = now() where id = $1";
+        pub const FINISH_RUN: &str = "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, observations = $7, finished_at = now() where id = $1";
         pub const END_RUN: &str = "update training_runs set status = $2, error = $3, finished_at = now() where id = $1 and status = 'running'";
         pub const MARK_FAILED: &str = super::sqlite::MARK_FAILED;
         pub const RESTORE_STATUS: &str = super::sqlite::RESTORE_STATUS;
@@ -295,6 +309,32 @@ impl Store {
             sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
         });
         Ok(n)
+    }
+
+    /// The campaign's observations: `(successful, all)`, failed ones included in `all`.
+    /// Training is scheduled, and waited for, on `all`.
+    pub async fn observation_counts(&self, campaign_id: i64) -> Result<(i64, i64), Error> {
+        Ok(on_backend!(self, OBSERVATIONS, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
+        }))
+    }
+
+    /// Number of observations stored for the campaign, failed ones included: what a model
+    /// must have been trained on to be up to date.
+    pub async fn observation_count(&self, campaign_id: i64) -> Result<i64, Error> {
+        Ok(self.observation_counts(campaign_id).await?.1)
+    }
+
+    /// As [`training_data`](Self::training_data), each row with the candidate's entity (the
+    /// oracle's identity of the object; `None` when no label named one), read in one
+    /// statement so the two stay parallel.
+    pub async fn labelled_data(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<(String, f64, Option<String>)>, Error> {
+        Ok(on_backend!(self, LABELLED_DATA, |pool, q| {
+            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        }))
     }
 
     /// The campaign's labelled candidates: canonical value text and mean reward over its
@@ -418,6 +458,7 @@ impl Store {
             error: if status == "failed" { error } else { None },
             status,
             trained_on_labels: newest.as_ref().map_or(0, |c| c.trained_on_labels),
+            trained_on_observations: newest.as_ref().map_or(0, |c| c.trained_on_observations),
             steps: newest.as_ref().map_or(0, |c| c.steps),
             loss: newest.as_ref().and_then(|c| c.loss),
             // The quality of the newest checkpoint's proxy is its run's.
@@ -432,8 +473,8 @@ impl Store {
         })
     }
 
-    /// Campaigns that are not `failed` and have successful observations that their newest
-    /// checkpoint was not trained on.
+    /// Campaigns that are not `failed` and have observations (failed ones included) that
+    /// their newest checkpoint was not trained on.
     pub async fn campaigns_to_train(&self) -> Result<Vec<i64>, Error> {
         let rows: Vec<(i64,)> = on_backend!(self, TO_TRAIN, |pool, q| {
             sqlx::query_as(q).fetch_all(pool).await?
@@ -498,7 +539,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records the start of a run under `lease` on `labels` successful observations: closes
+    /// Records the start of a run under `lease` on `labels` successful observations out of
+    /// `observations` in all: closes
     /// runs a dead trainer left `running`, inserts the `running` row and marks the campaign
     /// `training`. Returns the run id, or `None` when the lease was lost meanwhile.
     #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id))]
@@ -506,6 +548,7 @@ impl Store {
         &self,
         lease: &Lease,
         labels: i64,
+        observations: i64,
         now_ms: i64,
     ) -> Result<Option<i64>, Error> {
         write_tx!(self, |tx, q| {
@@ -519,6 +562,7 @@ impl Store {
                 .bind(lease.token)
                 .bind(labels)
                 .bind(now_ms)
+                .bind(observations)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((run_id,)) = run else {
@@ -557,6 +601,7 @@ impl Store {
                 .bind(checkpoint.total_steps)
                 .bind(checkpoint.loss)
                 .bind(checkpoint.metrics)
+                .bind(checkpoint.trained_on_observations)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((version,)) = inserted else {
@@ -574,6 +619,7 @@ impl Store {
                 .bind(checkpoint.loss)
                 .bind(version)
                 .bind(checkpoint.metrics)
+                .bind(checkpoint.trained_on_observations)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -623,7 +669,8 @@ impl Store {
     }
 
     /// Stores a checkpoint made elsewhere (a pretrained or restored model) as the campaign's
-    /// newest version, outside any lease, and marks the model `ready`. The bytes are not
+    /// newest version, outside any lease, and marks the model `ready`; it counts as trained
+    /// on `trained_on_labels` observations, successful and in all. The bytes are not
     /// checked here: the trainer resumes from them, and a checkpoint that does not load for
     /// the campaign's space makes its next run fail.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]

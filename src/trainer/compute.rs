@@ -133,8 +133,8 @@ pub(crate) struct TrainJob {
     pub spec: CampaignSpec,
     /// Labelled candidates: canonical value text and mean raw score.
     pub data: Vec<(String, f64)>,
-    /// The oracle's identity (`entity`) of each of `data`, where its labels named one:
-    /// candidates that share an entity are replicates of one object.
+    /// Parallel to `data`: each candidate's entity, the oracle's identity of the object it
+    /// is (candidates sharing one are replicates); `None` when no label named one.
     pub entities: Vec<Option<String>>,
     /// Candidates whose every observation failed: canonical value text.
     pub failed: Vec<String>,

@@ -164,18 +164,19 @@ impl TrainerHandle {
     }
 
     /// Returns once the newest checkpoint of `campaign_id` was trained on at least
-    /// `labels_needed` successful observations, or `Error::Unavailable` after `timeout`.
+    /// `observations_needed` observations, failed ones included (every accepted label
+    /// schedules training), or `Error::Unavailable` after `timeout`.
     /// Answers `Unavailable` at once, with the reason, when the campaign's training failed
     /// and no new run of it is scheduled here. Wakes when this process finishes a run, and
     /// polls the database every 100 ms, since another process may be the trainer.
-    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id, labels_needed = labels_needed))]
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id, observations_needed = observations_needed))]
     pub async fn wait_for_model(
         &self,
         campaign_id: i64,
-        labels_needed: i64,
+        observations_needed: i64,
         timeout: Duration,
     ) -> Result<(), Error> {
-        if labels_needed <= 0 {
+        if observations_needed <= 0 {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -196,8 +197,8 @@ impl TrainerHandle {
                 .store
                 .newest_checkpoint(campaign_id)
                 .await?
-                .map_or(0, |c| c.trained_on_labels);
-            if trained >= labels_needed {
+                .map_or(0, |c| c.trained_on_observations);
+            if trained >= observations_needed {
                 return Ok(());
             }
             if status == "failed" && !lock(&self.inner.shared.schedule).is_active(campaign_id) {
@@ -209,7 +210,7 @@ impl TrainerHandle {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Err(Error::Unavailable(format!(
-                    "the model of campaign {campaign_id} is trained on {trained} of {labels_needed} labels after waiting {:.1} s",
+                    "the model of campaign {campaign_id} is trained on {trained} of {observations_needed} observations after waiting {:.1} s",
                     timeout.as_secs_f64()
                 )));
             }

@@ -254,19 +254,24 @@ async fn under_lease(
     let store = &context.store;
     // Counted before the data is read: the data holds at least these observations, so the
     // checkpoint never claims labels it did not see (one more run fixes an undercount).
-    let labels = store.successful_label_count(campaign.id).await?;
+    // Failed observations count: they are information (the feasibility the model learns),
+    // and a campaign whose whole batch failed must not repeat the same failures untrained.
+    let (labels, observations) = store.observation_counts(campaign.id).await?;
     let newest = store.newest_checkpoint(campaign.id).await?;
-    if labels == 0
+    if observations == 0
         || newest
             .as_ref()
-            .is_some_and(|c| c.trained_on_labels >= labels)
+            .is_some_and(|c| c.trained_on_observations >= observations)
     {
         return Ok(Outcome::UpToDate);
     }
     if context.shared.stopping.load(Ordering::Relaxed) {
         return Ok(Outcome::Cancelled("the trainer is shutting down".into()));
     }
-    let Some(run_id) = store.begin_training_run(lease, labels, now_ms()).await? else {
+    let Some(run_id) = store
+        .begin_training_run(lease, labels, observations, now_ms())
+        .await?
+    else {
         return Ok(Outcome::Cancelled(
             "the lease was lost before the run began".into(),
         ));
@@ -274,7 +279,11 @@ async fn under_lease(
     tracing::Span::current().record("run_id", run_id);
     let resume = newest.as_ref().map(|c| c.version);
     let result = compute_under_lease(context, campaign, lease, cancel, resume).await;
-    match record(context, lease, run_id, labels, result).await {
+    let counts = Counts {
+        labels,
+        observations,
+    };
+    match record(context, lease, run_id, counts, result).await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Recorded as a failure if the database lets us (the next run closes it
@@ -291,13 +300,22 @@ async fn under_lease(
     }
 }
 
+/// What a run was counted to train on, read before its data.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    /// Successful observations.
+    labels: i64,
+    /// All observations, failed ones included.
+    observations: i64,
+}
+
 /// Writes what the computation produced: the checkpoint (fenced by the lease), or the
 /// failure or cancellation.
 async fn record(
     context: &RunContext,
     lease: &Lease,
     run_id: i64,
-    labels: i64,
+    counts: Counts,
     result: Result<(TrainOutput, bool), RunError>,
 ) -> Result<Outcome, Error> {
     let store = &context.store;
@@ -307,7 +325,8 @@ async fn record(
             let metrics = output.metrics.to_string();
             let checkpoint = NewCheckpoint {
                 weights: &output.checkpoint,
-                trained_on_labels: labels,
+                trained_on_labels: counts.labels,
+                trained_on_observations: counts.observations,
                 total_steps: i64::try_from(output.total_steps).unwrap_or(i64::MAX),
                 run_steps: i64::try_from(output.steps).unwrap_or(i64::MAX),
                 loss: Some(output.loss),
@@ -375,7 +394,13 @@ async fn compute_under_lease(
     resume: Option<i64>,
 ) -> Result<(TrainOutput, bool), RunError> {
     let store = &context.store;
-    let data = store.training_data(campaign.id).await?;
+    let labelled = store.labelled_data(campaign.id).await?;
+    let mut data = Vec::with_capacity(labelled.len());
+    let mut entities = Vec::with_capacity(labelled.len());
+    for (value, reward, entity) in labelled {
+        data.push((value, reward));
+        entities.push(entity);
+    }
     let failed = store.failed_values(campaign.id).await?;
     let resume = match resume {
         Some(version) => {
@@ -394,13 +419,19 @@ async fn compute_under_lease(
         campaign_id: campaign.id,
         spec: campaign.spec.clone(),
         data,
-        entities: Vec::new(),
+        entities,
         failed,
         resume,
         run_number,
         cancel: cancel.clone(),
         step_counter: context.metrics.training_steps(),
     };
+    tracing::debug!(
+        labelled = job.data.len(),
+        with_entity = job.entities.iter().flatten().count(),
+        failed = job.failed.len(),
+        "training data read"
+    );
     if context.shared.stopping.load(Ordering::Relaxed) {
         return Err(RunError::Job(JobError::Cancelled));
     }

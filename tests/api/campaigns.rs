@@ -108,3 +108,182 @@ async fn unknown_campaign_is_404(backend: Backend) {
     }
 }
 on_both_backends!(unknown_campaign_is_404, unknown_campaign_is_404);
+
+/// A campaign over short DNA sequences with tiny trainings (labels wake the trainer).
+fn sequence_campaign(maximize: bool) -> serde_json::Value {
+    json!({"name": "objects", "space": {"type": "sequence", "alphabet": ["A", "C", "G", "T"],
+           "min_length": 2, "max_length": 4}, "reward": {"maximize": maximize},
+           "model": {"hidden": 8}, "training": {"steps": 5, "batch_size": 4}})
+}
+
+/// Seven observations of six candidates and four objects with an entity or none:
+/// m1 = {AC: 1, 2; CA: 3}, m2 = {GG: 5}, TT: 2.5 (no entity), m3 = {TTT: failed},
+/// AAA: failed (no entity).
+async fn post_object_labels(app: &TestApp, id: i64) {
+    let label = |value: &str, reward: Option<f64>, entity: Option<&str>| match reward {
+        Some(r) => json!({"campaign_id": id, "value": value, "reward": r, "entity": entity}),
+        None => json!({"campaign_id": id, "value": value, "failed": true, "entity": entity}),
+    };
+    let body = json!({"labels": [
+        label("AC", Some(1.0), Some("m1")),
+        label("CA", Some(3.0), Some("m1")),
+        label("AC", Some(2.0), None),
+        label("GG", Some(5.0), Some("m2")),
+        label("TT", Some(2.5), None),
+        label("TTT", None, Some("m3")),
+        label("AAA", None, None),
+    ]});
+    let (status, outcome) = app.post_json("/labels", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 7);
+}
+
+/// `(value, entity, mean_reward, observations, replicates)` of each row of a page.
+async fn object_page(app: &TestApp, id: i64, query: &str) -> Vec<serde_json::Value> {
+    let (status, page) = app
+        .get(&format!(
+            "/campaigns/{id}/candidates?distinct=entity&{query}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| {
+            json!([
+                c["value"],
+                c["entity"],
+                c["mean_reward"],
+                c["observations"],
+                c["replicates"]
+            ])
+        })
+        .collect()
+}
+
+async fn replicates_sharing_an_entity_are_one_object(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign(true)).await;
+    post_object_labels(&app, id).await;
+
+    let (status, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(status, 200, "{campaign}");
+    let stats = &campaign["stats"];
+    assert_eq!(
+        (&stats["candidates"], &stats["labelled"], &stats["failed"]),
+        (&json!(6), &json!(4), &json!(2)),
+        "{stats}"
+    );
+    assert_eq!(stats["objects"], 3, "m1, m2 and TT are labelled: {stats}");
+    assert_eq!(stats["best"]["value"], "GG");
+    assert_eq!(stats["best"]["reward"], 5.0);
+    assert_eq!(stats["best"]["entity"], "m2");
+
+    // One row per object, ordered by the object's mean: m1's mean is (1 + 2 + 3) / 3 = 2,
+    // below TT's 2.5 though its best candidate (CA, 3) is above.
+    let labelled = object_page(&app, id, "status=labelled&order=reward").await;
+    assert_eq!(
+        labelled,
+        vec![
+            json!(["GG", "m2", 5.0, 1, 1]),
+            json!(["TT", null, 2.5, 1, 1]),
+            json!(["CA", "m1", 2.0, 3, 2]),
+        ]
+    );
+    let paged = object_page(&app, id, "status=labelled&order=reward&limit=1&offset=2").await;
+    assert_eq!(paged, vec![json!(["CA", "m1", 2.0, 3, 2])]);
+    let all = object_page(&app, id, "order=reward").await;
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(&all[..3], &labelled[..], "failed objects come last");
+    let mut failed = all[3..].to_vec();
+    failed.sort_by_key(|row| row[0].to_string());
+    assert_eq!(
+        &failed[..],
+        &[
+            json!(["AAA", null, null, 1, 1]),
+            json!(["TTT", "m3", null, 1, 1])
+        ]
+    );
+
+    // Without `distinct`, every candidate with its own entity and figures.
+    let (_, page) = app
+        .get(&format!("/campaigns/{id}/candidates?order=reward&limit=2"))
+        .await;
+    let rows: Vec<serde_json::Value> = page["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| json!([c["value"], c["entity"], c["mean_reward"], c["observations"]]))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![json!(["GG", "m2", 5.0, 1]), json!(["CA", "m1", 3.0, 1])]
+    );
+    assert!(page["candidates"][0].get("replicates").is_none(), "{page}");
+
+    let (status, err) = app
+        .get(&format!("/campaigns/{id}/candidates?distinct=value"))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_error(&err, "invalid_value");
+}
+on_both_backends!(
+    replicates_sharing_an_entity_are_one_object,
+    replicates_sharing_an_entity_are_one_object
+);
+
+async fn objects_follow_minimize(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign(false)).await;
+    post_object_labels(&app, id).await;
+    // Lower is better: m1's best candidate is AC (mean 1.5), and m1 (mean 2) comes first.
+    let labelled = object_page(&app, id, "status=labelled&order=reward").await;
+    assert_eq!(
+        labelled,
+        vec![
+            json!(["AC", "m1", 2.0, 3, 2]),
+            json!(["TT", null, 2.5, 1, 1]),
+            json!(["GG", "m2", 5.0, 1, 1]),
+        ]
+    );
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(campaign["stats"]["best"]["value"], "AC", "{campaign}");
+    assert_eq!(campaign["stats"]["best"]["entity"], "m1");
+}
+on_both_backends!(objects_follow_minimize, objects_follow_minimize);
+
+async fn without_entities_every_labelled_candidate_is_an_object(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign(true)).await;
+    let (_, fresh) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(fresh["stats"]["objects"], 0, "{fresh}");
+    let body = json!({"labels": [
+        {"campaign_id": id, "value": "AC", "reward": 1.0},
+        {"campaign_id": id, "value": "AC", "reward": 2.0},
+        {"campaign_id": id, "value": "CA", "reward": 0.5},
+        {"campaign_id": id, "value": "GG", "failed": true},
+    ]});
+    let (status, outcome) = app.post_json("/labels", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    let stats = &campaign["stats"];
+    assert_eq!(
+        (&stats["labelled"], &stats["objects"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(stats["best"]["entity"], serde_json::Value::Null, "{stats}");
+    let objects = object_page(&app, id, "order=reward").await;
+    assert_eq!(
+        objects,
+        vec![
+            json!(["AC", null, 1.5, 2, 1]),
+            json!(["CA", null, 0.5, 1, 1]),
+            json!(["GG", null, null, 1, 1]),
+        ]
+    );
+}
+on_both_backends!(
+    without_entities_every_labelled_candidate_is_an_object,
+    without_entities_every_labelled_candidate_is_an_object
+);

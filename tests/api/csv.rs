@@ -57,7 +57,8 @@ async fn csv_labels_round_trip_through_the_export(backend: Backend) {
             "round",
             "status",
             "mean_reward",
-            "observations"
+            "observations",
+            "entity"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();

@@ -252,3 +252,148 @@ on_both_backends!(
     concurrent_retries_store_each_label_once,
     concurrent_retries_store_each_label_once
 );
+
+/// `(value, entity)` of every candidate, by value.
+async fn entities(app: &TestApp, id: i64) -> Vec<(Value, Value)> {
+    let mut pairs: Vec<(Value, Value)> = candidates(app, id)
+        .await
+        .iter()
+        .map(|c| (c["value"].clone(), c["entity"].clone()))
+        .collect();
+    pairs.sort_by_key(|(v, _)| v.to_string());
+    pairs
+}
+
+async fn bad_entities_are_400_with_field_and_index(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign()).await;
+    let good = json!({"campaign_id": id, "value": "ACGT", "reward": 1.0, "entity": "m1"});
+    let too_long = "x".repeat(257);
+    for entity in [json!(""), json!("   "), json!(too_long)] {
+        let bad = json!({"campaign_id": id, "value": "GG", "reward": 1.0, "entity": entity});
+        let body = json!({"labels": [good.clone(), bad]});
+        let (status, err) = app.post_json("/labels", &body).await;
+        assert_eq!(status, 400, "{entity} -> {err}");
+        assert_error(&err, "invalid_item");
+        assert_eq!(err["error"]["details"]["index"], 1, "{err}");
+        assert_eq!(
+            err["error"]["details"]["field"], "labels[1].entity",
+            "{err}"
+        );
+    }
+    let bad = json!({"campaign_id": id, "value": "GG", "reward": 1.0, "entity": 7});
+    let (status, err) = app
+        .post_json("/labels", &json!({"labels": [good.clone(), bad]}))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_error(&err, "invalid_body");
+    assert!(candidates(&app, id).await.is_empty(), "nothing stored");
+
+    // The limit is in characters, not bytes (256 two-byte characters), and the stored
+    // entity is trimmed.
+    let wide = "é".repeat(256);
+    let body = json!({"labels": [
+        {"campaign_id": id, "value": "GG", "reward": 1.0, "entity": format!("  {wide}\t")},
+        {"campaign_id": id, "value": "ACGT", "reward": 2.0, "entity": " m1 "},
+    ]});
+    let (status, outcome) = app.post_json("/labels", &body).await;
+    assert_eq!(status, 200, "{outcome}");
+    let stored = entities(&app, id).await;
+    assert_eq!(
+        stored,
+        vec![(json!("ACGT"), json!("m1")), (json!("GG"), json!(wide))]
+    );
+}
+on_both_backends!(
+    bad_entities_are_400_with_field_and_index,
+    bad_entities_are_400_with_field_and_index
+);
+
+async fn a_candidate_has_at_most_one_entity(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign()).await;
+    let label = |value: &str, reward: f64, entity: Option<&str>| json!({"campaign_id": id, "value": value, "reward": reward, "entity": entity});
+    let (status, body) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [label("ACGT", 1.0, Some("m1"))]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The same entity again, or none at all: more observations of the same object.
+    let (status, body) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [label("ACGT", 2.0, Some("m1")), label("ACGT", 3.0, None)]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (200, json!(2)),
+        "{body}"
+    );
+    // Another entity for that candidate, in a batch with a good label: 409, nothing stored.
+    let (status, err) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [label("GG", 1.0, Some("m2")), label("ACGT", 4.0, Some("m2"))]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_error(&err, "conflict");
+    // Two entities for one new candidate within one batch: 409 as well.
+    let (status, err) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [label("TT", 1.0, Some("a")), label("TT", 2.0, Some("b"))]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_error(&err, "conflict");
+    let stored = candidates(&app, id).await;
+    assert_eq!(stored.len(), 1, "only ACGT was ever stored: {stored:?}");
+    assert_eq!(stored[0]["entity"], "m1");
+    assert_eq!(stored[0]["observations"], 3);
+}
+on_both_backends!(
+    a_candidate_has_at_most_one_entity,
+    a_candidate_has_at_most_one_entity
+);
+
+async fn the_csv_upload_takes_an_entity_column(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign()).await;
+    let upload = "value,reward,entity\nAC,1,m1\nCA,2, m1 \nGG,3,\n";
+    let (status, outcome) = app
+        .post_raw(&format!("/labels?campaign_id={id}"), "text/csv", upload)
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 3);
+    assert_eq!(
+        entities(&app, id).await,
+        vec![
+            (json!("AC"), json!("m1")),
+            (json!("CA"), json!("m1")),
+            (json!("GG"), Value::Null),
+        ],
+        "an empty cell names no entity"
+    );
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(campaign["stats"]["objects"], 2, "{campaign}");
+
+    let too_long = format!("value,reward,entity\nTT,1,ok\nTA,1,{}\n", "x".repeat(257));
+    let (status, err) = app
+        .post_raw(&format!("/labels?campaign_id={id}"), "text/csv", too_long)
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_error(&err, "invalid_item");
+    assert_eq!(
+        err["error"]["details"]["field"], "row 3, column entity",
+        "{err}"
+    );
+    assert_eq!(candidates(&app, id).await.len(), 3, "nothing stored");
+}
+on_both_backends!(
+    the_csv_upload_takes_an_entity_column,
+    the_csv_upload_takes_an_entity_column
+);

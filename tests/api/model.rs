@@ -89,7 +89,7 @@ async fn model_before_any_label_is_untrained(backend: Backend) {
     assert_eq!(
         m,
         json!({"version": 0, "status": "untrained", "error": null, "trained_on_labels": 0,
-               "steps": 0, "loss": null, "proxy": null, "updated_at": null, "history": []})
+               "trained_on_observations": 0, "steps": 0, "loss": null, "proxy": null, "updated_at": null, "history": []})
     );
 }
 on_both_backends!(
@@ -101,7 +101,7 @@ async fn labels_trigger_training_and_the_model_becomes_ready(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.create_campaign(grid_campaign("train", 50)).await;
     post_labels(&app, id, &[[0, 0], [1, 2], [3, 3], [2, 1], [0, 3]]).await;
-    // A failed observation is stored but never trained on.
+    // A failed observation is stored and trained on, but never counted as a label.
     let failed =
         json!({"labels": [{"campaign_id": id, "value": [3, 0], "failed": true, "error": "x"}]});
     let (status, body) = app.post_json("/labels", &failed).await;
@@ -134,12 +134,16 @@ async fn labels_trigger_training_and_the_model_becomes_ready(backend: Backend) {
         "no run failed or was cancelled: {m}"
     );
 
-    // A round that waits for the model uses the newest checkpoint.
+    // A round that waits for the model uses the newest checkpoint, which has seen every
+    // observation, the failed one included.
     let (status, round) = app
         .round(json!({"campaign_id": id, "batch_size": 2, "wait_for_model": true}))
         .await;
     assert_eq!(status, 201, "{round}");
-    assert_eq!(round["model_version"], m["version"]);
+    let after = model(&app, id).await;
+    assert_eq!(round["model_version"], after["version"]);
+    assert_eq!(after["trained_on_observations"], 6, "{after}");
+    assert_eq!(after["trained_on_labels"], 5, "{after}");
 }
 on_both_backends!(
     labels_trigger_training_and_the_model_becomes_ready,
@@ -346,7 +350,7 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
         .expect("ours");
     assert!(again.token > a.token, "every acquisition bumps the token");
     let run_a = store
-        .begin_training_run(&again, 0, now_ms())
+        .begin_training_run(&again, 0, 0, now_ms())
         .await
         .expect("begin")
         .expect("held");
@@ -368,6 +372,7 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
     let checkpoint = NewCheckpoint {
         weights,
         trained_on_labels: 0,
+        trained_on_observations: 0,
         total_steps: 1,
         run_steps: 1,
         loss: Some(0.5),
@@ -381,7 +386,7 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
     assert_eq!(store.newest_checkpoint(id).await.expect("read"), None);
 
     let run_b = store
-        .begin_training_run(&b, 0, later)
+        .begin_training_run(&b, 0, 0, later)
         .await
         .expect("begin")
         .expect("held");
@@ -472,4 +477,86 @@ async fn shutdown_cancels_the_run_and_releases_its_lease(backend: Backend) {
 on_both_backends!(
     shutdown_cancels_the_run_and_releases_its_lease,
     shutdown_cancels_the_run_and_releases_its_lease
+);
+
+/// Labels `values` of the campaign as failed assays, in one request.
+async fn post_failures(app: &TestApp, id: i64, values: &[[u32; 2]]) {
+    let labels: Vec<Value> = values
+        .iter()
+        .map(|v| json!({"campaign_id": id, "value": v, "failed": true, "error": "no yield"}))
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({ "labels": labels })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], values.len(), "{body}");
+}
+
+async fn a_batch_that_fails_entirely_schedules_training(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("all failed", 20)).await;
+    post_failures(&app, id, &[[0, 0], [1, 2], [3, 1]]).await;
+    let m = wait_model(&app, id, LONG, "a finished run on the failures", |m| {
+        history(m).iter().any(|r| !r["finished_at"].is_null())
+    })
+    .await;
+    let run = &history(&m)[0];
+    assert_eq!(run["observations"], 3, "every failure counts: {m}");
+    assert_eq!(run["labels"], 0, "labels count successes only: {m}");
+}
+on_both_backends!(
+    a_batch_that_fails_entirely_schedules_training,
+    a_batch_that_fails_entirely_schedules_training
+);
+
+async fn failures_after_a_model_retrain_it_and_wait_for_model_waits_for_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("then failed", 20)).await;
+    post_labels(&app, id, &[[0, 0], [3, 3]]).await;
+    let (status, first) = app
+        .round(json!({"campaign_id": id, "batch_size": 1, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let before = first["model_version"].as_i64().expect("version");
+    assert!(before >= 1, "{first}");
+
+    post_failures(&app, id, &[[1, 0], [2, 2], [0, 3]]).await;
+    let (status, second) = app
+        .round(json!({"campaign_id": id, "batch_size": 1, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert!(
+        second["model_version"].as_i64().expect("version") > before,
+        "the round waited for a model trained on the failures: {second}"
+    );
+    let m = model(&app, id).await;
+    assert_eq!(m["trained_on_observations"], 5, "{m}");
+    assert_eq!(m["trained_on_labels"], 2, "{m}");
+    assert_eq!(m["history"][0]["observations"], 5, "{m}");
+    assert_eq!(m["history"][0]["labels"], 2, "{m}");
+}
+on_both_backends!(
+    failures_after_a_model_retrain_it_and_wait_for_model_waits_for_them,
+    failures_after_a_model_retrain_it_and_wait_for_model_waits_for_them
+);
+
+async fn a_first_batch_that_fails_entirely_gives_model_version_1(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("first failed", 20)).await;
+    assert_eq!(model(&app, id).await["version"], 0);
+    post_failures(&app, id, &[[0, 0], [1, 2], [3, 1]]).await;
+    // Before failures scheduled training, this round waited for nothing (no successful
+    // label) and was drawn from version 0, the same uniform policy that failed.
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": 2, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["model_version"], 1, "{round}");
+    let m = model(&app, id).await;
+    assert_eq!(m["version"], 1, "{m}");
+    assert_eq!(m["status"], "ready", "{m}");
+    assert_eq!(m["trained_on_observations"], 3, "{m}");
+    assert_eq!(m["trained_on_labels"], 0, "{m}");
+}
+on_both_backends!(
+    a_first_batch_that_fails_entirely_gives_model_version_1,
+    a_first_batch_that_fails_entirely_gives_model_version_1
 );
