@@ -1043,6 +1043,7 @@ fn write_plots(args: &LoopBenchArgs, runs: &[RunOutcome]) -> anyhow::Result<()> 
                     .collect();
                 plots::Curve {
                     method: method.as_str(),
+                    colour: method.index() as usize,
                     points,
                 }
             })

@@ -11,10 +11,13 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct Curve {
     pub method: &'static str,
+    /// Index of the line's colour, fixed per method so that a method looks the same in
+    /// every plot whatever else ran.
+    pub colour: usize,
     pub points: Vec<Option<MeanCi>>,
 }
 
-/// Line colours, one per method in the order the bench lists them.
+/// Line colours, indexed by [`Curve::colour`].
 const COLOURS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
@@ -64,12 +67,14 @@ pub fn best_so_far(path: &Path, title: &str, curves: &[Curve]) -> anyhow::Result
         .map_err(|e| plot_error(&e))?;
     chart
         .configure_mesh()
+        .x_labels(rounds.clamp(2, 21))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("round (0 = common initial batch)")
         .y_desc("best score so far (mean ± 95% CI over seeds)")
         .draw()
         .map_err(|e| plot_error(&e))?;
-    for (i, curve) in curves.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+    for curve in curves {
+        let colour = COLOURS[curve.colour % COLOURS.len()];
         let defined: Vec<(f64, MeanCi)> = curve
             .points
             .iter()
@@ -133,10 +138,12 @@ mod tests {
         let curves = vec![
             Curve {
                 method: "flowlab",
+                colour: 0,
                 points: vec![point(1.0, 0.2), point(2.0, 0.3), point(3.0, 0.1)],
             },
             Curve {
                 method: "genetic",
+                colour: 4,
                 points: vec![None, point(1.5, f64::NAN), point(2.5, f64::NAN)],
             },
         ];
@@ -156,6 +163,7 @@ mod tests {
         let path = dir.path().join("none.svg");
         let curves = vec![Curve {
             method: "random",
+            colour: 3,
             points: vec![None, None],
         }];
         best_so_far(&path, "t", &curves).unwrap();
