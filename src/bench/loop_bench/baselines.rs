@@ -23,6 +23,10 @@
 //! (population 15, tournament 10, crossover 0.8, 1 mutation) at 5.80 / 5.55 and 6.46 /
 //! 6.07, with a less diverse top 10 (0.11 against 0.40 on `motif`). Populations of 10 to 30
 //! and tournaments of 5 to 10 are all within 0.2 of it.
+//!
+//! That tuning predates the common initial batch and the `adjacent` and `fragments` tasks;
+//! it was done on seeds outside the reported ones. Any re-tuning uses seeds from
+//! [`TUNING_SEEDS_FROM`](super::TUNING_SEEDS_FROM) up, never the reported seeds.
 
 use super::metrics::Evaluation;
 use crate::bench::oracles::Shape;
@@ -275,7 +279,7 @@ fn poisson(mean: f64, rng: &mut StdRng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::loop_bench::metrics::metrics;
+    use crate::bench::loop_bench::metrics::{metrics, Judge};
     use crate::bench::oracles::{Task, TaskName};
     use rand::SeedableRng;
 
@@ -399,7 +403,14 @@ mod tests {
                 archive.push(Evaluation { candidate, outcome });
             }
         }
-        metrics(&archive, |a, b| task.distance(a, b))
+        let object = |x: &State| task.object(x);
+        let distance = |a: &State, b: &State| task.distance(a, b);
+        let judge = Judge {
+            object: &object,
+            distance: &distance,
+            rule: task.mode_rule(),
+        };
+        metrics(&archive, &judge)
             .top10_mean
             .unwrap_or(f64::NEG_INFINITY)
     }

@@ -39,6 +39,32 @@ pub struct CampaignArgs {
 impl CampaignArgs {
     /// The `POST /campaigns` body for `task`, seeded with `seed`.
     pub fn campaign_body(&self, task: &Task, name: &str, seed: u64) -> anyhow::Result<Value> {
+        self.campaign_body_with(task, name, seed, None)
+    }
+
+    /// [`campaign_body`](Self::campaign_body) with `patch` (a JSON object, e.g. a bench
+    /// method's settings) merged over everything else, `--campaign-json` included, so that
+    /// a method stays what its name says.
+    pub fn campaign_body_with(
+        &self,
+        task: &Task,
+        name: &str,
+        seed: u64,
+        patch: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut body = self.base_body(task, name, seed)?;
+        if let Some(patch) = patch {
+            let patch: Value =
+                serde_json::from_str(patch).context("a method's campaign patch is not JSON")?;
+            if !patch.is_object() {
+                bail!("a method's campaign patch must be a JSON object");
+            }
+            merge(&mut body, patch);
+        }
+        Ok(body)
+    }
+
+    fn base_body(&self, task: &Task, name: &str, seed: u64) -> anyhow::Result<Value> {
         let mut body = json!({
             "name": name,
             "space": task.space_spec(),
@@ -158,17 +184,75 @@ pub async fn post_labels(
         .candidates
         .iter()
         .zip(evaluations)
-        .map(|((id, _), e)| match &e.outcome {
-            Ok(score) => json!({"candidate_id": id, "reward": score}),
-            Err(reason) => json!({"candidate_id": id, "failed": true, "error": reason}),
+        .map(|((id, _), e)| outcome_label(json!({"candidate_id": id}), e, None))
+        .collect();
+    send_labels(client, labels).await
+}
+
+/// [`post_labels`] for the bench: with `send_entity`, each label also carries the entity the
+/// oracle reported for its candidate (tasks with a many-to-one encoding only).
+pub async fn post_labels_with_entities(
+    client: &ApiClient,
+    task: &Task,
+    proposal: &Proposal,
+    evaluations: &[Evaluation],
+    send_entity: bool,
+) -> anyhow::Result<()> {
+    let labels: Vec<Value> = proposal
+        .candidates
+        .iter()
+        .zip(evaluations)
+        .map(|((id, _), e)| {
+            let entity = send_entity.then(|| task.entity(&e.candidate)).flatten();
+            outcome_label(json!({"candidate_id": id}), e, entity)
         })
         .collect();
-    if labels.is_empty() {
-        return Ok(());
+    send_labels(client, labels).await
+}
+
+/// Imports measurements of values the server never proposed (`POST /labels` with
+/// `campaign_id` and `value`): the bench's common initial batch.
+pub async fn import_labels(
+    client: &ApiClient,
+    campaign_id: i64,
+    task: &Task,
+    evaluations: &[Evaluation],
+    send_entity: bool,
+) -> anyhow::Result<()> {
+    let labels: Vec<Value> = evaluations
+        .iter()
+        .map(|e| {
+            let entity = send_entity.then(|| task.entity(&e.candidate)).flatten();
+            let target = json!({"campaign_id": campaign_id, "value": task.to_value(&e.candidate)});
+            outcome_label(target, e, entity)
+        })
+        .collect();
+    send_labels(client, labels).await
+}
+
+/// `target` (the candidate's id, or campaign and value) completed with the score as reward,
+/// or `failed` with the oracle's reason, and the entity when there is one.
+fn outcome_label(mut target: Value, e: &Evaluation, entity: Option<String>) -> Value {
+    match &e.outcome {
+        Ok(score) => target["reward"] = json!(score),
+        Err(reason) => {
+            target["failed"] = json!(true);
+            target["error"] = json!(reason);
+        }
     }
-    let (status, answer) = client.post("/labels", &json!({ "labels": labels })).await?;
-    if status != 200 {
-        bail!("POST /labels answered {status}: {answer}");
+    if let Some(entity) = entity {
+        target["entity"] = json!(entity);
+    }
+    target
+}
+
+/// `POST /labels` in requests of at most the server's limit each.
+async fn send_labels(client: &ApiClient, labels: Vec<Value>) -> anyhow::Result<()> {
+    for chunk in labels.chunks(crate::domain::label::MAX_LABELS) {
+        let (status, answer) = client.post("/labels", &json!({ "labels": chunk })).await?;
+        if status != 200 {
+            bail!("POST /labels answered {status}: {answer}");
+        }
     }
     Ok(())
 }
@@ -208,8 +292,41 @@ mod tests {
     }
 
     #[test]
+    fn a_method_patch_wins_over_campaign_json() {
+        let task = Task::new(TaskName::Motif).expect("task");
+        let body = args(Some(r#"{"training": {"pool": 4, "steps": 7}}"#))
+            .campaign_body_with(&task, "c", 0, Some(r#"{"training": {"pool": 1}}"#))
+            .expect("body");
+        assert_eq!(body["training"]["pool"], 1);
+        assert_eq!(body["training"]["steps"], 7);
+        assert!(args(None)
+            .campaign_body_with(&task, "c", 0, Some("[]"))
+            .is_err());
+    }
+
+    #[test]
+    fn labels_carry_the_outcome_and_the_entity() {
+        let ok = Evaluation {
+            candidate: crate::gfn::State(vec![0]),
+            outcome: Ok(1.5),
+        };
+        let failed = Evaluation {
+            candidate: crate::gfn::State(vec![1]),
+            outcome: Err("reactive".into()),
+        };
+        assert_eq!(
+            outcome_label(json!({"candidate_id": 3}), &ok, Some("Me".into())),
+            json!({"candidate_id": 3, "reward": 1.5, "entity": "Me"})
+        );
+        assert_eq!(
+            outcome_label(json!({"campaign_id": 1, "value": "x"}), &failed, None),
+            json!({"campaign_id": 1, "value": "x", "failed": true, "error": "reactive"})
+        );
+    }
+
+    #[test]
     fn the_campaign_body_is_a_valid_campaign() {
-        for name in [TaskName::Motif, TaskName::Cocktail] {
+        for name in TaskName::ALL {
             let task = Task::new(name).expect("task");
             let body = args(None).campaign_body(&task, "bench", 1).expect("body");
             let campaign: crate::domain::campaign::NewCampaign =
