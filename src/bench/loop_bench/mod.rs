@@ -60,14 +60,12 @@ const WAIT_FOR_MODEL_SECONDS: f64 = 3600.0;
 pub const NO_GFN_PATCH: &str = r#"{"training": {"pool_local_search": 1.0}}"#;
 
 /// `gfn-only`: the policy's samples as they come: one sample per proposed candidate, no
-/// local search, no spreading. (Add `"refine": 0` here once the server knows that
-/// setting; until then it rejects it as an unknown field.)
+/// refinement, no local search, no spreading.
 pub const GFN_ONLY_PATCH: &str =
-    r#"{"training": {"pool": 1, "pool_local_search": 0.0, "pool_spread": 0.0}}"#;
+    r#"{"training": {"pool": 1, "refine": 0, "pool_local_search": 0.0, "pool_spread": 0.0}}"#;
 
-/// Whether labels carry the oracle's `entity` unless `--send-entity` says otherwise. Off
-/// until the server accepts the field (it rejects unknown fields).
-pub const SEND_ENTITY_DEFAULT: bool = false;
+/// Whether labels carry the oracle's `entity` unless `--send-entity` says otherwise.
+pub const SEND_ENTITY_DEFAULT: bool = true;
 
 /// Seeds from this one up are for tuning (the baselines' settings and flowlab's defaults);
 /// the reported seeds stay below it, so nothing reported was tuned on.
