@@ -51,6 +51,9 @@ pub struct GfnBenchArgs {
     /// SubTB lambda.
     #[arg(long = "subtb-lambda", default_value_t = 0.9)]
     pub subtb_lambda: f64,
+    /// Largest global gradient norm; larger gradients are scaled down to it.
+    #[arg(long = "max-grad-norm", default_value_t = 10.0)]
+    pub max_grad_norm: f64,
     /// Uniform mixing weight of exploration.
     #[arg(long, default_value_t = 0.0)]
     pub epsilon: f32,
@@ -93,6 +96,8 @@ pub struct GfnBenchResult {
     pub modes_found: usize,
     pub modes_total: usize,
     pub peak_rss_bytes: u64,
+    /// Training steps dropped for a non-finite loss or gradient.
+    pub skipped_steps: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +133,7 @@ pub fn run(args: &GfnBenchArgs, out: &mut impl Write) -> Result<GfnBenchResult, 
         lr: args.lr,
         lr_log_z: args.lr_log_z,
         subtb_lambda: args.subtb_lambda,
+        max_grad_norm: args.max_grad_norm,
         ..GfnConfig::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
@@ -147,6 +153,7 @@ pub fn run(args: &GfnBenchArgs, out: &mut impl Write) -> Result<GfnBenchResult, 
     };
     let mut last_report = Instant::now();
     let mut loss = f32::NAN;
+    let mut skipped_steps = 0usize;
     for step in 0..steps {
         if args.lr_schedule == "cosine" {
             let progress = step as f64 / steps as f64;
@@ -157,7 +164,13 @@ pub fn run(args: &GfnBenchArgs, out: &mut impl Write) -> Result<GfnBenchResult, 
         for tr in &mut trajs {
             tr.log_reward = task.log_reward(tr.terminal());
         }
+        if step == 0 {
+            // A fresh network: log Z starts at its estimate from the first batch.
+            let log_rewards: Vec<f32> = trajs.iter().map(|t| t.log_reward).collect();
+            gfn.initialise_log_z(&log_rewards)?;
+        }
         let report = gfn.train_step(&trajs)?;
+        skipped_steps += usize::from(report.skipped);
         train_seconds += t0.elapsed().as_secs_f64();
         loss = report.loss;
         for tr in &trajs {
@@ -200,6 +213,7 @@ pub fn run(args: &GfnBenchArgs, out: &mut impl Write) -> Result<GfnBenchResult, 
         modes_found: modes_seen.len(),
         modes_total: target.modes_total(),
         peak_rss_bytes: super::peak_rss_bytes(),
+        skipped_steps,
     };
     writeln!(
         out,
