@@ -111,21 +111,34 @@ enum LogPb {
 }
 
 struct FlowMatching {
-    /// Flat indices into the masked edge-flow matrix of the edges entering each visited state.
-    in_edges: Tensor,
-    /// For each entering edge, the visited state it enters.
-    in_target: Tensor,
-    /// Row of each visited state.
+    /// `[n_visited, K + 1]` indices into the flat edge log-flows `[rows * A]` followed by
+    /// two constants, `ln eps` then [`MASKED`]: for each visited state, `ln eps` first, the
+    /// edges entering it, and [`MASKED`] as padding up to the most parents `K` in the batch.
+    in_index: Tensor,
+    /// Row of each visited state (every state of every trajectory but the initial one).
     visited_rows: Tensor,
-    n_visited: usize,
     /// Flat index of the stop edge of each trajectory's terminal.
     stop_edges: Tensor,
+    /// `ln(eps + R(x))` of each trajectory's terminal, computed in f64 from `ln R`.
+    log_reward_eps: Tensor,
+    /// `ln eps`, the offset every flow is compared with.
+    ln_eps: f32,
 }
 
 struct SubTb {
-    /// `[R, R]`, 1 where column is an earlier row of the same trajectory (prefix sums).
-    prefix: Tensor,
-    /// Pairs of nodes (i, j), i < j, into the node vector `[R + B]`.
+    /// Nodes per trajectory in the padded layout: the most states of any trajectory of the
+    /// batch, plus one for the reward node.
+    width: usize,
+    /// `[B * width]` indices into `cat(log F [R], log R [B], 0)`: the log-flow of each node
+    /// of each trajectory (the reward node reads `log R`), padding reads the 0.
+    node_flow: Tensor,
+    /// `[B * width]` indices into `cat(edge log-ratios [R], 0)`: edge `k` leaves node `k`,
+    /// padding reads the 0.
+    edge: Tensor,
+    /// `[width, width]`, 1 where the row is below the column: `E x upper` gives exclusive
+    /// prefix sums along each trajectory. Quadratic in one trajectory's length only.
+    upper: Tensor,
+    /// Pairs of nodes (i, j), i < j, as indices `b * width + k` into the padded nodes.
     first: Tensor,
     second: Tensor,
     /// lambda^(j-i), normalised within each trajectory and divided by the batch size.
@@ -142,7 +155,9 @@ pub struct Prepared {
     forward_mask: Tensor,
     pf_index: Tensor,
     log_pb: LogPb,
-    segment: Tensor,
+    /// `[R]`, the trajectory of each row: per-trajectory sums are scatter-adds, linear in
+    /// the batch (a dense `[B, R]` selector would grow with its square).
+    traj_of_row: Tensor,
     log_reward: Tensor,
     next_row: Tensor,
     is_last: Tensor,
@@ -171,6 +186,144 @@ fn additive_mask(space: &dyn Space, states: &[State], backward: bool) -> Vec<f32
         out.extend(mask.iter().map(|&ok| if ok || none { 0.0 } else { MASKED }));
     }
     out
+}
+
+impl SubTb {
+    fn new(
+        trajs: &[Trajectory],
+        starts: &[usize],
+        r: usize,
+        lambda: f64,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let n_traj = trajs.len();
+        let width = trajs.iter().map(|t| t.states.len()).max().unwrap_or(0) + 1;
+        let mut node_flow = Vec::with_capacity(n_traj * width);
+        let mut edge = Vec::with_capacity(n_traj * width);
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        let mut weight = Vec::new();
+        for (b, tr) in trajs.iter().enumerate() {
+            let base = starts[b];
+            let len = tr.states.len();
+            for k in 0..width {
+                node_flow.push(match k.cmp(&len) {
+                    std::cmp::Ordering::Less => (base + k) as u32,
+                    std::cmp::Ordering::Equal => (r + b) as u32,
+                    std::cmp::Ordering::Greater => (r + n_traj) as u32,
+                });
+                edge.push(if k < len { (base + k) as u32 } else { r as u32 });
+            }
+            // Nodes 0..len are the trajectory's states, node len its reward node.
+            let start = weight.len();
+            for i in 0..=len {
+                for j in i + 1..=len {
+                    first.push((b * width + i) as u32);
+                    second.push((b * width + j) as u32);
+                    weight.push(lambda.powi((j - i) as i32));
+                }
+            }
+            let total: f64 = weight[start..].iter().sum();
+            for w in &mut weight[start..] {
+                *w /= total * n_traj as f64;
+            }
+        }
+        let mut upper = vec![0f32; width * width];
+        for m in 0..width {
+            for k in m + 1..width {
+                upper[m * width + k] = 1.0;
+            }
+        }
+        let n_pairs = first.len();
+        Ok(Self {
+            width,
+            node_flow: Tensor::from_vec(node_flow, n_traj * width, device)?,
+            edge: Tensor::from_vec(edge, n_traj * width, device)?,
+            upper: Tensor::from_vec(upper, (width, width), device)?,
+            first: Tensor::from_vec(first, n_pairs, device)?,
+            second: Tensor::from_vec(second, n_pairs, device)?,
+            weight: Tensor::from_vec(
+                weight.iter().map(|w| *w as f32).collect::<Vec<_>>(),
+                n_pairs,
+                device,
+            )?,
+        })
+    }
+}
+
+/// `ln(exp(a) + exp(b))` in f64 without overflow.
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if hi == f64::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
+}
+
+impl FlowMatching {
+    /// Lays out the flow-matching terms; parents of visited states that are not rows yet
+    /// are appended to `rows`.
+    fn new(
+        space: &dyn Space,
+        trajs: &[Trajectory],
+        starts: &[usize],
+        rows: &mut Vec<State>,
+        eps: f64,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let n_actions = space.n_actions();
+        let mut index: HashMap<State, usize> = HashMap::new();
+        for (i, s) in rows.iter().enumerate() {
+            index.entry(s.clone()).or_insert(i);
+        }
+        let mut in_edges: Vec<Vec<u32>> = Vec::new();
+        let mut visited_rows = Vec::new();
+        let mut stop_edges = Vec::new();
+        for (b, tr) in trajs.iter().enumerate() {
+            for t in 1..tr.states.len() {
+                visited_rows.push((starts[b] + t) as u32);
+                let mut edges = Vec::new();
+                for (p, a) in space.parents(&tr.states[t]) {
+                    let row = match index.get(&p) {
+                        Some(&row) => row,
+                        None => {
+                            rows.push(p.clone());
+                            index.insert(p, rows.len() - 1);
+                            rows.len() - 1
+                        }
+                    };
+                    edges.push((row * n_actions + a) as u32);
+                }
+                in_edges.push(edges);
+            }
+            let last = starts[b] + tr.states.len() - 1;
+            stop_edges.push((last * n_actions + space.stop_action()) as u32);
+        }
+        // The two constants sit right after the flat edge log-flows of all rows.
+        let eps_at = (rows.len() * n_actions) as u32;
+        let pad_at = eps_at + 1;
+        let k = in_edges.iter().map(Vec::len).max().unwrap_or(0);
+        let n_visited = in_edges.len();
+        let mut in_index = Vec::with_capacity(n_visited * (k + 1));
+        for edges in &in_edges {
+            in_index.push(eps_at);
+            in_index.extend_from_slice(edges);
+            in_index.extend(std::iter::repeat_n(pad_at, k - edges.len()));
+        }
+        let ln_eps = eps.ln();
+        let log_reward_eps: Vec<f32> = trajs
+            .iter()
+            .map(|t| log_add_exp(f64::from(t.log_reward), ln_eps) as f32)
+            .collect();
+        let n_traj = trajs.len();
+        Ok(Self {
+            in_index: Tensor::from_vec(in_index, (n_visited, k + 1), device)?,
+            visited_rows: Tensor::from_vec(visited_rows, n_visited, device)?,
+            stop_edges: Tensor::from_vec(stop_edges, n_traj, device)?,
+            log_reward_eps: Tensor::from_vec(log_reward_eps, n_traj, device)?,
+            ln_eps: ln_eps as f32,
+        })
+    }
 }
 
 impl Prepared {
@@ -209,12 +362,11 @@ impl Prepared {
         let n_traj_rows = rows.len();
         let r = n_traj_rows;
 
-        let mut segment = vec![0f32; n_traj * r];
-        for (b, tr) in trajs.iter().enumerate() {
-            for t in 0..tr.states.len() {
-                segment[b * r + starts[b] + t] = 1.0;
-            }
-        }
+        let traj_of_row: Vec<u32> = trajs
+            .iter()
+            .enumerate()
+            .flat_map(|(b, tr)| std::iter::repeat_n(b as u32, tr.states.len()))
+            .collect();
 
         let log_pb = if space.is_tree() {
             LogPb::Fixed(Tensor::zeros(r, DType::F32, device)?)
@@ -246,93 +398,20 @@ impl Prepared {
         };
 
         let subtb = if settings.objective == Objective::Subtb {
-            let mut prefix = vec![0f32; r * r];
-            let mut first = Vec::new();
-            let mut second = Vec::new();
-            let mut weight = Vec::new();
-            for (b, tr) in trajs.iter().enumerate() {
-                let base = starts[b];
-                let len = tr.states.len();
-                for i in 0..len {
-                    for j in 0..i {
-                        prefix[(base + i) * r + base + j] = 1.0;
-                    }
-                }
-                // Nodes 0..len are the trajectory rows; node len is the terminal's reward
-                // node, stored after all rows at index r + b.
-                let node = |k: usize| {
-                    if k < len {
-                        (base + k) as u32
-                    } else {
-                        (r + b) as u32
-                    }
-                };
-                let start = weight.len();
-                for i in 0..=len {
-                    for j in i + 1..=len {
-                        first.push(node(i));
-                        second.push(node(j));
-                        weight.push(settings.lambda.powi((j - i) as i32));
-                    }
-                }
-                let total: f64 = weight[start..].iter().sum();
-                for w in &mut weight[start..] {
-                    *w /= total * n_traj as f64;
-                }
-            }
-            let n_pairs = first.len();
-            Some(SubTb {
-                prefix: Tensor::from_vec(prefix, (r, r), device)?,
-                first: Tensor::from_vec(first, n_pairs, device)?,
-                second: Tensor::from_vec(second, n_pairs, device)?,
-                weight: Tensor::from_vec(
-                    weight.iter().map(|w| *w as f32).collect::<Vec<_>>(),
-                    n_pairs,
-                    device,
-                )?,
-            })
+            Some(SubTb::new(trajs, &starts, r, settings.lambda, device)?)
         } else {
             None
         };
 
         let fm = if settings.objective == Objective::Fm {
-            let mut index: HashMap<State, usize> = HashMap::new();
-            for (i, s) in rows.iter().enumerate() {
-                index.entry(s.clone()).or_insert(i);
-            }
-            let mut in_edges = Vec::new();
-            let mut in_target = Vec::new();
-            let mut visited_rows = Vec::new();
-            let mut stop_edges = Vec::new();
-            for (b, tr) in trajs.iter().enumerate() {
-                for t in 1..tr.states.len() {
-                    let v = visited_rows.len() as u32;
-                    visited_rows.push((starts[b] + t) as u32);
-                    for (p, a) in space.parents(&tr.states[t]) {
-                        let row = match index.get(&p) {
-                            Some(&row) => row,
-                            None => {
-                                rows.push(p.clone());
-                                index.insert(p, rows.len() - 1);
-                                rows.len() - 1
-                            }
-                        };
-                        in_edges.push((row * n_actions + a) as u32);
-                        in_target.push(v);
-                    }
-                }
-                let last = starts[b] + tr.states.len() - 1;
-                stop_edges.push((last * n_actions + space.stop_action()) as u32);
-            }
-            let n_visited = visited_rows.len();
-            let n_edges = in_edges.len();
-            Some(FlowMatching {
-                in_edges: Tensor::from_vec(in_edges, n_edges, device)?,
-                in_target: Tensor::from_vec(in_target, n_edges, device)?,
-                visited_rows: Tensor::from_vec(visited_rows, n_visited, device)?,
-                n_visited,
-                stop_edges: Tensor::from_vec(stop_edges, n_traj, device)?,
-            })
+            Some(FlowMatching::new(
+                space,
+                trajs,
+                &starts,
+                &mut rows,
+                settings.fm_epsilon,
+                device,
+            )?)
         } else {
             None
         };
@@ -348,7 +427,7 @@ impl Prepared {
             forward_mask,
             pf_index: Tensor::from_vec(pf_index, (r, 1), device)?,
             log_pb,
-            segment: Tensor::from_vec(segment, (n_traj, r), device)?,
+            traj_of_row: Tensor::from_vec(traj_of_row, r, device)?,
             log_reward: Tensor::from_vec(
                 trajs.iter().map(|t| t.log_reward).collect::<Vec<_>>(),
                 n_traj,
@@ -381,7 +460,7 @@ pub fn loss(
         let fm =
             p.fm.as_ref()
                 .ok_or_else(|| candle_core::Error::Msg("missing FM layout".into()))?;
-        return flow_matching_loss(&logits, fm, p, settings.fm_epsilon);
+        return flow_matching_loss(&logits, fm, p);
     }
     let traj_logits = logits.narrow(0, 0, r)?;
     let log_pf = candle_nn::ops::log_softmax(&traj_logits, D::Minus1)?
@@ -403,8 +482,8 @@ pub fn loss(
     };
     match settings.objective {
         Objective::Tb => {
-            let per_row = log_pf.sub(&log_pb)?.unsqueeze(1)?;
-            let sums = p.segment.matmul(&per_row)?.squeeze(1)?;
+            let per_row = log_pf.sub(&log_pb)?;
+            let sums = per_trajectory_sum(&per_row, p)?;
             let residual = sums.broadcast_add(log_z)?.sub(&p.log_reward)?;
             residual.sqr()?.mean_all()
         }
@@ -425,11 +504,19 @@ pub fn loss(
             // the stop move, whose P_B is 1). Its log-ratio is log PF - log PB.
             let not_last = p.is_last.affine(-1.0, 1.0)?;
             let edge = log_pf.sub(&log_pb.index_select(&p.next_row, 0)?.mul(&not_last)?)?;
-            let prefix = st.prefix.matmul(&edge.unsqueeze(1)?)?.squeeze(1)?;
-            let total = p.segment.matmul(&edge.unsqueeze(1)?)?.squeeze(1)?;
-            // With A_k = log F(u_k) - sum_{m<k} edge_m, the residual of the sub-trajectory
-            // u_i -> u_j is A_i - A_j.
-            let nodes = Tensor::cat(&[log_f.sub(&prefix)?, p.log_reward.sub(&total)?], 0)?;
+            let b = p.n_traj;
+            let zero = Tensor::zeros(1, DType::F32, out.device())?;
+            let edges = Tensor::cat(&[&edge, &zero], 0)?
+                .index_select(&st.edge, 0)?
+                .reshape((b, st.width))?;
+            // prefix[b, k] = sum_{m<k} edge_m of trajectory b.
+            let prefix = edges.matmul(&st.upper)?;
+            let flows = Tensor::cat(&[&log_f, &p.log_reward, &zero], 0)?
+                .index_select(&st.node_flow, 0)?
+                .reshape((b, st.width))?;
+            // With A_k = log F(u_k) - sum_{m<k} edge_m (and log R for the reward node), the
+            // residual of the sub-trajectory u_i -> u_j is A_i - A_j.
+            let nodes = flows.sub(&prefix)?.flatten_all()?;
             let res = nodes
                 .index_select(&st.first, 0)?
                 .sub(&nodes.index_select(&st.second, 0)?)?;
@@ -439,30 +526,236 @@ pub fn loss(
     }
 }
 
+/// Sum of `per_row` over the rows of each trajectory, `[R] -> [B]`.
+fn per_trajectory_sum(per_row: &Tensor, p: &Prepared) -> candle_core::Result<Tensor> {
+    Tensor::zeros(p.n_traj, DType::F32, per_row.device())?.index_add(&p.traj_of_row, per_row, 0)
+}
+
+/// `ln sum exp` along the last axis of a matrix, the largest entry factored out so that no
+/// `exp` overflows. The maximum is held constant for the gradient (it cancels exactly).
+fn log_sum_exp_rows(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    x.broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        .add(&max)?
+        .squeeze(D::Minus1)
+}
+
+/// Flow matching with every flow kept as a log: `ln(eps + sum_i F_i)` is a log-sum-exp of
+/// `ln eps` and the edge log-flows, so log-flows far past f32's `exp` range (about 88) stay
+/// finite.
 fn flow_matching_loss(
     logits: &Tensor,
     fm: &FlowMatching,
     p: &Prepared,
-    eps: f64,
 ) -> candle_core::Result<Tensor> {
-    let flows = logits.exp()?;
-    let flat = flows.flatten_all()?;
-    let in_flow = Tensor::zeros(fm.n_visited, DType::F32, flows.device())?.index_add(
-        &fm.in_target,
-        &flat.index_select(&fm.in_edges, 0)?,
-        0,
+    let device = logits.device();
+    let n_visited = fm.visited_rows.dim(0)?;
+    let flat = logits.flatten_all()?;
+    let constants = Tensor::new(&[fm.ln_eps, MASKED], device)?;
+    let extended = Tensor::cat(&[&flat, &constants], 0)?;
+    let k = fm.in_index.dim(1)?;
+    let in_flow = log_sum_exp_rows(
+        &extended
+            .index_select(&fm.in_index.flatten_all()?, 0)?
+            .reshape((n_visited, k))?,
     )?;
-    let out_flow = flows.sum(1)?.index_select(&fm.visited_rows, 0)?;
-    let state_res = in_flow
-        .affine(1.0, eps)?
-        .log()?
-        .sub(&out_flow.affine(1.0, eps)?.log()?)?;
-    let stop_in = flat
-        .index_select(&fm.stop_edges, 0)?
-        .affine(1.0, eps)?
-        .log()?;
-    let reward_out = p.log_reward.exp()?.affine(1.0, eps)?.log()?;
-    let term_res = stop_in.sub(&reward_out)?;
-    let n = (fm.n_visited + p.n_traj) as f64;
+    let eps_column = Tensor::full(fm.ln_eps, (n_visited, 1), device)?;
+    let out_flow = log_sum_exp_rows(&Tensor::cat(
+        &[&logits.index_select(&fm.visited_rows, 0)?, &eps_column],
+        1,
+    )?)?;
+    let state_res = in_flow.sub(&out_flow)?;
+    let stop = flat.index_select(&fm.stop_edges, 0)?.unsqueeze(1)?;
+    let eps_stop = Tensor::full(fm.ln_eps, (p.n_traj, 1), device)?;
+    let stop_in = log_sum_exp_rows(&Tensor::cat(&[&stop, &eps_stop], 1)?)?;
+    let term_res = stop_in.sub(&fm.log_reward_eps)?;
+    let n = (n_visited + p.n_traj) as f64;
     (state_res.sqr()?.sum_all()? + term_res.sqr()?.sum_all()?)?.affine(1.0 / n, 0.0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::gfn::space::GridSpace;
+    use crate::gfn::{Exploration, GflowNet, GfnConfig};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
+
+    fn net(space: &Arc<dyn Space>, objective: Objective, seed: u64) -> (GflowNet, StdRng) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let config = GfnConfig {
+            objective,
+            hidden: 16,
+            ..GfnConfig::default()
+        };
+        (
+            GflowNet::new(space.clone(), config, &mut rng).expect("config"),
+            rng,
+        )
+    }
+
+    /// `ln sum exp` in f64, written out for the references below.
+    fn lse(xs: &[f64]) -> f64 {
+        let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+    }
+
+    /// `log_softmax(row over the valid entries)[k]`.
+    fn log_softmax(row: &[f32], mask: &[bool], k: usize) -> f64 {
+        let valid: Vec<f64> = row
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(v, _)| f64::from(*v))
+            .collect();
+        f64::from(row[k]) - lse(&valid)
+    }
+
+    #[test]
+    fn subtrajectory_balance_matches_a_sum_over_every_sub_trajectory() {
+        // A DAG (learned P_B matters) and a batch of trajectories of different lengths.
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(3, 4).expect("grid"));
+        let (mut gfn, mut rng) = net(&space, Objective::Subtb, 21);
+        let mut trajs = gfn
+            .sample_forward(6, Exploration::default(), &mut rng)
+            .expect("sample");
+        for t in &mut trajs {
+            t.log_reward = rng.random_range(-3.0..2.0);
+        }
+        let a = space.n_actions();
+        let lambda = gfn.config().subtb_lambda;
+        let mut reference = 0.0;
+        for t in &trajs {
+            let out = gfn.outputs(&t.states).expect("outputs");
+            let row = |i: usize| &out[i * 2 * a..(i + 1) * 2 * a];
+            let n = t.states.len();
+            // log F of nodes 0..n (the states) and n (the reward node).
+            let mut log_f: Vec<f64> = (0..n).map(|i| f64::from(row(i)[2 * a - 1])).collect();
+            log_f.push(f64::from(t.log_reward));
+            // edge[k]: log PF - log PB of the move from node k to node k + 1.
+            let mut fmask = vec![false; a];
+            let mut bmask = vec![false; a - 1];
+            let mut edge = Vec::new();
+            for k in 0..n {
+                space.forward_mask(&t.states[k], &mut fmask);
+                let mut e = log_softmax(&row(k)[..a], &fmask, t.actions[k]);
+                if k + 1 < n {
+                    space.backward_mask(&t.states[k + 1], &mut bmask);
+                    e -= log_softmax(&row(k + 1)[a..2 * a - 1], &bmask, t.actions[k]);
+                }
+                edge.push(e);
+            }
+            let (mut sum, mut total_weight) = (0.0, 0.0);
+            for i in 0..=n {
+                for j in i + 1..=n {
+                    let path: f64 = edge[i..j].iter().sum();
+                    let res = log_f[i] + path - log_f[j];
+                    let w = lambda.powi((j - i) as i32);
+                    sum += w * res * res;
+                    total_weight += w;
+                }
+            }
+            reference += sum / total_weight / trajs.len() as f64;
+        }
+        let loss = f64::from(gfn.train_step(&trajs).expect("step").loss);
+        assert!(
+            (loss - reference).abs() < 1e-4 * (1.0 + reference),
+            "loss {loss}, reference {reference}"
+        );
+    }
+
+    #[test]
+    fn subtrajectory_balance_takes_a_batch_whose_dense_prefix_matrix_would_not_fit() {
+        // 16,384 trajectories of 15 states: 245,760 rows, so a dense [rows, rows] f32 prefix
+        // matrix would need 241 GB (and a [trajectories, rows] one 16 GB).
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 8).expect("grid"));
+        let (mut gfn, _) = net(&space, Objective::Subtb, 22);
+        let mut state = space.initial();
+        let mut states = vec![state.clone()];
+        let mut actions = Vec::new();
+        for k in 0..14 {
+            let a = k % 2;
+            state = space.step(&state, a).expect("inside the grid");
+            states.push(state.clone());
+            actions.push(a);
+        }
+        actions.push(space.stop_action());
+        let trajs: Vec<Trajectory> = (0..16_384)
+            .map(|i| Trajectory {
+                states: states.clone(),
+                actions: actions.clone(),
+                log_reward: (i % 7) as f32 * 0.1,
+            })
+            .collect();
+        let report = gfn.train_step(&trajs).expect("step");
+        assert!(report.loss.is_finite() && !report.skipped, "{report:?}");
+    }
+
+    #[test]
+    fn flow_matching_stays_finite_with_log_flows_near_100() {
+        // Log-rewards around 100 and edge log-flows shifted to match: every flow overflows
+        // f32 as soon as it leaves log space (exp(88.7) is f32's largest).
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 4).expect("grid"));
+        let (mut gfn, mut rng) = net(&space, Objective::Fm, 23);
+        let a = space.n_actions();
+        {
+            let head = &gfn.mlp.layers()[gfn.mlp.layers().len() - 1];
+            let mut bias = head.bias.as_tensor().to_vec1::<f32>().expect("bias");
+            for b in &mut bias[..a] {
+                *b += 100.0;
+            }
+            head.bias
+                .set(&Tensor::new(bias.as_slice(), head.bias.as_tensor().device()).expect("tensor"))
+                .expect("set");
+        }
+        let mut trajs = gfn
+            .sample_forward(8, Exploration::default(), &mut rng)
+            .expect("sample");
+        for t in &mut trajs {
+            t.log_reward = 100.0 + rng.random_range(-2.0f32..2.0);
+        }
+        let ln_eps = gfn.config().fm_epsilon.ln();
+        let flows = |s: &State| -> Vec<f64> {
+            let out = gfn.outputs(std::slice::from_ref(s)).expect("outputs");
+            out[..a].iter().map(|v| f64::from(*v)).collect()
+        };
+        let mut mask = vec![false; a];
+        let (mut sum, mut terms) = (0.0, 0usize);
+        for t in &trajs {
+            for s in &t.states[1..] {
+                let mut inflow = vec![ln_eps];
+                for (p, act) in space.parents(s) {
+                    inflow.push(flows(&p)[act]);
+                }
+                space.forward_mask(s, &mut mask);
+                let mut outflow = vec![ln_eps];
+                outflow.extend(
+                    flows(s)
+                        .into_iter()
+                        .zip(&mask)
+                        .filter(|(_, m)| **m)
+                        .map(|(f, _)| f),
+                );
+                sum += (lse(&inflow) - lse(&outflow)).powi(2);
+                terms += 1;
+            }
+            let stop = flows(t.terminal())[space.stop_action()];
+            let res = lse(&[stop, ln_eps]) - lse(&[f64::from(t.log_reward), ln_eps]);
+            sum += res * res;
+            terms += 1;
+        }
+        let reference = sum / terms as f64;
+        let report = gfn.train_step(&trajs).expect("step");
+        let loss = f64::from(report.loss);
+        assert!(!report.skipped, "{report:?}");
+        assert!(
+            (loss - reference).abs() < 1e-3 * (1.0 + reference),
+            "loss {loss}, reference {reference}"
+        );
+    }
 }

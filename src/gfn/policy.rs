@@ -197,24 +197,26 @@ impl Adam {
         }
     }
 
-    /// Applies one update: `params[i] -= lr[i] * m_hat / (sqrt(v_hat) + eps)`.
+    /// Applies one update, `params[i] -= lr[i] * m_hat / (sqrt(v_hat) + eps)`, to the
+    /// gradients `grads` (host copies, in the order of `params`) multiplied by `scale` (the
+    /// clipping factor).
     pub fn step(
         &mut self,
         params: &[&Var],
-        grads: &[Tensor],
+        grads: &[Vec<f32>],
         lrs: &[f64],
+        scale: f32,
     ) -> candle_core::Result<()> {
         self.step += 1;
         let bc1 = 1.0 - self.beta1.powi(self.step);
         let bc2 = 1.0 - self.beta2.powi(self.step);
         let (b1, b2, eps) = (self.beta1 as f32, self.beta2 as f32, self.eps as f32);
-        for (((var, grad), lr), (m, v)) in params.iter().zip(grads).zip(lrs).zip(&mut self.moments)
-        {
-            let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        for (((var, g), lr), (m, v)) in params.iter().zip(grads).zip(lrs).zip(&mut self.moments) {
             let mut w = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let step_size = (lr / bc1) as f32;
             let inv_bc2 = (1.0 / bc2.sqrt()) as f32;
-            for (((wi, gi), mi), vi) in w.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            for (((wi, gi), mi), vi) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let gi = gi * scale;
                 *mi = b1 * *mi + (1.0 - b1) * gi;
                 *vi = b2 * *vi + (1.0 - b2) * gi * gi;
                 *wi -= step_size * *mi / (vi.sqrt() * inv_bc2 + eps);
@@ -225,6 +227,39 @@ impl Adam {
                 var.as_tensor().device(),
             )?)?;
         }
+        Ok(())
+    }
+
+    /// Updates applied so far (the exponent of the bias corrections).
+    pub fn steps(&self) -> i32 {
+        self.step
+    }
+
+    /// First and second moments of each parameter, in the order given to [`Adam::new`].
+    pub fn moments(&self) -> &[(Vec<f32>, Vec<f32>)] {
+        &self.moments
+    }
+
+    /// Restores the state saved from [`Adam::steps`] and [`Adam::moments`]; refuses moments
+    /// whose count or sizes differ from this optimiser's.
+    pub fn restore(
+        &mut self,
+        steps: i32,
+        moments: Vec<(Vec<f32>, Vec<f32>)>,
+    ) -> Result<(), String> {
+        if moments.len() != self.moments.len()
+            || moments
+                .iter()
+                .zip(&self.moments)
+                .any(|((m, v), (m0, v0))| m.len() != m0.len() || v.len() != v0.len())
+        {
+            return Err("optimiser moments do not match the network's parameters".into());
+        }
+        if steps < 0 {
+            return Err(format!("optimiser step count {steps} is negative"));
+        }
+        self.step = steps;
+        self.moments = moments;
         Ok(())
     }
 }
@@ -286,8 +321,7 @@ mod tests {
         let dev = Device::Cpu;
         let var = Var::from_tensor(&Tensor::new(&[1.0f32, -1.0], &dev)?)?;
         let mut adam = Adam::new(&[2]);
-        let grad = Tensor::new(&[0.5f32, -2.0], &dev)?;
-        adam.step(&[&var], &[grad], &[0.1])?;
+        adam.step(&[&var], &[vec![0.5f32, -2.0]], &[0.1], 1.0)?;
         let w = var.as_tensor().to_vec1::<f32>()?;
         // The first Adam step moves each coordinate by lr against the gradient's sign.
         assert!(

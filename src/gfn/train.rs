@@ -46,6 +46,10 @@ pub struct GfnConfig {
     pub subtb_lambda: f64,
     /// FM's epsilon in `log(eps + flow)`.
     pub fm_epsilon: f64,
+    /// Largest global L2 norm of the gradient (network and log Z together): a larger one is
+    /// scaled down to it before the Adam update, so one outlying batch cannot throw the
+    /// policy far off. Positive and finite.
+    pub max_grad_norm: f64,
 }
 
 impl Default for GfnConfig {
@@ -59,6 +63,7 @@ impl Default for GfnConfig {
             lr_log_z: 0.1,
             subtb_lambda: 0.9,
             fm_epsilon: 1e-6,
+            max_grad_norm: 10.0,
         }
     }
 }
@@ -82,6 +87,9 @@ impl GfnConfig {
         }
         if !(self.fm_epsilon > 0.0 && self.fm_epsilon.is_finite()) {
             return bad("fm_epsilon must be positive");
+        }
+        if !(self.max_grad_norm > 0.0 && self.max_grad_norm.is_finite()) {
+            return bad("max_grad_norm must be positive and finite");
         }
         Ok(())
     }
@@ -117,8 +125,15 @@ impl Default for Exploration {
 /// What one training step reports.
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport {
+    /// The batch loss before the update.
     pub loss: f32,
+    /// log Z after the step.
     pub log_z: f32,
+    /// Global L2 norm of the gradient before clipping.
+    pub grad_norm: f32,
+    /// True when the loss or the gradient was not finite: nothing was updated, Adam's
+    /// moments included, and the step was not counted.
+    pub skipped: bool,
 }
 
 /// A GFlowNet over one space: network, log Z and optimiser state.
@@ -127,7 +142,7 @@ pub struct GflowNet {
     pub(crate) config: GfnConfig,
     pub(crate) mlp: Mlp,
     pub(crate) log_z: Var,
-    adam: Adam,
+    pub(crate) adam: Adam,
     pub(crate) device: Device,
     steps: u64,
     lr_scale: f64,
@@ -200,6 +215,32 @@ impl GflowNet {
     /// Multiplies both learning rates from the next step on (a schedule's current factor).
     pub fn set_lr_scale(&mut self, scale: f64) {
         self.lr_scale = scale.max(0.0);
+    }
+
+    /// Sets log Z to an estimate of the log partition function from log-rewards of sampled
+    /// terminals: `ln(number of terminals) + ln(mean R)`, exact for uniform samples. A
+    /// fresh network otherwise starts at `log Z = 0`, which on a space of `e^96` terminals
+    /// costs hundreds of steps at `lr_log_z` before the policy's gradient means anything.
+    /// Non-finite log-rewards other than `-inf` (zero reward) are left out. Returns the new
+    /// log Z, or `None` (log Z unchanged) when no finite estimate exists.
+    pub fn initialise_log_z(&mut self, log_rewards: &[f32]) -> Result<Option<f32>, GfnError> {
+        let usable: Vec<f64> = log_rewards
+            .iter()
+            .filter(|r| !r.is_nan() && **r != f32::INFINITY)
+            .map(|r| f64::from(*r))
+            .collect();
+        if usable.is_empty() {
+            return Ok(None);
+        }
+        let log_mean =
+            super::space::log_sum_exp(usable.iter().copied()) - (usable.len() as f64).ln();
+        let estimate = (self.space.log_n_terminals() + log_mean) as f32;
+        if !estimate.is_finite() {
+            return Ok(None);
+        }
+        self.log_z
+            .set(&Tensor::new(&[estimate], self.log_z.as_tensor().device())?)?;
+        Ok(Some(estimate))
     }
 
     /// Current log Z (the TB estimate of the log partition function).
@@ -285,6 +326,32 @@ impl GflowNet {
         };
         let mut param_grads = self.mlp.backward(&cache, &d_out)?;
         param_grads.push(d_log_z);
+        let loss_value = loss.to_scalar::<f32>()?;
+        let grads = param_grads
+            .iter()
+            .map(|g| g.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let norm = grads
+            .iter()
+            .flatten()
+            .map(|g| f64::from(*g) * f64::from(*g))
+            .sum::<f64>()
+            .sqrt();
+        // A NaN or infinity would enter Adam's moments and stay there for good: such a step
+        // is dropped whole, before the optimiser sees it.
+        if !loss_value.is_finite() || !norm.is_finite() {
+            return Ok(StepReport {
+                loss: loss_value,
+                log_z: self.log_z()?,
+                grad_norm: norm as f32,
+                skipped: true,
+            });
+        }
+        let scale = if norm > self.config.max_grad_norm {
+            (self.config.max_grad_norm / norm) as f32
+        } else {
+            1.0
+        };
         let named = self.mlp.named_vars();
         let mut params: Vec<&Var> = named.iter().map(|(_, v)| *v).collect();
         params.push(&self.log_z);
@@ -292,12 +359,149 @@ impl GflowNet {
         if let Some(last) = lrs.last_mut() {
             *last = self.config.lr_log_z * self.lr_scale;
         }
-        let loss_value = loss.to_scalar::<f32>()?;
-        self.adam.step(&params, &param_grads, &lrs)?;
+        self.adam.step(&params, &grads, &lrs, scale)?;
         self.steps += 1;
         Ok(StepReport {
             loss: loss_value,
             log_z: self.log_z()?,
+            grad_norm: norm as f32,
+            skipped: false,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::gfn::space::{GridSpace, SequenceSpace};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn grid_net(config: GfnConfig, seed: u64) -> (GflowNet, StdRng) {
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 4).expect("grid"));
+        let mut rng = StdRng::seed_from_u64(seed);
+        let config = GfnConfig {
+            hidden: 16,
+            ..config
+        };
+        (GflowNet::new(space, config, &mut rng).expect("config"), rng)
+    }
+
+    fn parameters(gfn: &GflowNet) -> Vec<Vec<f32>> {
+        let mut out: Vec<Vec<f32>> = gfn
+            .mlp
+            .named_vars()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        out.push(vec![gfn.log_z().unwrap()]);
+        out
+    }
+
+    fn batch(gfn: &GflowNet, rng: &mut StdRng, log_reward: f32) -> Vec<Trajectory> {
+        let mut trajs = gfn
+            .sample_forward(8, Exploration::default(), rng)
+            .expect("sample");
+        for t in &mut trajs {
+            t.log_reward = log_reward;
+        }
+        trajs
+    }
+
+    #[test]
+    fn a_non_finite_loss_skips_the_step_before_adam_sees_it() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let (mut gfn, mut rng) = grid_net(GfnConfig::default(), 31);
+            let before = parameters(&gfn);
+            let report = gfn.train_step(&batch(&gfn, &mut rng, bad)).expect("step");
+            assert!(report.skipped, "{report:?}");
+            assert_eq!(parameters(&gfn), before);
+            assert_eq!(gfn.steps(), 0);
+            assert_eq!(gfn.adam.steps(), 0);
+            assert!(gfn
+                .adam
+                .moments()
+                .iter()
+                .all(|(m, v)| m.iter().chain(v).all(|x| *x == 0.0)));
+            // Training goes on from untouched state.
+            let report = gfn.train_step(&batch(&gfn, &mut rng, 0.5)).expect("step");
+            assert!(!report.skipped && report.loss.is_finite(), "{report:?}");
+            assert!(parameters(&gfn).iter().flatten().all(|x| x.is_finite()));
+            assert_ne!(parameters(&gfn), before);
+        }
+    }
+
+    #[test]
+    fn gradients_are_clipped_to_the_global_norm() {
+        // Adam's first update moves each coordinate by lr * g / (|g| + 1e-8): about lr when
+        // the gradient is left alone, and at most lr * 1e-7 once its global norm is clipped
+        // to 1e-15 (every coordinate then below 1e-15; log Z's lr is 100 times the
+        // network's, so nothing moves by more than 1e-5 lr).
+        let run = |max_grad_norm: f64| {
+            let config = GfnConfig {
+                max_grad_norm,
+                ..GfnConfig::default()
+            };
+            let (mut gfn, mut rng) = grid_net(config, 32);
+            let before = parameters(&gfn);
+            let report = gfn.train_step(&batch(&gfn, &mut rng, 2.0)).expect("step");
+            let moved = parameters(&gfn)
+                .iter()
+                .flatten()
+                .zip(before.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            (report, moved)
+        };
+        let lr = GfnConfig::default().lr as f32;
+        let (free, free_moved) = run(1e30);
+        let (clipped, clipped_moved) = run(1e-15);
+        assert_eq!(free.grad_norm, clipped.grad_norm);
+        assert!(free.grad_norm > 1e-3, "{free:?}");
+        assert!(free_moved > 0.5 * lr, "unclipped step moved {free_moved}");
+        assert!(
+            clipped_moved < 1e-3 * lr,
+            "clipped step moved {clipped_moved}"
+        );
+    }
+
+    #[test]
+    fn max_grad_norm_must_be_positive_and_finite() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let config = GfnConfig {
+                max_grad_norm: bad,
+                ..GfnConfig::default()
+            };
+            assert!(config.validate().is_err(), "{bad}");
+        }
+        // Configurations stored before the field existed read the default.
+        let old: GfnConfig = serde_json::from_str(r#"{"objective": "db"}"#).expect("parses");
+        assert_eq!(old.max_grad_norm, GfnConfig::default().max_grad_norm);
+    }
+
+    #[test]
+    fn log_z_starts_from_terminal_count_times_mean_reward() {
+        // 4 tokens, lengths 1..=6: 4 + 16 + ... + 4096 = 5460 terminals.
+        let tokens = (0..4).map(|i| format!("t{i}")).collect();
+        let space: Arc<dyn Space> =
+            Arc::new(SequenceSpace::new(tokens, 1, 6, "-".into()).expect("sequence"));
+        let mut rng = StdRng::seed_from_u64(33);
+        let mut gfn = GflowNet::new(space, GfnConfig::default(), &mut rng).expect("config");
+        assert_eq!(gfn.log_z().unwrap(), 0.0);
+        // Mean reward (e^100 + e^102 + e^98) / 3 = e^100 (1 + e^2 + e^-2) / 3.
+        let expected = 5460f64.ln() + 100.0 + ((1.0 + 2f64.exp() + (-2f64).exp()) / 3.0).ln();
+        let set = gfn
+            .initialise_log_z(&[100.0, 102.0, 98.0, f32::NAN])
+            .expect("estimate");
+        assert_eq!(set, Some(gfn.log_z().unwrap()));
+        assert!(
+            (f64::from(gfn.log_z().unwrap()) - expected).abs() < 1e-4,
+            "{} vs {expected}",
+            gfn.log_z().unwrap()
+        );
+        // Nothing to estimate from: log Z stays.
+        assert_eq!(gfn.initialise_log_z(&[f32::NAN]).expect("no-op"), None);
+        assert!((f64::from(gfn.log_z().unwrap()) - expected).abs() < 1e-4);
     }
 }

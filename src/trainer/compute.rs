@@ -384,10 +384,13 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             })?;
             (net, Some(*version))
         }
-        None => (
-            GflowNet::new(space.clone(), job.spec.model.clone(), &mut rng)?,
-            None,
-        ),
+        None => {
+            let mut net = GflowNet::new(space.clone(), job.spec.model.clone(), &mut rng)?;
+            // A fresh log Z starts at its estimate from the labels rather than at 0.
+            let log_rewards: Vec<f32> = labelled.iter().map(|(_, r)| *r).collect();
+            net.initialise_log_z(&log_rewards)?;
+            (net, None)
+        }
     };
     let labelled_pairs: Vec<(State, f64)> = terminals
         .iter()
@@ -463,7 +466,8 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
     };
     let mut recent: VecDeque<f32> = VecDeque::with_capacity(LOSS_WINDOW);
     let mut batch: Vec<(State, f32)> = Vec::with_capacity(batch_size);
-    let mut log_z = 0.0f32;
+    let mut log_z = net.log_z()?;
+    let mut skipped_steps = 0;
     for step in 0..steps {
         if job.cancel.load(Ordering::Relaxed) {
             tracing::info!(step, "training cancelled");
@@ -487,11 +491,15 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
         }
         let report = net.train_step(&trajectories)?;
         job.step_counter.inc();
-        if !report.loss.is_finite() {
-            return Err(JobError::Failed(format!(
-                "training diverged: the loss is {} at step {step}",
-                report.loss
-            )));
+        if report.skipped {
+            skipped_steps += 1;
+            if skipped_steps == steps {
+                return Err(JobError::Failed(format!(
+                    "training diverged: every step had a non-finite loss or gradient (last loss {})",
+                    report.loss
+                )));
+            }
+            continue;
         }
         if recent.len() == LOSS_WINDOW {
             recent.pop_front();
@@ -520,6 +528,7 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
         "log_z": log_z,
         "steps": steps,
         "total_steps": total_steps,
+        "skipped_steps": skipped_steps,
         "batch_size": batch_size,
         "candidates": terminals.len(),
         "failed_candidates": failed.len(),

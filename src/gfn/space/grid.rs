@@ -216,6 +216,11 @@ impl Space for GridSpace {
         (self.size as u64).checked_pow(self.dims as u32)
     }
 
+    /// Every state is terminal: `dims * ln(size)`.
+    fn log_n_terminals(&self) -> f64 {
+        self.dims as f64 * (self.size as f64).ln()
+    }
+
     fn enumerate(&self, limit: usize) -> Option<Vec<State>> {
         enumerate_by_depth(self, limit)
     }

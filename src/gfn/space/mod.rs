@@ -224,6 +224,10 @@ pub trait Space: Send + Sync + std::fmt::Debug {
     /// Number of states reachable from the initial state, when it fits in `u64`.
     fn n_states(&self) -> Option<u64>;
 
+    /// Natural log of the number of terminal states, finite however large the space (a
+    /// 32-residue peptide space has about `e^96` terminals). Seeds the estimate of log Z.
+    fn log_n_terminals(&self) -> f64;
+
     /// Every state reachable from the initial state, ordered by depth (parents before
     /// children), or `None` when there are more than `limit`.
     fn enumerate(&self, limit: usize) -> Option<Vec<State>>;
@@ -256,6 +260,15 @@ pub fn encode_batch(space: &dyn Space, states: &[State]) -> Vec<f32> {
         space.encode_into(s, row);
     }
     out
+}
+
+/// `ln(sum_i exp(terms_i))` without overflow: the largest term is factored out.
+pub(crate) fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = terms.clone().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + terms.map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
 /// Breadth-first enumeration shared by the spaces: all states by depth, deduplicated,
@@ -376,6 +389,31 @@ mod local_search_tests {
                 assert_eq!(&space.crossover(x, x, &mut rng), x, "{space:?}");
             }
         }
+    }
+
+    #[test]
+    fn log_n_terminals_counts_the_enumerated_terminals() {
+        for space in spaces() {
+            let n = terminals(space.as_ref()).len() as f64;
+            let got = space.log_n_terminals();
+            assert!((got - n.ln()).abs() < 1e-9, "{space:?}: {got} vs ln {n}");
+        }
+    }
+
+    #[test]
+    fn log_n_terminals_stays_finite_on_spaces_past_f64() {
+        // 20 tokens, lengths 1..=300: sum_L 20^L = 20 (20^300 - 1) / 19, about e^899, which
+        // overflows f64 if summed directly; the closed form's log is computed by hand here.
+        let tokens: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        let seq = SequenceSpace::new(tokens, 1, 300, "-".into()).expect("sequence");
+        let expected = 300.0 * 20f64.ln() + (20.0f64 / 19.0).ln();
+        assert!((seq.log_n_terminals() - expected).abs() < 1e-9);
+        // All subsets of 2000 items: 2^2000 terminals.
+        let items: Vec<String> = (0..2000).map(|i| format!("i{i}")).collect();
+        let set = SetSpace::new(items, 0, 2000).expect("set");
+        assert!((set.log_n_terminals() - 2000.0 * 2f64.ln()).abs() < 1e-6);
+        let grid = GridSpace::new(16, 1024).expect("grid");
+        assert!((grid.log_n_terminals() - 16.0 * 1024f64.ln()).abs() < 1e-9);
     }
 
     #[test]

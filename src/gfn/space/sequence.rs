@@ -8,7 +8,7 @@
 //! separator no token may produce a separator match before its end when followed by the
 //! separator (so splitting on the separator finds exactly the joins).
 
-use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueError};
+use super::{enumerate_by_depth, log_sum_exp, InvalidAction, Space, SpecError, State, ValueError};
 use rand::{Rng, RngCore};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -401,6 +401,12 @@ impl Space for SequenceSpace {
             total = total.checked_add(term)?;
         }
         Some(total)
+    }
+
+    /// `ln sum_{L=min_length}^{max_length} n_tokens^L`, summed in log space.
+    fn log_n_terminals(&self) -> f64 {
+        let ln_n = (self.n_tokens() as f64).ln();
+        log_sum_exp((self.min_length..=self.max_length).map(move |l| l as f64 * ln_n))
     }
 
     fn enumerate(&self, limit: usize) -> Option<Vec<State>> {

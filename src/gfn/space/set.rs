@@ -5,7 +5,7 @@
 //! A state is the indices of its items, sorted and strictly increasing, so every set has one
 //! representation and membership is a binary search (no allocation in the hot loops).
 
-use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueError};
+use super::{enumerate_by_depth, log_sum_exp, InvalidAction, Space, SpecError, State, ValueError};
 use rand::{Rng, RngCore};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -352,6 +352,23 @@ impl Space for SetSpace {
             }
         }
         u64::try_from(total).ok()
+    }
+
+    /// `ln sum_{k=min_size}^{max_size} C(n_items, k)`, with `ln C(n, k)` built up term by
+    /// term (`C(n, k) = C(n, k - 1) (n - k + 1) / k`) and summed in log space.
+    fn log_n_terminals(&self) -> f64 {
+        let n = self.n_items() as f64;
+        let mut ln_binomial = 0.0;
+        let mut terms = Vec::with_capacity(self.max_size + 1);
+        for k in 0..=self.max_size {
+            if k > 0 {
+                ln_binomial += (n - k as f64 + 1.0).ln() - (k as f64).ln();
+            }
+            if k >= self.min_size {
+                terms.push(ln_binomial);
+            }
+        }
+        log_sum_exp(terms.into_iter())
     }
 
     fn enumerate(&self, limit: usize) -> Option<Vec<State>> {
