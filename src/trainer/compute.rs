@@ -216,6 +216,9 @@ const RANK_WEIGHT_K: f64 = 0.1;
 /// no failure contradicts it.
 const PSEUDO_POSITIVES_PER_FAILURE: f64 = 0.25;
 
+/// Uniform draws whose proxy reward estimates a fresh network's log Z.
+const LOG_Z_ESTIMATE_SAMPLES: usize = 256;
+
 /// Mutations in each random walk that draws a pseudo-positive terminal.
 const PSEUDO_POSITIVE_WALK: usize = 32;
 
@@ -384,13 +387,10 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             })?;
             (net, Some(*version))
         }
-        None => {
-            let mut net = GflowNet::new(space.clone(), job.spec.model.clone(), &mut rng)?;
-            // A fresh log Z starts at its estimate from the labels rather than at 0.
-            let log_rewards: Vec<f32> = labelled.iter().map(|(_, r)| *r).collect();
-            net.initialise_log_z(&log_rewards)?;
-            (net, None)
-        }
+        None => (
+            GflowNet::new(space.clone(), job.spec.model.clone(), &mut rng)?,
+            None,
+        ),
     };
     let labelled_pairs: Vec<(State, f64)> = terminals
         .iter()
@@ -424,6 +424,26 @@ pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
             .collect(),
     };
     let measured_count = measured.len();
+    if resumed_from.is_none() {
+        // A fresh log Z starts at its estimate (number of terminals times the mean reward of
+        // uniform draws) rather than at 0.
+        let sampled: Vec<f32> = match &surrogate {
+            Some(s) => {
+                let uniform = Exploration {
+                    temperature: 1.0,
+                    epsilon: 1.0,
+                };
+                let ends: Vec<State> = net
+                    .sample_forward(LOG_Z_ESTIMATE_SAMPLES, uniform, &mut rng)?
+                    .into_iter()
+                    .map(|t| t.terminal().clone())
+                    .collect();
+                proxy_log_rewards(s, space.as_ref(), &reward, &ends)?
+            }
+            None => measured.iter().map(|(_, r)| *r).collect(),
+        };
+        net.initialise_log_z(&sampled)?;
+    }
     let measured = Replay::new(measured);
 
     let steps = job.spec.training.steps;
