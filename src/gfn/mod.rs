@@ -11,12 +11,14 @@ pub mod kernels;
 pub mod objective;
 pub mod policy;
 pub mod propose;
+pub mod provenance;
 pub mod sampler;
 pub mod space;
 pub mod tasks;
 pub mod train;
 
 pub use objective::{BackwardPolicy, Objective, Trajectory};
+pub use provenance::Source;
 pub use space::{Space, SpaceSpec, State};
 pub use train::{Exploration, GflowNet, GfnConfig, GfnError};
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! 2024), filtered by the proxy so that no oracle call is spent on a move the proxy already
 //! rates poorly. Whatever the screened stage cannot fill is drawn as before.
 
+use super::provenance::Source;
 use super::space::{Space, State};
 use super::train::{Exploration, GflowNet, GfnError};
 use rand::{Rng, RngCore};
@@ -23,6 +24,8 @@ pub const ENUMERATION_LIMIT: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     pub states: Vec<State>,
+    /// How each of `states` was made (same length and order).
+    pub sources: Vec<Source>,
     /// True when the space has no other unseen terminal left.
     pub exhausted: bool,
 }
@@ -176,6 +179,7 @@ pub fn propose(
     } = request;
     let mut chosen: Vec<State> = Vec::with_capacity(n);
     let mut chosen_text: HashSet<String> = HashSet::with_capacity(n);
+    let mut sources: Vec<Source> = Vec::with_capacity(n);
     let fits = |x: &State, chosen: &[State]| match min_distance {
         Some(d) if d > 0.0 => chosen
             .iter()
@@ -198,6 +202,8 @@ pub fn propose(
             screen.score,
             rng,
         )?;
+        // The walk's states come first in the pool, the policy's samples after them.
+        let mut pool_sources = vec![Source::Local; pool.len()];
         let sampled: Vec<State> = policy
             .sample_forward(pool_n - local_n, explore, rng)?
             .into_iter()
@@ -205,6 +211,7 @@ pub fn propose(
             .collect();
         scores.extend((screen.score)(&sampled)?);
         pool.extend(sampled);
+        pool_sources.resize(pool.len(), Source::Policy);
         let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.len());
         let keep: Vec<bool> = pool
             .iter()
@@ -212,6 +219,11 @@ pub fn propose(
                 let text = canonical(space, x);
                 !seen.contains(&text) && pool_text.insert(text)
             })
+            .collect();
+        let pool_sources: Vec<Source> = pool_sources
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(s, &k)| k.then_some(s))
             .collect();
         let (pool, scores): (Vec<State>, Vec<f64>) = pool
             .into_iter()
@@ -244,6 +256,7 @@ pub fn propose(
                 taken[i] = true;
                 chosen_text.insert(canonical(space, x));
                 chosen.push(x.clone());
+                sources.push(pool_sources[i]);
             }
         }
     }
@@ -276,9 +289,9 @@ pub fn propose(
         if chosen.len() >= n {
             break;
         }
-        let policy = match gfn {
-            Some(g) if ex.epsilon < 1.0 => g,
-            _ => untrained,
+        let (policy, source) = match gfn {
+            Some(g) if ex.epsilon < 1.0 => (g, Source::Policy),
+            _ => (untrained, Source::Uniform),
         };
         let ex = if gfn.is_none() {
             Exploration {
@@ -298,6 +311,7 @@ pub fn propose(
             }
             chosen_text.insert(text);
             chosen.push(x.clone());
+            sources.push(source);
             if chosen.len() >= n {
                 break;
             }
@@ -327,6 +341,7 @@ pub fn propose(
                 }
                 if fits(&x, &chosen) {
                     chosen.push(x);
+                    sources.push(Source::Uniform);
                     left -= 1;
                 }
             }
@@ -336,6 +351,7 @@ pub fn propose(
     }
     Ok(Proposal {
         states: chosen,
+        sources,
         exhausted,
     })
 }
