@@ -46,7 +46,7 @@ pub enum CandidateOrder {
 #[schema(rename_all = "snake_case")]
 pub enum PageFormat {
     Json,
-    /// `text/csv` with columns `id, value, round, status, mean_reward, observations`.
+    /// `text/csv` with columns `id, value, round, status, mean_reward, observations, source`.
     Csv,
 }
 
@@ -99,6 +99,10 @@ pub struct ListedCandidate {
     pub failures: i64,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// How the candidate was made (`imported` for a value first seen in a label); null when
+    /// proposed before sources were recorded.
+    #[schema(value_type = Option<crate::domain::round::CandidateSource>, required)]
+    pub source: Option<String>,
 }
 
 #[utoipa::path(
@@ -111,7 +115,7 @@ pub struct ListedCandidate {
     responses(
         (status = 200, description = "The page", content(
             (CandidatePage = "application/json"),
-            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations\n7,ACGT,1,labelled,0.5,2\n")),
+            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations,source\n7,ACGT,1,labelled,0.5,2,policy\n")),
         )),
         (status = 400, description = "`invalid_value`: a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
@@ -190,14 +194,16 @@ pub async fn list(
                 "status": c.status, "mean_reward": c.mean_reward,
                 "observations": c.n_success + c.n_failed,
                 "successes": c.n_success, "failures": c.n_failed, "created_at": c.created_at,
+                "source": c.source,
             })
         })
         .collect();
     Ok(Json(json!({ "candidates": candidates, "limit": limit, "offset": offset })).into_response())
 }
 
-/// `id,value,round,status,mean_reward,observations`; the value is its JSON text for grids and
-/// sets, the bare string for sequences.
+/// `id,value,round,status,mean_reward,observations,source`; the value is its JSON text for
+/// grids and sets, the bare string for sequences. `source` is last so that readers of the
+/// older six columns by position still find theirs; empty when unknown.
 fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -207,6 +213,7 @@ fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
         "status",
         "mean_reward",
         "observations",
+        "source",
     ])?;
     for c in rows {
         let value = match parse_stored(&c.value) {
@@ -220,6 +227,7 @@ fn to_csv(rows: &[CandidateRow]) -> Result<String, csv::Error> {
             c.status.clone(),
             c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
             (c.n_success + c.n_failed).to_string(),
+            c.source.clone().unwrap_or_default(),
         ])?;
     }
     let bytes = w
