@@ -6,8 +6,10 @@
 //! bench api`) each report exactly their own counts. Counters count what this process did;
 //! with several replicas on one database, sum them across replicas.
 //!
-//! Imports only `prometheus`; `http` and `trainer` record into it.
+//! Imports `prometheus` and the engine's [`Source`] (the label values of proposals);
+//! `http` and `trainer` record into it.
 
+use crate::gfn::Source;
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -64,6 +66,7 @@ pub struct Metrics {
     http_in_flight: IntGauge,
     rounds: IntCounter,
     candidates: IntCounter,
+    candidates_by_source: IntCounterVec,
     labels: IntCounterVec,
     training_runs: IntCounterVec,
     training_duration: HistogramVec,
@@ -115,6 +118,15 @@ impl Metrics {
             "flowlab_candidates_proposed_total",
             "Candidates proposed by the rounds created.",
         )?;
+        // A counter of its own rather than a label on the one above, so that the existing
+        // series keeps its name and shape.
+        let candidates_by_source = IntCounterVec::new(
+            Opts::new(
+                "flowlab_candidates_proposed_by_source_total",
+                "Candidates proposed by the rounds created, by how they were made: `uniform`, `policy`, `policy+local` or `local`.",
+            ),
+            &["source"],
+        )?;
         let labels = IntCounterVec::new(
             Opts::new(
                 "flowlab_labels_total",
@@ -160,6 +172,7 @@ impl Metrics {
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(rounds.clone()))?;
         registry.register(Box::new(candidates.clone()))?;
+        registry.register(Box::new(candidates_by_source.clone()))?;
         registry.register(Box::new(labels.clone()))?;
         registry.register(Box::new(training_runs.clone()))?;
         registry.register(Box::new(training_duration.clone()))?;
@@ -170,6 +183,9 @@ impl Metrics {
         // the first increment is right.
         for result in ["accepted", "duplicate"] {
             labels.with_label_values(&[result]);
+        }
+        for source in Source::ALL {
+            candidates_by_source.with_label_values(&[source.as_str()]);
         }
         for outcome in [
             RunOutcome::Succeeded,
@@ -186,6 +202,7 @@ impl Metrics {
             http_in_flight,
             rounds,
             candidates,
+            candidates_by_source,
             labels,
             training_runs,
             training_duration,
@@ -216,6 +233,14 @@ impl Metrics {
     pub fn round_created(&self, candidates: usize) {
         self.rounds.inc();
         self.candidates.inc_by(as_count(candidates));
+    }
+
+    /// A committed round holds `n` candidates made by `source` (the source's share of the
+    /// candidates counted by [`Metrics::round_created`]).
+    pub fn candidates_proposed(&self, source: Source, n: usize) {
+        self.candidates_by_source
+            .with_label_values(&[source.as_str()])
+            .inc_by(as_count(n));
     }
 
     /// A label batch was committed with `accepted` new observations and `duplicates`
@@ -284,6 +309,8 @@ mod tests {
         let metrics = Metrics::new().expect("valid definitions");
         metrics.request_finished("GET", "/rounds/{id}", 200, 0.003);
         metrics.round_created(3);
+        metrics.candidates_proposed(Source::Policy, 2);
+        metrics.candidates_proposed(Source::PolicyLocal, 1);
         metrics.labels_committed(2, 1);
         metrics.training_run_ended(7, RunOutcome::Succeeded, 1.5, Some(0.25));
         metrics.training_steps().inc_by(10);
@@ -294,6 +321,10 @@ mod tests {
             r#"flowlab_http_request_duration_seconds_bucket{method="GET",route="/rounds/{id}",le="0.005"} 1"#,
             "flowlab_rounds_total 1",
             "flowlab_candidates_proposed_total 3",
+            r#"flowlab_candidates_proposed_by_source_total{source="policy"} 2"#,
+            r#"flowlab_candidates_proposed_by_source_total{source="policy+local"} 1"#,
+            r#"flowlab_candidates_proposed_by_source_total{source="uniform"} 0"#,
+            r#"flowlab_candidates_proposed_by_source_total{source="local"} 0"#,
             r#"flowlab_labels_total{result="accepted"} 2"#,
             r#"flowlab_labels_total{result="duplicate"} 1"#,
             r#"flowlab_training_runs_total{outcome="succeeded"} 1"#,

@@ -81,6 +81,32 @@ pub struct ProposedCandidate {
     /// then.
     #[schema(required)]
     pub proxy: Option<ProxyEstimate>,
+    /// How the candidate was made; null for candidates proposed before sources were
+    /// recorded.
+    #[schema(value_type = Option<CandidateSource>, required)]
+    pub source: Option<String>,
+}
+
+/// How a candidate was made (documentation: stored and answered as these texts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum CandidateSource {
+    /// Drawn from the uniform-action policy: before any model, when a round's exploration
+    /// escalated to uniform, or listed from a small space whose sampling fell short.
+    #[serde(rename = "uniform")]
+    Uniform,
+    /// Sampled from the campaign's trained GFlowNet.
+    #[serde(rename = "policy")]
+    Policy,
+    /// Sampled from the GFlowNet, then moved by local search.
+    #[serde(rename = "policy+local")]
+    PolicyLocal,
+    /// Made by local search around the best labelled candidates (mutations, crossovers and
+    /// a short walk on the proxy's reward).
+    #[serde(rename = "local")]
+    Local,
+    /// First seen in a label: a value no round proposed (an initial data set).
+    #[serde(rename = "imported")]
+    Imported,
 }
 
 /// What the proxy predicted for a candidate, in the oracle's units.

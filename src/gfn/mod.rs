@@ -19,6 +19,7 @@ pub mod tasks;
 pub mod train;
 
 pub use objective::{BackwardPolicy, Objective, Trajectory};
+pub use provenance::Source;
 pub use space::{Space, SpaceSpec, State};
 pub use train::{Exploration, GflowNet, GfnConfig, GfnError};
 #[cfg(test)]

@@ -46,7 +46,8 @@ pub enum CandidateOrder {
 #[schema(rename_all = "snake_case")]
 pub enum PageFormat {
     Json,
-    /// `text/csv` with columns `id, value, round, status, mean_reward, observations, entity`.
+    /// `text/csv` with columns `id, value, round, status, mean_reward, observations, source,
+    /// entity`.
     Csv,
 }
 
@@ -117,6 +118,10 @@ pub struct ListedCandidate {
     pub failures: i64,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// How the candidate was made (`imported` for a value first seen in a label); null when
+    /// proposed before sources were recorded.
+    #[schema(value_type = Option<crate::domain::round::CandidateSource>, required)]
+    pub source: Option<String>,
     /// The oracle's identity of the object it is, from its labels; null when none named
     /// one.
     #[schema(required)]
@@ -135,7 +140,7 @@ pub struct ListedCandidate {
     responses(
         (status = 200, description = "The page", content(
             (CandidatePage = "application/json"),
-            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations,entity\n7,ACGT,1,labelled,0.5,2,\n")),
+            (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations,source,entity\n7,ACGT,1,labelled,0.5,2,policy,\n")),
         )),
         (status = 400, description = "`invalid_value`: a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
@@ -237,6 +242,7 @@ pub async fn list(
                 "status": c.status, "mean_reward": c.mean_reward,
                 "observations": c.n_success + c.n_failed,
                 "successes": c.n_success, "failures": c.n_failed, "created_at": c.created_at,
+                "source": c.source,
             })
         })
         .zip(&rows)
@@ -251,8 +257,10 @@ pub async fn list(
     Ok(Json(json!({ "candidates": candidates, "limit": limit, "offset": offset })).into_response())
 }
 
-/// `id,value,round,status,mean_reward,observations,entity`; the value is its JSON text for
-/// grids and sets, the bare string for sequences; the entity is empty when there is none.
+/// `id,value,round,status,mean_reward,observations,source,entity`; the value is its JSON text
+/// for grids and sets, the bare string for sequences. The newer columns come last so that
+/// readers of the older six by position still find theirs; `source` is empty when unknown,
+/// `entity` when there is none.
 fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -262,6 +270,7 @@ fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<Stri
         "status",
         "mean_reward",
         "observations",
+        "source",
         "entity",
     ])?;
     for c in rows {
@@ -276,6 +285,7 @@ fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<Stri
             c.status.clone(),
             c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
             (c.n_success + c.n_failed).to_string(),
+            c.source.clone().unwrap_or_default(),
             entities.get(&c.id).cloned().unwrap_or_default(),
         ])?;
     }

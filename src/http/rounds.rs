@@ -8,7 +8,7 @@ use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
 use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Screening};
 use crate::gfn::State as SpaceState;
-use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Space};
+use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Source, Space};
 use crate::model::Model;
 use crate::store::{ProposedValue, RoundInsert, RoundRow};
 use axum::extract::{Path, State};
@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rand::SeedableRng;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,8 +118,19 @@ pub async fn create(
             .await?;
     }
     let round = round_json(&state, id).await?;
-    let proposed = round["candidates"].as_array().map_or(0, Vec::len);
-    state.metrics.round_created(proposed);
+    let candidates = round["candidates"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    state.metrics.round_created(candidates.len());
+    let mut by_source: BTreeMap<Source, usize> = BTreeMap::new();
+    for c in candidates {
+        if let Some(source) = c["source"].as_str().and_then(|s| s.parse().ok()) {
+            *by_source.entry(source).or_default() += 1;
+        }
+    }
+    for (source, n) in by_source {
+        state.metrics.candidates_proposed(source, n);
+    }
     Ok((StatusCode::CREATED, Json(round)))
 }
 
@@ -233,9 +244,11 @@ impl Sampler {
                 .states
                 .iter()
                 .zip(estimates)
-                .map(|(x, proxy)| ProposedValue {
+                .zip(&proposal.sources)
+                .map(|((x, proxy), &source)| ProposedValue {
                     value: canonical(space.as_ref(), x),
                     proxy,
+                    source,
                 })
                 .collect();
             Ok::<_, GfnError>((values, proposal.exhausted))
@@ -269,6 +282,7 @@ async fn round_json(state: &AppState, id: i64) -> Result<Value, ApiError> {
                     .proxy_mean
                     .zip(c.proxy_std)
                     .map(|(mean, std)| ProxyEstimate { mean, std }),
+                source: c.source,
             })
             .collect(),
     };
@@ -309,6 +323,9 @@ pub struct RoundCandidate {
     pub mean_reward: Option<f64>,
     /// Successful and failed observations.
     pub observations: i64,
+    /// How the candidate was made; null when proposed before sources were recorded.
+    #[schema(value_type = Option<crate::domain::round::CandidateSource>, required)]
+    pub source: Option<String>,
     /// Every label of the candidate, oldest first.
     pub labels: Vec<StoredLabel>,
 }
@@ -398,7 +415,7 @@ async fn round_with_labels(state: &AppState, row: RoundRow) -> Result<Value, Api
             json!({
                 "id": c.id, "value": parse_stored(&c.value), "status": c.status,
                 "mean_reward": c.mean_reward, "observations": c.n_success + c.n_failed,
-                "labels": own,
+                "source": c.source, "labels": own,
             })
         })
         .collect();

@@ -7,11 +7,14 @@
 //! - `ensemble`: K small MLPs in candle on bootstrap resamples, trained as one batched net.
 //! - `surrogate`: the campaign's fitted proxy (regression plus feasibility), its held-out
 //!   quality and its checkpoint parts.
+//! - `prospective`: the proxy's quality on what later rounds proposed and the oracle
+//!   measured, the figure that active learning's shift cannot flatter.
 //!
 //! Synchronous: imports `domain` and the engine's spaces; no tokio, sqlx or axum.
 //! Log-rewards are returned in log space (`f32`) so that `exp(beta * a)` never overflows.
 
 pub mod ensemble;
+pub mod prospective;
 pub mod surrogate;
 
 pub use surrogate::{acquisition, Prediction, ProxyQuality, Surrogate};

@@ -48,7 +48,8 @@ pub mod training;
 
 pub use campaigns::ObjectRow;
 pub use rounds::{
-    CandidateRow, CandidateStatus, LabelRow, ProposedValue, RoundInsert, RoundRow, Stats,
+    CandidateRow, CandidateStatus, LabelRow, ProposalOutcome, ProposedValue, RoundInsert, RoundRow,
+    RoundTally, Stats, ROUND_FIGURES_LIMIT, UNKNOWN_SOURCE,
 };
 
 /// A connection pool on one of the two backends.

@@ -8,7 +8,18 @@
 
 use super::Store;
 use crate::error::Error;
+use crate::gfn::Source;
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Most rounds [`Store::recent_round_tallies`] and [`Store::recent_round_outcomes`] read:
+/// the window of per-round figures in `GET /campaigns/{id}/model`. With batches of at most
+/// 10,000 this bounds the outcome rows at 500,000.
+pub const ROUND_FIGURES_LIMIT: i64 = 50;
+
+/// The key of [`RoundTally::sources`] for candidates proposed before provenance was
+/// recorded.
+pub const UNKNOWN_SOURCE: &str = "unknown";
 
 /// Outcome of [`Store::insert_round`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,22 +64,27 @@ pub struct CandidateRow {
     #[sqlx(default)]
     #[serde(skip)]
     pub proxy_std: Option<f64>,
+    /// How the candidate was made: a [`Source`] text, `imported`, or null when it was
+    /// proposed before provenance was recorded.
+    #[sqlx(default)]
+    pub source: Option<String>,
 }
 
-/// A value a round proposes: canonical text, and the proxy's mean and standard deviation
-/// for it when a proxy scored it.
+/// A value a round proposes: canonical text, the proxy's mean and standard deviation for it
+/// when a proxy scored it, and how it was made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProposedValue {
     pub value: String,
     pub proxy: Option<(f64, f64)>,
+    pub source: Source,
 }
 
-/// `[[value, mean, std], ...]`, the JSON array the candidate inserts read.
+/// `[[value, mean, std, source], ...]`, the JSON array the candidate inserts read.
 fn proposed_json<'a>(values: impl Iterator<Item = &'a ProposedValue>) -> String {
     let rows: Vec<serde_json::Value> = values
         .map(|v| {
             let (mean, std) = v.proxy.map_or((None, None), |(m, s)| (Some(m), Some(s)));
-            serde_json::json!([v.value, mean, std])
+            serde_json::json!([v.value, mean, std, v.source.as_str()])
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
@@ -84,6 +100,48 @@ pub struct LabelRow {
     pub key: Option<String>,
     pub metadata: Option<String>,
     pub created_at: String,
+}
+
+/// One round of the figures window, its candidates counted (see
+/// [`Store::recent_round_tallies`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundTally {
+    pub number: i64,
+    /// The checkpoint the round drew from; 0: the uniform policy.
+    pub model_version: i64,
+    /// Candidates the round holds.
+    pub proposed: i64,
+    /// Of those, candidates with a successful observation.
+    pub labelled: i64,
+    /// Of those, candidates with only failed observations.
+    pub failed: i64,
+    /// Candidates by source text ([`UNKNOWN_SOURCE`] for those proposed before provenance
+    /// was recorded); sources the round did not use are absent.
+    pub sources: BTreeMap<String, i64>,
+}
+
+/// A row of [`sql`]'s `ROUND_TALLIES`: one (round, source) group.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct TallyRow {
+    number: i64,
+    model_version: i64,
+    source: Option<String>,
+    proposed: i64,
+    labelled: i64,
+    failed: i64,
+}
+
+/// A proposal of a recent round that the proxy scored and the oracle has measured
+/// successfully: what the proxy predicted when the round proposed it, and what came back.
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct ProposalOutcome {
+    pub round_number: i64,
+    /// The proxy's mean, oracle units.
+    pub proxy_mean: f64,
+    /// The proxy's standard deviation, oracle units.
+    pub proxy_std: f64,
+    /// Mean of the candidate's successful observations.
+    pub mean_reward: f64,
 }
 
 /// Filter of the candidate listing.
@@ -127,28 +185,35 @@ mod sql {
         pub const INSERT_ROUND: &str = "insert into rounds (campaign_id, number, key, model_version, batch_size, exhausted) values ($1, $2, $3, $4, $5, $6) returning id";
         /// All values of a JSON array in one statement, in array order (ids follow it);
         /// values the campaign already has are skipped.
-        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std) select $1, $2, json_extract(j.value, '$[0]'), 'pending', json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]') from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std, source) select $1, $2, json_extract(j.value, '$[0]'), 'pending', json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]') from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
         pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
         /// `begin immediate` already holds SQLite's write lock.
         pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
         pub const SET_EXHAUSTED: &str = "update rounds set exhausted = $2 where id = $1";
         pub const ROUND: &str = "select id, campaign_id, number, key, model_version, batch_size, exhausted, created_at from rounds where id = $1";
-        pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.proxy_mean, c.proxy_std from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
+        pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.proxy_mean, c.proxy_std, c.source from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
         pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
         pub const ABANDON: &str =
             "update candidates set status = 'abandoned' where round_id = $1 and status = 'pending'";
         pub const VALUES: &str = "select value from candidates where campaign_id = $1";
-        pub const LIST: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by case when $3 = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4 desc nulls last, c.id limit $5 offset $6";
+        pub const LIST: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by case when $3 = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4 desc nulls last, c.id limit $5 offset $6";
         pub const STATUS_COUNTS: &str =
             "select status, count(*) from candidates where campaign_id = $1 group by status";
         pub const ROUND_COUNT: &str = "select count(*) from rounds where campaign_id = $1";
+        /// The newest `$2` rounds (the `(campaign_id, number)` key serves the order), then
+        /// their candidates grouped by source: at most five rows a round. A round without
+        /// candidates gives one row with `proposed` 0.
+        pub const ROUND_TALLIES: &str = "select r.number, r.model_version, c.source, count(c.id) as proposed, coalesce(sum(case when c.status = 'labelled' then 1 else 0 end), 0) as labelled, coalesce(sum(case when c.status = 'failed' then 1 else 0 end), 0) as failed from (select id, number, model_version from rounds where campaign_id = $1 order by number desc limit $2) r left join candidates c on c.round_id = r.id group by r.id, r.number, r.model_version, c.source order by r.number desc, c.source";
+        /// Proposals of the newest `$2` rounds with a prediction and a successful
+        /// observation.
+        pub const ROUND_OUTCOMES: &str = "select r.number as round_number, c.proxy_mean, c.proxy_std, c.reward_sum / c.n_success as mean_reward from (select id, number from rounds where campaign_id = $1 order by number desc limit $2) r join candidates c on c.round_id = r.id where c.n_success > 0 and c.proxy_mean is not null and c.proxy_std is not null order by r.number desc, c.id";
     }
 
     pub mod postgres {
         pub const BUMP_ROUND: &str = super::sqlite::BUMP_ROUND;
         pub const ROUND_BY_KEY: &str = super::sqlite::ROUND_BY_KEY;
         pub const INSERT_ROUND: &str = super::sqlite::INSERT_ROUND;
-        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std) select $1, $2, x.e ->> 0, 'pending', (x.e ->> 1)::float8, (x.e ->> 2)::float8 from jsonb_array_elements($3::jsonb) with ordinality as x(e, i) order by x.i on conflict (campaign_id, value) do nothing";
+        pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std, source) select $1, $2, x.e ->> 0, 'pending', (x.e ->> 1)::float8, (x.e ->> 2)::float8, x.e ->> 3 from jsonb_array_elements($3::jsonb) with ordinality as x(e, i) order by x.i on conflict (campaign_id, value) do nothing";
         pub const ROUND: &str = concat!(
             "select id, campaign_id, number, key, model_version, batch_size, exhausted, ",
             pg_ts!("created_at"),
@@ -157,7 +222,7 @@ mod sql {
         pub const CANDIDATES_OF_ROUND: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
-            " as created_at, c.proxy_mean, c.proxy_std from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id"
+            " as created_at, c.proxy_mean, c.proxy_std, c.source from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id"
         );
         pub const LABELS_OF_ROUND: &str = concat!(
             "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, ",
@@ -174,10 +239,12 @@ mod sql {
         pub const LIST: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
-            " as created_at from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by case when $3::text = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4::float8 desc nulls last, c.id limit $5 offset $6"
+            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by case when $3::text = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4::float8 desc nulls last, c.id limit $5 offset $6"
         );
         pub const STATUS_COUNTS: &str = super::sqlite::STATUS_COUNTS;
         pub const ROUND_COUNT: &str = super::sqlite::ROUND_COUNT;
+        pub const ROUND_TALLIES: &str = super::sqlite::ROUND_TALLIES;
+        pub const ROUND_OUTCOMES: &str = super::sqlite::ROUND_OUTCOMES;
     }
 }
 
@@ -415,6 +482,63 @@ impl Store {
                 .bind(sign)
                 .bind(limit)
                 .bind(offset)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The newest [`ROUND_FIGURES_LIMIT`] rounds at most (`limit`), newest first, each with
+    /// its candidates counted by status and by source.
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
+    pub async fn recent_round_tallies(
+        &self,
+        campaign_id: i64,
+        limit: i64,
+    ) -> Result<Vec<RoundTally>, Error> {
+        let rows: Vec<TallyRow> = on_backend!(self, ROUND_TALLIES, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        // Rows come newest round first, each round's groups together.
+        let mut tallies: Vec<RoundTally> = Vec::new();
+        for row in rows {
+            if tallies.last().map(|t| t.number) != Some(row.number) {
+                tallies.push(RoundTally {
+                    number: row.number,
+                    model_version: row.model_version,
+                    ..RoundTally::default()
+                });
+            }
+            let Some(tally) = tallies.last_mut() else {
+                continue;
+            };
+            tally.proposed += row.proposed;
+            tally.labelled += row.labelled;
+            tally.failed += row.failed;
+            if row.proposed > 0 {
+                let source = row.source.unwrap_or_else(|| UNKNOWN_SOURCE.to_string());
+                *tally.sources.entry(source).or_default() += row.proposed;
+            }
+        }
+        Ok(tallies)
+    }
+
+    /// The proposals of the newest `limit` rounds that carry the proxy's prediction and
+    /// have a successful observation, newest round first: the raw material of the
+    /// prospective figures. At most `limit` times the largest batch rows.
+    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
+    pub async fn recent_round_outcomes(
+        &self,
+        campaign_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ProposalOutcome>, Error> {
+        Ok(on_backend!(self, ROUND_OUTCOMES, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(limit)
                 .fetch_all(pool)
                 .await?
         }))

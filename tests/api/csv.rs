@@ -58,6 +58,7 @@ async fn csv_labels_round_trip_through_the_export(backend: Backend) {
             "status",
             "mean_reward",
             "observations",
+            "source",
             "entity"
         ]
     );
@@ -69,10 +70,17 @@ async fn csv_labels_round_trip_through_the_export(backend: Backend) {
         (&rows[0][3], &rows[0][4], &rows[0][5]),
         ("labelled", "2.5", "1")
     );
+    assert_eq!(&rows[0][6], "imported", "a value first seen in a label");
     assert_eq!(&rows[1][0], first.to_string().as_str());
     assert_eq!(&rows[1][2], "1");
+    assert_eq!(
+        &rows[1][6], "uniform",
+        "round 1 draws from the uniform policy"
+    );
+    assert_eq!(&rows[1][6], round["candidates"][0]["source"]);
     let failed = rows.iter().find(|r| &r[1] == "[0,4]").expect("failed row");
     assert_eq!((&failed[3], &failed[4]), ("failed", ""));
+    assert_eq!(&failed[6], "imported");
 }
 on_both_backends!(
     csv_labels_round_trip_through_the_export,

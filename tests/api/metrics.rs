@@ -275,7 +275,8 @@ async fn metrics_count_requests_rounds_labels_and_training(backend: Backend) {
     let (status, first) = app.round(json!({"campaign_id": id, "batch_size": 3})).await;
     assert_eq!(status, 201, "{first}");
     let keyed = json!({"campaign_id": id, "batch_size": 2, "key": "retry-me"});
-    assert_eq!(app.round(keyed.clone()).await.0, 201);
+    let (status, second) = app.round(keyed.clone()).await;
+    assert_eq!(status, 201, "{second}");
     assert_eq!(
         app.round(keyed).await.0,
         200,
@@ -343,6 +344,29 @@ async fn metrics_count_requests_rounds_labels_and_training(backend: Backend) {
     // The loop: 3 new rounds of 3 + 2 + 1 candidates, 3 labels accepted and 1 duplicate.
     assert_eq!(m.get("flowlab_rounds_total", &[]), 3.0);
     assert_eq!(m.get("flowlab_candidates_proposed_total", &[]), 6.0);
+    // The same candidates by source, as the rounds reported them; every source's series
+    // exists, at 0 when unused.
+    let mut by_source: BTreeMap<String, f64> = ["uniform", "policy", "policy+local", "local"]
+        .into_iter()
+        .map(|s| (s.to_string(), 0.0))
+        .collect();
+    for round in [&first, &second, &waited] {
+        for c in round["candidates"].as_array().expect("candidates") {
+            let source = c["source"].as_str().expect("a source").to_string();
+            *by_source.get_mut(&source).expect("a known source") += 1.0;
+        }
+    }
+    assert_eq!(by_source["uniform"], 5.0, "rounds at version 0 are uniform");
+    for (source, n) in &by_source {
+        assert_eq!(
+            m.get(
+                "flowlab_candidates_proposed_by_source_total",
+                &[("source", source.as_str())]
+            ),
+            *n,
+            "{source}"
+        );
+    }
     assert_eq!(
         m.get("flowlab_labels_total", &[("result", "accepted")]),
         3.0

@@ -8,6 +8,7 @@ use crate::on_both_backends;
 use flowlab::store::training::NewCheckpoint;
 use flowlab::store::Store;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// A 4 x 4 grid with a small network and short trainings, so the suite stays fast.
@@ -89,7 +90,12 @@ async fn model_before_any_label_is_untrained(backend: Backend) {
     assert_eq!(
         m,
         json!({"version": 0, "status": "untrained", "error": null, "trained_on_labels": 0,
-               "trained_on_observations": 0, "steps": 0, "loss": null, "proxy": null, "updated_at": null, "history": []})
+               "trained_on_observations": 0, "steps": 0, "loss": null, "proxy": null,
+               "updated_at": null, "history": [],
+               "prospective": {"rounds": 0, "n": 0, "median_spearman": null,
+                               "median_rmse": null, "coverage_1sigma": null,
+                               "coverage_2sigma": null},
+               "rounds": []})
     );
 }
 on_both_backends!(
@@ -559,4 +565,175 @@ async fn a_first_batch_that_fails_entirely_gives_model_version_1(backend: Backen
 on_both_backends!(
     a_first_batch_that_fails_entirely_gives_model_version_1,
     a_first_batch_that_fails_entirely_gives_model_version_1
+);
+
+/// Ranks from 1, ties sharing the mean of their ranks (written here, apart from the server's).
+fn ranks(values: &[f64]) -> Vec<f64> {
+    values
+        .iter()
+        .map(|v| {
+            let below = values.iter().filter(|w| *w < v).count() as f64;
+            let equal = values.iter().filter(|w| *w == v).count() as f64;
+            below + (equal + 1.0) / 2.0
+        })
+        .collect()
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+fn close(actual: &Value, expected: f64, what: &str) {
+    let got = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {actual}"));
+    assert!((got - expected).abs() < 1e-9, "{what}: {got} vs {expected}");
+}
+
+/// The measured score of a grid point: higher towards the far corner.
+fn grid_score(x: &Value) -> f64 {
+    x.as_array()
+        .map(|c| c.iter().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0)
+}
+
+async fn rounds_report_sources_counts_and_prospective_proxy_figures(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .create_campaign(
+            json!({"name": "prospective", "space": {"type": "grid", "dims": 2, "size": 8},
+                   "model": {"hidden": 16},
+                   "training": {"steps": 20, "batch_size": 8,
+                                "proxy": {"steps": 50, "members": 3}}}),
+        )
+        .await;
+    // Round 1 (no model): 14 measured, 2 failed.
+    let (status, first) = app
+        .round(json!({"campaign_id": id, "batch_size": 16}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let labels: Vec<Value> = first["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < 2 {
+                json!({"candidate_id": c["id"], "failed": true, "error": "x"})
+            } else {
+                json!({"candidate_id": c["id"], "reward": grid_score(&c["value"])})
+            }
+        })
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Round 2 draws from a model with a proxy: every candidate carries its prediction.
+    let (status, second) = app
+        .round(json!({"campaign_id": id, "batch_size": 8, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let proposed = second["candidates"].as_array().expect("candidates").clone();
+    assert_eq!(proposed.len(), 8, "{second}");
+    let mut sources: BTreeMap<String, i64> = BTreeMap::new();
+    for c in &proposed {
+        let source = c["source"].as_str().expect("a source");
+        assert!(
+            ["uniform", "policy", "policy+local", "local"].contains(&source),
+            "{c}"
+        );
+        *sources.entry(source.to_string()).or_default() += 1;
+    }
+    // The lab: the first fails, the second is measured twice, the last is still pending,
+    // the rest once, off the proxy's scale on purpose.
+    let mut labels = vec![json!({"candidate_id": proposed[0]["id"], "failed": true})];
+    let mut measured: Vec<(f64, f64, f64)> = Vec::new(); // (mean, std, mean reward)
+    for (i, c) in proposed.iter().enumerate().take(7).skip(1) {
+        let base = grid_score(&c["value"]) + 0.37 * i as f64 - 1.0;
+        let rewards = if i == 1 {
+            vec![base + 0.5, base - 1.25]
+        } else {
+            vec![base]
+        };
+        for r in &rewards {
+            labels.push(json!({"candidate_id": c["id"], "reward": r}));
+        }
+        let mean_reward = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        let mean = c["proxy"]["mean"].as_f64().expect("proxy mean");
+        let std = c["proxy"]["std"].as_f64().expect("proxy std");
+        measured.push((mean, std, mean_reward));
+    }
+    let (status, body) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The expected figures, from the posted rewards and the predictions the round returned.
+    let n = measured.len() as f64;
+    let means: Vec<f64> = measured.iter().map(|m| m.0).collect();
+    let rewards: Vec<f64> = measured.iter().map(|m| m.2).collect();
+    let spearman = pearson(&ranks(&means), &ranks(&rewards));
+    let rmse = (measured.iter().map(|m| (m.2 - m.0).powi(2)).sum::<f64>() / n).sqrt();
+    let within = |k: f64| {
+        measured
+            .iter()
+            .filter(|m| (m.2 - m.0).abs() <= k * m.1)
+            .count() as f64
+            / n
+    };
+
+    let m = model(&app, id).await;
+    let rounds = m["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{m}");
+    let newest = &rounds[0];
+    assert_eq!(newest["number"], second["number"], "newest first: {m}");
+    assert_eq!(newest["model_version"], second["model_version"]);
+    assert_eq!(
+        (&newest["proposed"], &newest["labelled"], &newest["failed"]),
+        (&json!(8), &json!(6), &json!(1)),
+        "{m}"
+    );
+    assert_eq!(newest["sources"], json!(sources), "{m}");
+    let p = &newest["prospective"];
+    assert_eq!(p["n"], 6, "{m}");
+    close(&p["spearman"], spearman, "spearman");
+    close(&p["rmse"], rmse, "rmse");
+    close(&p["coverage_1sigma"], within(1.0), "1 sigma");
+    close(&p["coverage_2sigma"], within(2.0), "2 sigma");
+
+    let oldest = &rounds[1];
+    assert_eq!(oldest["number"], first["number"]);
+    assert_eq!(oldest["model_version"], 0);
+    assert_eq!(
+        (&oldest["proposed"], &oldest["labelled"], &oldest["failed"]),
+        (&json!(16), &json!(14), &json!(2)),
+        "{m}"
+    );
+    assert_eq!(oldest["sources"], json!({"uniform": 16}));
+    assert_eq!(
+        oldest["prospective"],
+        json!({"n": 0, "spearman": null, "rmse": null,
+               "coverage_1sigma": null, "coverage_2sigma": null}),
+        "no predictions before a proxy existed"
+    );
+
+    // The summary covers the one round with figures.
+    let s = &m["prospective"];
+    assert_eq!((&s["rounds"], &s["n"]), (&json!(1), &json!(6)), "{m}");
+    close(&s["median_spearman"], spearman, "median spearman");
+    close(&s["median_rmse"], rmse, "median rmse");
+    close(&s["coverage_1sigma"], within(1.0), "pooled 1 sigma");
+    close(&s["coverage_2sigma"], within(2.0), "pooled 2 sigma");
+    // The random-split figure is still reported beside it.
+    assert!(
+        m.get("proxy").is_some() && m.get("history").is_some(),
+        "{m}"
+    );
+}
+on_both_backends!(
+    rounds_report_sources_counts_and_prospective_proxy_figures,
+    rounds_report_sources_counts_and_prospective_proxy_figures
 );

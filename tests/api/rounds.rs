@@ -377,3 +377,48 @@ on_both_backends!(
     wait_for_model_times_out_with_503_and_stores_nothing,
     wait_for_model_times_out_with_503_and_stores_nothing
 );
+
+async fn sources_say_how_each_candidate_was_made(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid(2, 4)).await;
+    let imported = [json!([0, 0]), json!([3, 3])];
+    let labels: Vec<Value> = imported
+        .iter()
+        .map(|v| json!({"campaign_id": id, "value": v, "reward": 1.0}))
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{body}");
+    // Model version 0: the uniform policy made every candidate.
+    let (status, round) = app.round(json!({"campaign_id": id, "batch_size": 4})).await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["model_version"], 0);
+    let proposed = round["candidates"].as_array().expect("candidates");
+    assert_eq!(proposed.len(), 4);
+    for c in proposed {
+        assert_eq!(c["source"], "uniform", "{c}");
+    }
+    let round_id = round["id"].as_i64().expect("id");
+    let (status, read) = app.get(&format!("/rounds/{round_id}")).await;
+    assert_eq!(status, 200, "{read}");
+    for c in read["candidates"].as_array().expect("candidates") {
+        assert_eq!(c["source"], "uniform", "{c}");
+    }
+    // The listing tells imported values from proposed ones.
+    let (status, page) = app.get(&format!("/campaigns/{id}/candidates")).await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["candidates"].as_array().expect("candidates");
+    assert_eq!(listed.len(), 6);
+    for c in listed {
+        let expected = if imported.contains(&c["value"]) {
+            "imported"
+        } else {
+            "uniform"
+        };
+        assert_eq!(c["source"], expected, "{c}");
+        assert_eq!(c["round"].is_null(), expected == "imported", "{c}");
+    }
+}
+on_both_backends!(
+    sources_say_how_each_candidate_was_made,
+    sources_say_how_each_candidate_was_made
+);
