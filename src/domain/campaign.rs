@@ -269,7 +269,9 @@ impl Default for ProxySpec {
             hidden: 64,
             steps: 300,
             holdout: 0.2,
-            features: FeatureSet::OneHotKmer,
+            // On the prospective proxy bench (`flowlab bench proxy`) no counting variant
+            // beat the encoding alone on every task.
+            features: FeatureSet::OneHot,
         }
     }
 }

@@ -169,10 +169,10 @@ impl FeatureMap {
                     out.push(Block::new(Some(1)));
                 }
                 if f.kmers() {
-                    if max_size >= 2 && max_size <= MAX_SET_FOR_PAIRS {
+                    if (2..=MAX_SET_FOR_PAIRS).contains(&max_size) {
                         out.push(Block::new(items.checked_pow(2)));
                     }
-                    if max_size >= 3 && max_size <= MAX_SET_FOR_TRIPLES {
+                    if (3..=MAX_SET_FOR_TRIPLES).contains(&max_size) {
                         out.push(Block::new(items.checked_pow(3)));
                     }
                 }
@@ -262,23 +262,21 @@ impl FeatureMap {
                     next(out, &mut |_, o| o[0] = symbols.len() as f32);
                 }
                 if f.kmers() {
-                    let n = symbols.len();
-                    if max_size >= 2 && max_size <= MAX_SET_FOR_PAIRS {
+                    if (2..=MAX_SET_FOR_PAIRS).contains(&max_size) {
                         next(out, &mut |b, o| {
-                            for i in 0..n {
-                                for j in i + 1..n {
-                                    o[b.index(&[symbols[i], symbols[j]], items)] += 1.0;
+                            for (i, &p) in symbols.iter().enumerate() {
+                                for &q in &symbols[i + 1..] {
+                                    o[b.index(&[p, q], items)] += 1.0;
                                 }
                             }
                         });
                     }
-                    if max_size >= 3 && max_size <= MAX_SET_FOR_TRIPLES {
+                    if (3..=MAX_SET_FOR_TRIPLES).contains(&max_size) {
                         next(out, &mut |b, o| {
-                            for i in 0..n {
-                                for j in i + 1..n {
-                                    for l in j + 1..n {
-                                        let t = [symbols[i], symbols[j], symbols[l]];
-                                        o[b.index(&t, items)] += 1.0;
+                            for (i, &p) in symbols.iter().enumerate() {
+                                for (j, &q) in symbols.iter().enumerate().skip(i + 1) {
+                                    for &r in &symbols[j + 1..] {
+                                        o[b.index(&[p, q, r], items)] += 1.0;
                                     }
                                 }
                             }
