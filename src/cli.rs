@@ -45,6 +45,9 @@ pub enum BenchCommand {
     /// The whole loop over HTTP at an equal oracle budget on synthetic tasks: flowlab
     /// against random search and a genetic algorithm.
     Loop(crate::bench::loop_bench::LoopBenchArgs),
+    /// The proxy's prospective quality per feature variant: fit on what a loop would have
+    /// labelled, scored on the next round's kind of candidates (Spearman, RMSE, coverage).
+    Proxy(crate::bench::proxy::ProxyBenchArgs),
 }
 
 impl Cli {
@@ -81,6 +84,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Loop(args)) => {
             let stdout = std::io::stdout();
             crate::bench::loop_bench::run(&args, &mut stdout.lock())?;
+        }
+        Command::Bench(BenchCommand::Proxy(args)) => {
+            let stdout = std::io::stdout();
+            crate::bench::proxy::run(&args, &mut stdout.lock())?;
         }
         Command::Demo(args) => {
             let stdout = std::io::stdout();

@@ -220,11 +220,71 @@ pub struct ProxySpec {
     pub members: usize,
     /// Width of each member's two hidden layers, 1..=1024.
     pub hidden: usize,
-    /// Optimisation steps of each fit, 1..=100000.
+    /// Most optimisation steps of each fit, 1..=100000: a fit stops earlier once the
+    /// loss on the rows each member's resample left out stops falling.
     pub steps: usize,
     /// Share of the labels held out to measure the proxy's quality, in [0, 0.5]; 0 skips
     /// the measurement (the final fit always uses every label).
     pub holdout: f64,
+    /// The networks' inputs: `onehot`, `onehot+composition`, `onehot+kmer` or `kmer`.
+    pub features: FeatureSet,
+}
+
+/// Which inputs the surrogate's networks see (`training.proxy.features`): the space's
+/// encoding, and counts that see composition and motifs wherever they sit (the proxy's
+/// `features` module says which counts for which space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum FeatureSet {
+    /// The space's encoding alone (one-hot per position, or per item).
+    #[serde(rename = "onehot")]
+    OneHot,
+    /// The encoding plus composition: token counts of a sequence, the size of a set.
+    #[serde(rename = "onehot+composition")]
+    OneHotComposition,
+    /// The encoding, composition and k-mers: 2- and 3-mer counts of a sequence, the pairs
+    /// and triples of a set.
+    #[serde(rename = "onehot+kmer")]
+    OneHotKmer,
+    /// Composition and k-mers without the encoding: position-free for sequences.
+    #[serde(rename = "kmer")]
+    Kmer,
+}
+
+impl FeatureSet {
+    /// Parses [`FeatureSet::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
+    /// Every variant, in the order the bench lists them.
+    pub const ALL: [FeatureSet; 4] = [
+        FeatureSet::OneHot,
+        FeatureSet::OneHotComposition,
+        FeatureSet::OneHotKmer,
+        FeatureSet::Kmer,
+    ];
+
+    /// The name as written in campaigns and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureSet::OneHot => "onehot",
+            FeatureSet::OneHotComposition => "onehot+composition",
+            FeatureSet::OneHotKmer => "onehot+kmer",
+            FeatureSet::Kmer => "kmer",
+        }
+    }
+
+    pub(crate) fn encoding(self) -> bool {
+        !matches!(self, FeatureSet::Kmer)
+    }
+
+    pub(crate) fn composition(self) -> bool {
+        !matches!(self, FeatureSet::OneHot)
+    }
+
+    pub(crate) fn kmers(self) -> bool {
+        matches!(self, FeatureSet::OneHotKmer | FeatureSet::Kmer)
+    }
 }
 
 impl Default for ProxySpec {
@@ -234,6 +294,9 @@ impl Default for ProxySpec {
             hidden: 64,
             steps: 300,
             holdout: 0.2,
+            // On the prospective proxy bench (`flowlab bench proxy`) no counting variant
+            // beat the encoding alone on every task.
+            features: FeatureSet::OneHot,
         }
     }
 }

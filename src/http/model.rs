@@ -206,6 +206,7 @@ mod tests {
             status: "untrained".into(),
             error: None,
             trained_on_labels: 0,
+            trained_on_observations: 0,
             steps: 0,
             loss: None,
             proxy: None,

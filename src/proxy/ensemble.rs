@@ -6,11 +6,121 @@
 //! The members are stacked into 3-D weights `[members, in, out]` and trained as one batched
 //! network, which is one matrix product per layer for the whole ensemble instead of one per
 //! member. Weights are drawn from a seeded generator, so a fit is reproducible.
+//!
+//! Early stopping: the rows a member's bootstrap resample left out (about a third of them)
+//! are that member's validation split, never seen by its gradient. Every
+//! [`EVAL_EVERY`] steps each member's loss on its own left-out rows is measured and its best
+//! weights so far are kept; the fit stops once no member has improved for
+//! `FitSettings::patience` measurements, and ends with each member's best weights.
+//! `FitSettings::steps` is thus the most steps a fit takes. With too few rows for every
+//! member to have a validation split the fit runs the full count.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::Rng;
 use std::collections::HashMap;
+
+/// The validation side of early stopping: each member's left-out rows and its best
+/// weights so far.
+struct Validation {
+    x: Tensor,
+    y: Tensor,
+    /// `[K, rows, 1]`: 1 where the row is left out of the member's resample.
+    mask: Tensor,
+    best_loss: Vec<f32>,
+    /// Measurements since each member last improved.
+    stale: Vec<usize>,
+    best: Vec<Tensor>,
+}
+
+impl Validation {
+    /// The validation split of each member: the rows its resample left out, among at most
+    /// a bounded number of rows drawn once; `None` when some member has fewer than
+    /// [`MIN_VALIDATION_ROWS`] of them.
+    fn new(
+        resamples: &[Vec<u32>],
+        n: usize,
+        input_dim: usize,
+        xs: &Tensor,
+        ys: &Tensor,
+        rng: &mut impl Rng,
+    ) -> candle_core::Result<Option<Self>> {
+        let k = resamples.len();
+        let cap = rows_per_batch(k, input_dim).max(256).min(n);
+        let mut chosen: Vec<u32> = (0..n as u32).collect();
+        if cap < n {
+            for i in 0..cap {
+                chosen.swap(i, rng.random_range(i..n));
+            }
+            chosen.truncate(cap);
+        }
+        let mut mask = vec![0.0f32; k * chosen.len()];
+        for (m, resample) in resamples.iter().enumerate() {
+            let mut used = vec![false; n];
+            for &r in resample {
+                used[r as usize] = true;
+            }
+            let row = &mut mask[m * chosen.len()..(m + 1) * chosen.len()];
+            for (slot, &r) in row.iter_mut().zip(&chosen) {
+                *slot = if used[r as usize] { 0.0 } else { 1.0 };
+            }
+            if row.iter().filter(|v| **v > 0.0).count() < MIN_VALIDATION_ROWS {
+                return Ok(None);
+            }
+        }
+        let device = xs.device();
+        let index = Tensor::from_slice(&chosen, chosen.len(), device)?;
+        Ok(Some(Self {
+            x: xs.index_select(&index, 0)?,
+            y: ys.index_select(&index, 0)?,
+            mask: Tensor::from_vec(mask, (k, chosen.len(), 1), device)?,
+            best_loss: vec![f32::INFINITY; k],
+            stale: vec![0; k],
+            best: Vec::new(),
+        }))
+    }
+
+    /// Measures every member, keeps the weights of those that improved, and returns the
+    /// number of measurements since the most recent improvement of any member.
+    fn observe(&mut self, ensemble: &Ensemble) -> candle_core::Result<usize> {
+        let losses = ensemble.masked_loss(&self.x, &self.y, &self.mask)?;
+        let mut improved = vec![0.0f32; losses.len()];
+        for (m, loss) in losses.iter().enumerate() {
+            // A NaN loss is never an improvement.
+            if *loss < self.best_loss[m] {
+                self.best_loss[m] = *loss;
+                self.stale[m] = 0;
+                improved[m] = 1.0;
+            } else {
+                self.stale[m] += 1;
+            }
+        }
+        let current: Vec<Tensor> = ensemble
+            .params
+            .iter()
+            .map(|p| p.as_tensor().clone())
+            .collect();
+        if self.best.is_empty() {
+            self.best = current.iter().map(|t| t.copy()).collect::<Result<_, _>>()?;
+        } else if improved.iter().any(|v| *v > 0.0) {
+            let keep = Tensor::from_vec(improved, (losses.len(), 1, 1), self.x.device())?;
+            let old = (keep.ones_like()? - &keep)?;
+            // `cur * 1 + best * 0` is `cur` exactly, so a kept member's weights are its own.
+            for (best, cur) in self.best.iter_mut().zip(&current) {
+                *best = (cur.broadcast_mul(&keep)? + best.broadcast_mul(&old)?)?;
+            }
+        }
+        Ok(self.stale.iter().copied().min().unwrap_or(0))
+    }
+
+    /// Puts each member's best weights back.
+    fn restore(self, ensemble: &Ensemble) -> candle_core::Result<()> {
+        for (var, best) in ensemble.params.iter().zip(self.best) {
+            var.set(&best)?;
+        }
+        Ok(())
+    }
+}
 
 /// What the outputs mean, and so which loss fits them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +146,23 @@ pub struct FitSettings {
     pub lr: f64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
+    /// Validation measurements without improvement (of any member) before the fit stops;
+    /// 0 trains the full `steps` and keeps the last weights.
+    pub patience: usize,
 }
+
+/// Steps between two measurements of the validation loss.
+pub const EVAL_EVERY: usize = 10;
+
+/// Fewest left-out rows every member needs for early stopping.
+const MIN_VALIDATION_ROWS: usize = 3;
+
+/// Most bytes of inputs one batched product may broadcast (`members x rows x inputs`
+/// floats), for predictions and validation: bounds memory whatever the input width.
+const BATCH_BYTES: usize = 64 << 20;
 
 /// Names of the parameters, in layer order, as stored in checkpoints.
 const PARAMS: [&str; 6] = ["w1", "b1", "w2", "b2", "w3", "b3"];
-
-/// Rows predicted per batched product: bounds the broadcast copy of the inputs.
-const PREDICT_CHUNK: usize = 2048;
 
 /// A fitted ensemble.
 pub struct Ensemble {
@@ -52,6 +172,26 @@ pub struct Ensemble {
     members: usize,
     input_dim: usize,
     target: Target,
+    /// Optimisation steps the fit ran (0 for an ensemble loaded from a checkpoint).
+    steps_run: usize,
+}
+
+/// Rows of `input_dim` inputs that one batched product over `members` may hold.
+fn rows_per_batch(members: usize, input_dim: usize) -> usize {
+    (BATCH_BYTES / (members.max(1) * input_dim.max(1) * std::mem::size_of::<f32>())).max(1)
+}
+
+/// Per member, the mean over the rows where `mask` is 1 of the loss of `out` against `y`
+/// (`out` `[K, rows, 1]`, `y` `[rows, 1]` or `[K, rows, 1]`, `mask` `[K, rows, 1]`): `[K]`.
+fn loss_per_row(out: &Tensor, y: &Tensor, target: Target) -> candle_core::Result<Tensor> {
+    match target {
+        Target::Regression => out.broadcast_sub(y)?.sqr(),
+        Target::Classification => {
+            // log(1 + e^z) - y z, written so that large |z| never overflows.
+            let softplus = (out.relu()? + (out.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            softplus - out.broadcast_mul(y)?
+        }
+    }
 }
 
 impl std::fmt::Debug for Ensemble {
@@ -114,6 +254,7 @@ impl Ensemble {
             members: k,
             input_dim,
             target,
+            steps_run: 0,
         };
         let mut optimiser = AdamW::new(
             ensemble.params.clone(),
@@ -126,9 +267,15 @@ impl Ensemble {
         let resamples: Vec<Vec<u32>> = (0..k)
             .map(|_| (0..n).map(|_| rng.random_range(0..n) as u32).collect())
             .collect();
+        let mut validation = if settings.patience > 0 {
+            Validation::new(&resamples, n, input_dim, &xs, &ys, rng)?
+        } else {
+            None
+        };
         let b = settings.batch_size.clamp(1, n.max(1));
         let mut rows: Vec<u32> = Vec::with_capacity(k * b);
-        for _ in 0..settings.steps {
+        let mut ensemble = ensemble;
+        for step in 0..settings.steps {
             rows.clear();
             for resample in &resamples {
                 rows.extend((0..b).map(|_| resample[rng.random_range(0..n)]));
@@ -137,15 +284,18 @@ impl Ensemble {
             let xb = xs.index_select(&index, 0)?.reshape((k, b, input_dim))?;
             let yb = ys.index_select(&index, 0)?.reshape((k, b, 1))?;
             let out = ensemble.forward(&xb)?;
-            let loss = match target {
-                Target::Regression => (out - yb)?.sqr()?.mean_all()?,
-                Target::Classification => {
-                    // log(1 + e^z) - y z, written so that large |z| never overflows.
-                    let softplus = (out.relu()? + (out.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-                    (softplus - (out * yb)?)?.mean_all()?
-                }
-            };
+            let loss = loss_per_row(&out, &yb, target)?.mean_all()?;
             optimiser.backward_step(&loss)?;
+            ensemble.steps_run = step + 1;
+            let measure = (step + 1) % EVAL_EVERY == 0 || step + 1 == settings.steps;
+            if let (true, Some(v)) = (measure, validation.as_mut()) {
+                if v.observe(&ensemble)? >= settings.patience {
+                    break;
+                }
+            }
+        }
+        if let Some(v) = validation {
+            v.restore(&ensemble)?;
         }
         Ok(ensemble)
     }
@@ -169,6 +319,12 @@ impl Ensemble {
         self.members
     }
 
+    /// Optimisation steps the fit ran: `FitSettings::steps` or fewer when it stopped early;
+    /// 0 for an ensemble loaded from a checkpoint.
+    pub fn steps_run(&self) -> usize {
+        self.steps_run
+    }
+
     /// Width of the inputs.
     pub fn input_dim(&self) -> usize {
         self.input_dim
@@ -180,7 +336,7 @@ impl Ensemble {
         let d = self.input_dim;
         let n = x.len() / d;
         let mut out = vec![Vec::with_capacity(n); self.members];
-        for chunk in x.chunks(PREDICT_CHUNK * d) {
+        for chunk in x.chunks(rows_per_batch(self.members, d) * d) {
             let rows = chunk.len() / d;
             let xs = Tensor::from_slice(chunk, (1, rows, d), &Device::Cpu)?
                 .broadcast_as((self.members, rows, d))?
@@ -199,6 +355,30 @@ impl Ensemble {
             }
         }
         Ok(out)
+    }
+
+    /// Each member's mean loss on the rows where `mask` (`[K, rows, 1]`) is 1, over the
+    /// inputs `x` (`[rows, in]`) and labels `y` (`[rows, 1]`), in chunks of bounded bytes.
+    fn masked_loss(&self, x: &Tensor, y: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<f32>> {
+        let rows = x.dim(0)?;
+        let chunk = rows_per_batch(self.members, self.input_dim);
+        let mut sum = Tensor::zeros(self.members, DType::F32, x.device())?;
+        let mut start = 0;
+        while start < rows {
+            let len = chunk.min(rows - start);
+            let xs = x
+                .narrow(0, start, len)?
+                .unsqueeze(0)?
+                .broadcast_as((self.members, len, self.input_dim))?
+                .contiguous()?;
+            let out = self.forward(&xs)?;
+            let loss = loss_per_row(&out, &y.narrow(0, start, len)?, self.target)?;
+            let masked = (loss * mask.narrow(1, start, len)?)?;
+            sum = (sum + masked.sum((1, 2))?)?;
+            start += len;
+        }
+        let counts = mask.sum((1, 2))?.clamp(1.0, f64::INFINITY)?;
+        (sum / counts)?.to_vec1::<f32>()
     }
 
     /// The parameters named `{prefix}{w1,b1,...}`, for a checkpoint.
@@ -255,6 +435,107 @@ impl Ensemble {
             members: k,
             input_dim,
             target,
+            steps_run: 0,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const DIM: usize = 6;
+
+    /// The noise-free target: a smooth function of the first two inputs.
+    fn truth(x: &[f32]) -> f32 {
+        x[0] + 0.5 * x[1] * x[1]
+    }
+
+    fn inputs(n: usize, rng: &mut StdRng) -> Vec<f32> {
+        (0..n * DIM).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    fn settings(patience: usize) -> FitSettings {
+        FitSettings {
+            members: 4,
+            hidden: 128,
+            steps: 1500,
+            batch_size: 32,
+            lr: 3e-3,
+            weight_decay: 0.0,
+            patience,
+        }
+    }
+
+    /// Mean squared error of the members' mean against the noise-free target.
+    fn error(e: &Ensemble, x: &[f32]) -> f32 {
+        let out = e.predict(x).unwrap();
+        let rows = x.len() / DIM;
+        (0..rows)
+            .map(|i| {
+                let mean = out.iter().map(|m| m[i]).sum::<f32>() / out.len() as f32;
+                (mean - truth(&x[i * DIM..(i + 1) * DIM])).powi(2)
+            })
+            .sum::<f32>()
+            / rows as f32
+    }
+
+    #[test]
+    fn early_stopping_stops_before_the_noise_is_memorised() {
+        // 40 rows with noise as large as the signal and a wide network: trained for the full
+        // count, each member memorises its resample's noise and predicts fresh inputs worse.
+        let mut rng = StdRng::seed_from_u64(11);
+        let x = inputs(40, &mut rng);
+        let y: Vec<f32> = x
+            .chunks(DIM)
+            .map(|r| truth(r) + rng.random_range(-1.0f32..1.0) * 1.2)
+            .collect();
+        let fresh = inputs(500, &mut rng);
+        let early = Ensemble::fit(
+            &x,
+            DIM,
+            &y,
+            Target::Regression,
+            &settings(5),
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        let full = Ensemble::fit(
+            &x,
+            DIM,
+            &y,
+            Target::Regression,
+            &settings(0),
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert_eq!(full.steps_run(), 1500);
+        assert!(early.steps_run() < 1500, "ran {}", early.steps_run());
+        let (e, f) = (error(&early, &fresh), error(&full, &fresh));
+        assert!(
+            e < f,
+            "error on fresh inputs: early stopped {e}, full count {f}"
+        );
+    }
+
+    #[test]
+    fn too_few_rows_for_validation_train_the_full_count() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let x = inputs(2, &mut rng);
+        let y = [0.5, -0.5];
+        let mut s = settings(5);
+        s.steps = 30;
+        let e = Ensemble::fit(&x, DIM, &y, Target::Regression, &s, &mut rng).unwrap();
+        assert_eq!(e.steps_run(), 30);
+    }
+
+    #[test]
+    fn batches_are_bounded_by_bytes_not_rows() {
+        assert_eq!(rows_per_batch(5, 524_288), 6);
+        assert_eq!(rows_per_batch(32, 1 << 30), 1);
+        assert!(rows_per_batch(5, 40) > 2048);
     }
 }

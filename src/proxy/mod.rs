@@ -5,6 +5,7 @@
 //! GFlowNet log-rewards.
 //!
 //! - `ensemble`: K small MLPs in candle on bootstrap resamples, trained as one batched net.
+//! - `features`: what the networks see: the space's encoding, composition and k-mer counts.
 //! - `surrogate`: the campaign's fitted proxy (regression plus feasibility), its held-out
 //!   quality and its checkpoint parts.
 //! - `prospective`: the proxy's quality on what later rounds proposed and the oracle
@@ -14,13 +15,30 @@
 //! Log-rewards are returned in log space (`f32`) so that `exp(beta * a)` never overflows.
 
 pub mod ensemble;
+pub mod features;
 pub mod prospective;
 pub mod surrogate;
 
-pub use surrogate::{acquisition, Prediction, ProxyQuality, Surrogate};
+pub use features::FeatureSet;
+pub use surrogate::{acquisition, spearman, Prediction, ProxyQuality, Surrogate};
 
 use crate::domain::campaign::{RewardSpec, Transform};
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// Order of scores for sorting best first: higher before lower, and NaN after everything
+/// (below `-inf`; NaNs tie with each other). `f64::total_cmp` alone would put a NaN above
+/// `+inf`, so a broken prediction would be taken as the best candidate.
+///
+/// `scores.sort_by(|a, b| descending_score(*a, *b))` sorts best first.
+pub fn descending_score(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => b.total_cmp(&a),
+    }
+}
 
 /// Smallest standard deviation used when standardising, so that a data set of equal scores
 /// (or a single label) gives z-scores of 0 instead of a division by zero.
@@ -146,6 +164,27 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-5
+    }
+
+    #[test]
+    fn descending_score_sorts_best_first_and_nan_last() {
+        let mut v = [
+            1.0,
+            f64::NAN,
+            f64::INFINITY,
+            -2.0,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            3.0,
+        ];
+        v.sort_by(|a, b| descending_score(*a, *b));
+        assert_eq!(v[..5], [f64::INFINITY, 3.0, 1.0, -2.0, f64::NEG_INFINITY]);
+        assert!(v[5].is_nan() && v[6].is_nan(), "{v:?}");
+        assert_eq!(descending_score(f64::NAN, f64::NAN), Ordering::Equal);
+        assert_eq!(
+            descending_score(f64::NAN, f64::NEG_INFINITY),
+            Ordering::Greater
+        );
     }
 
     #[test]

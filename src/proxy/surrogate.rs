@@ -5,11 +5,15 @@
 //! Its quality is reported honestly: before the final fit on every label, a copy is fit on
 //! a random split and scored on the held-out part (Spearman of the ranking and RMSE in the
 //! oracle's units).
+//!
+//! The networks see the inputs of the campaign's [`FeatureSet`] (see `features`); the
+//! feature map is stored in the checkpoint metadata, and a checkpoint from before features
+//! existed loads as the plain encoding it was fit on.
 
 use super::ensemble::{Ensemble, FitSettings, Target};
-use super::{standardisation, Standardisation};
+use super::features::FeatureMap;
+use super::{descending_score, standardisation, Standardisation};
 use crate::domain::campaign::{Acquisition, ProxySpec, RewardSpec};
-use crate::gfn::space::encode_batch;
 use crate::gfn::{Space, State};
 use candle_core::Tensor;
 use rand::Rng;
@@ -61,6 +65,10 @@ struct SurrogateMeta {
     z_range: (f64, f64),
     feasibility: bool,
     quality: Option<ProxyQuality>,
+    /// The inputs the networks were fit on; absent in checkpoints from before features
+    /// existed, which were fit on the space's encoding.
+    #[serde(default)]
+    features: Option<FeatureMap>,
 }
 
 /// A fitted surrogate.
@@ -68,12 +76,21 @@ struct SurrogateMeta {
 pub struct Surrogate {
     regression: Ensemble,
     feasibility: Option<Ensemble>,
+    map: FeatureMap,
     meta: SurrogateMeta,
 }
 
 /// Prefixes of the surrogate's tensors in a checkpoint.
 const REGRESSION_PREFIX: &str = "proxy.regression.";
 const FEASIBILITY_PREFIX: &str = "proxy.feasibility.";
+
+/// Validation measurements (of [`super::ensemble::EVAL_EVERY`] steps each) without
+/// improvement before a fit stops.
+const PATIENCE: usize = 5;
+
+/// Most bytes of inputs encoded at once when predicting, so a pool of thousands of long
+/// sequences never needs its whole encoding in memory.
+const ENCODE_BYTES: usize = 64 << 20;
 
 fn fit_settings(spec: &ProxySpec) -> FitSettings {
     FitSettings {
@@ -83,6 +100,7 @@ fn fit_settings(spec: &ProxySpec) -> FitSettings {
         batch_size: 64,
         lr: 3e-3,
         weight_decay: 1e-4,
+        patience: PATIENCE,
     }
 }
 
@@ -107,9 +125,10 @@ impl Surrogate {
         let scores: Vec<f64> = labelled.iter().map(|(_, y)| *y).collect();
         let scale = standardisation(&scores, maximize);
         let z: Vec<f32> = scores.iter().map(|y| scale.apply(*y) as f32).collect();
-        let dim = space.encoding_dim();
+        let map = FeatureMap::new(spec.features, space);
+        let dim = map.dim();
         let states: Vec<State> = labelled.iter().map(|(x, _)| x.clone()).collect();
-        let x = encode_batch(space, &states);
+        let x = map.encode(space, &states);
         let settings = fit_settings(spec);
 
         let quality = if labelled.len() >= MIN_LABELS_FOR_HOLDOUT && spec.holdout > 0.0 {
@@ -162,7 +181,7 @@ impl Surrogate {
         } else {
             let mut all = states;
             all.extend(failed.iter().cloned());
-            let xs = encode_batch(space, &all);
+            let xs = map.encode(space, &all);
             let ys: Vec<f32> = (0..all.len())
                 .map(|i| if i < labelled.len() { 1.0 } else { 0.0 })
                 .collect();
@@ -180,8 +199,10 @@ impl Surrogate {
                 z_range: (lo, hi),
                 feasibility: feasibility.is_some(),
                 quality,
+                features: Some(map),
             },
             feasibility,
+            map,
         })
     }
 
@@ -195,12 +216,24 @@ impl Surrogate {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let x = encode_batch(space, states);
-        let members = self.regression.predict(&x).map_err(candle)?;
-        let feasible = match &self.feasibility {
-            Some(f) => Some(member_mean(&f.predict(&x).map_err(candle)?)),
-            None => None,
-        };
+        let rows = (ENCODE_BYTES / (self.map.dim().max(1) * std::mem::size_of::<f32>())).max(1);
+        let mut members = vec![Vec::with_capacity(states.len()); self.regression.members()];
+        let mut feasible = self
+            .feasibility
+            .as_ref()
+            .map(|_| Vec::with_capacity(states.len()));
+        for chunk in states.chunks(rows) {
+            let x = self.map.encode(space, chunk);
+            for (all, part) in members
+                .iter_mut()
+                .zip(self.regression.predict(&x).map_err(candle)?)
+            {
+                all.extend(part);
+            }
+            if let (Some(f), Some(out)) = (&self.feasibility, feasible.as_mut()) {
+                out.extend(member_mean(&f.predict(&x).map_err(candle)?));
+            }
+        }
         let k = members.len() as f64;
         let scale = self.meta.scale;
         Ok((0..states.len())
@@ -247,6 +280,17 @@ impl Surrogate {
         self.meta.scale
     }
 
+    /// The inputs the surrogate's networks see.
+    pub fn features(&self) -> FeatureMap {
+        self.map
+    }
+
+    /// Optimisation steps the regression fit ran (at most `training.proxy.steps`; fewer
+    /// when it stopped early); 0 for a surrogate loaded from a checkpoint.
+    pub fn steps_run(&self) -> usize {
+        self.regression.steps_run()
+    }
+
     /// Tensors (under `proxy.`) and metadata for a checkpoint.
     pub fn to_parts(&self) -> Result<(Vec<(String, Tensor)>, String), String> {
         let mut tensors = self.regression.named_tensors(REGRESSION_PREFIX);
@@ -257,15 +301,25 @@ impl Surrogate {
         Ok((tensors, meta))
     }
 
-    /// Rebuilds a surrogate from [`Surrogate::to_parts`] for a space of `input_dim`-wide
-    /// encodings.
+    /// Rebuilds a surrogate from [`Surrogate::to_parts`] for a space of `encoding_dim`-wide
+    /// encodings (the checkpoint's metadata says which features were computed from them).
     pub fn from_parts(
         tensors: &HashMap<String, Tensor>,
         meta: &str,
-        input_dim: usize,
+        encoding_dim: usize,
     ) -> Result<Self, String> {
         let meta: SurrogateMeta =
             serde_json::from_str(meta).map_err(|e| format!("proxy metadata: {e}"))?;
+        let map = meta
+            .features
+            .unwrap_or_else(|| FeatureMap::legacy(encoding_dim));
+        if map.encoding_dim != encoding_dim {
+            return Err(format!(
+                "the proxy was fit on a space encoded in {} inputs, not {encoding_dim}",
+                map.encoding_dim
+            ));
+        }
+        let input_dim = map.dim();
         let regression = Ensemble::from_named_tensors(
             tensors,
             REGRESSION_PREFIX,
@@ -285,6 +339,7 @@ impl Surrogate {
         Ok(Self {
             regression,
             feasibility,
+            map,
             meta,
         })
     }
@@ -308,15 +363,16 @@ fn member_mean(out: &[Vec<f32>]) -> Vec<f64> {
         .collect()
 }
 
-/// Ranks from 1, ties sharing the mean of their ranks.
+/// Ranks from 1 (the lowest value) up, ties sharing the mean of their ranks; NaN ranks
+/// below everything (as the worst score, see [`descending_score`]), NaNs tied.
 fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order.sort_by(|&a, &b| descending_score(values[b], values[a]));
     let mut out = vec![0.0; values.len()];
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+        while j + 1 < order.len() && same(values[order[j + 1]], values[order[i]]) {
             j += 1;
         }
         let rank = (i + j) as f64 / 2.0 + 1.0;
@@ -328,8 +384,13 @@ fn ranks(values: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Equal values, NaN equal to NaN.
+fn same(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
 /// Spearman's rank correlation (Pearson on ranks with ties averaged); 0 when either side
-/// is constant.
+/// is constant. A NaN ranks as the lowest value.
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     let (ra, rb) = (ranks(a), ranks(b));
     let n = ra.len() as f64;
@@ -599,5 +660,78 @@ mod tests {
         let rho = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
         assert!((rho - 4.5 / (4.5f64 * 5.0).sqrt()).abs() < 1e-12, "{rho}");
         assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+    }
+
+    #[test]
+    fn a_nan_prediction_ranks_last_not_first() {
+        // Read as the lowest value the NaN agrees with the measured order exactly; read as
+        // the highest (total_cmp) it would reverse part of it.
+        let rho = spearman(&[f64::NAN, 1.0, 2.0], &[0.0, 1.0, 2.0]);
+        assert!((rho - 1.0).abs() < 1e-12, "{rho}");
+        let rho = spearman(&[f64::NAN, f64::NAN, 2.0], &[0.0, 0.0, 2.0]);
+        assert!((rho - 1.0).abs() < 1e-12, "NaNs tie: {rho}");
+    }
+
+    fn peptide_space() -> Box<dyn Space> {
+        serde_json::from_value::<crate::gfn::SpaceSpec>(serde_json::json!({
+            "type": "sequence", "alphabet": ["A", "C", "D", "E", "F"],
+            "min_length": 8, "max_length": 8}))
+        .unwrap()
+        .build()
+        .unwrap()
+    }
+
+    fn peptides(n: usize, rng: &mut StdRng) -> Vec<(State, f64)> {
+        (0..n)
+            .map(|_| {
+                let x = State((0..8).map(|_| rng.random_range(0..5u16)).collect());
+                // Counts of "CD" anywhere, and of E.
+                let y = x.0.windows(2).filter(|w| w == &[1, 2]).count() as f64
+                    + 0.3 * x.0.iter().filter(|t| **t == 3).count() as f64;
+                (x, y)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn features_are_recorded_in_the_checkpoint_and_old_ones_load_as_onehot() {
+        let space = peptide_space();
+        let mut rng = StdRng::seed_from_u64(6);
+        let labelled = peptides(30, &mut rng);
+        let probe: Vec<State> = peptides(10, &mut rng).into_iter().map(|p| p.0).collect();
+        for features in [
+            crate::proxy::FeatureSet::OneHotKmer,
+            crate::proxy::FeatureSet::OneHot,
+        ] {
+            let spec = ProxySpec {
+                steps: 20,
+                features,
+                ..ProxySpec::default()
+            };
+            let proxy =
+                Surrogate::fit(space.as_ref(), &labelled, &[], true, &spec, &mut rng).unwrap();
+            assert_eq!(proxy.features().features, features);
+            let (tensors, meta) = proxy.to_parts().unwrap();
+            let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+            let mut metas = vec![meta.clone()];
+            if features == crate::proxy::FeatureSet::OneHot {
+                // A checkpoint written before features existed has no such key.
+                let mut old: serde_json::Value = serde_json::from_str(&meta).unwrap();
+                old.as_object_mut().unwrap().remove("features");
+                metas.push(old.to_string());
+            }
+            for meta in metas {
+                let back = Surrogate::from_parts(&map, &meta, space.encoding_dim()).unwrap();
+                assert_eq!(back.features().features, features);
+                assert_eq!(back.features().dim(), proxy.features().dim());
+                let (a, b) = (
+                    proxy.predict(space.as_ref(), &probe).unwrap(),
+                    back.predict(space.as_ref(), &probe).unwrap(),
+                );
+                for (p, q) in a.iter().zip(&b) {
+                    assert_eq!((p.z_mean, p.z_std), (q.z_mean, q.z_std));
+                }
+            }
+        }
     }
 }
