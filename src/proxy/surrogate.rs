@@ -185,8 +185,15 @@ impl Surrogate {
             let ys: Vec<f32> = (0..all.len())
                 .map(|i| if i < labelled.len() { 1.0 } else { 0.0 })
                 .collect();
+            // The classifier trains the full count: its out-of-bag loss first falls to the
+            // class prior and only later to a boundary, so early stopping would keep the
+            // prior (a flat feasibility that teaches rounds nothing about failures).
+            let full = FitSettings {
+                patience: 0,
+                ..settings
+            };
             Some(
-                Ensemble::fit(&xs, dim, &ys, Target::Classification, &settings, rng)
+                Ensemble::fit(&xs, dim, &ys, Target::Classification, &full, rng)
                     .map_err(candle)?,
             )
         };
