@@ -192,10 +192,7 @@ impl Surrogate {
                 patience: 0,
                 ..settings
             };
-            Some(
-                Ensemble::fit(&xs, dim, &ys, Target::Classification, &full, rng)
-                    .map_err(candle)?,
-            )
+            Some(Ensemble::fit(&xs, dim, &ys, Target::Classification, &full, rng).map_err(candle)?)
         };
         let lo = z.iter().copied().fold(f32::INFINITY, f32::min) as f64;
         let hi = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
