@@ -1,4 +1,4 @@
-//! Campaigns: a named candidate space with its reward settings (SPEC §3), the settings of
+//! Campaigns: a named candidate space with its reward settings, the settings of
 //! its GFlowNet, and how the background trainer runs.
 
 use crate::error::Error;
@@ -24,7 +24,7 @@ pub struct NewCampaign {
     pub training: TrainingSpec,
 }
 
-/// How acquisition values become GFlowNet rewards (SPEC §3).
+/// How acquisition values become GFlowNet rewards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Acquisition {
@@ -35,7 +35,7 @@ pub enum Acquisition {
     Mean,
 }
 
-/// The transform from acquisition value to reward (SPEC §3).
+/// The transform from acquisition value to reward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {

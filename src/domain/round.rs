@@ -35,7 +35,7 @@ pub struct RoundRequest {
 }
 
 impl RoundRequest {
-    /// Checks the ranges of SPEC §4.
+    /// Checks the ranges of the protocol.
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=MAX_BATCH_SIZE as i64).contains(&self.batch_size) {
             return Err(Error::invalid(

@@ -1,6 +1,6 @@
 //! Proposing a batch: distinct terminal states the campaign has not seen, drawn from the
 //! policy, at least `min_distance` apart, with exploration raised step by step when the policy
-//! keeps returning values already seen (SPEC §4, rounds).
+//! keeps returning values already seen.
 //!
 //! Once a surrogate exists, a round first draws a larger pool from the policy (`pool` times
 //! the batch), refines each sample by the local search of "Local Search GFlowNets" (Kim et

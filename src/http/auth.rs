@@ -1,4 +1,4 @@
-//! Bearer-token authentication (SPEC §6). With a token configured, every request except those
+//! Bearer-token authentication. With a token configured, every request except those
 //! to [`OPEN_PATHS`] must carry `Authorization: Bearer <token>`; anything else is answered 401
 //! `unauthorized` with `WWW-Authenticate: Bearer` before it reaches a handler. Without a token
 //! the layer is not installed at all (`Config::validate` keeps such a server on loopback).

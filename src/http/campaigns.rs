@@ -156,7 +156,7 @@ pub async fn get(
         serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut stats = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;
     stats["best"] = best.unwrap_or(Value::Null);
-    // SPEC §4 lists `model` among the stats; the top-level `model` is the campaign's
+    // The protocol lists `model` among the stats; the top-level `model` is the campaign's
     // network settings.
     stats["model"] = serde_json::to_value(state.store.model_overview(id).await?)
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! `GET /campaigns/{id}/model`: the campaign's model as the trainer left it: status, newest
-//! checkpoint, the history of training runs (SPEC §4), and per-round figures of the recent
+//! checkpoint, the history of training runs, and per-round figures of the recent
 //! rounds: what each proposed, by source, what came back, and how well the proxy's
 //! predictions stored at proposal time matched the measurements (the prospective figures,
 //! see [`crate::proxy::prospective`]).

@@ -184,7 +184,7 @@ pub enum RunStatus {
 )]
 pub struct ApiDoc;
 
-/// The bearer token of SPEC §6: declared once as the document's security requirement, lifted
+/// The bearer token of the protocol: declared once as the document's security requirement, lifted
 /// on the open paths, and a 401 added to every other operation, so that the handlers'
 /// annotations need not repeat it.
 struct BearerAuth;

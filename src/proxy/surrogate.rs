@@ -349,7 +349,7 @@ impl Surrogate {
     }
 }
 
-/// The acquisition value of a prediction, in standardised units (SPEC §3): `ucb` is
+/// The acquisition value of a prediction, in standardised units: `ucb` is
 /// `mean + kappa * std`, `mean` the mean alone.
 pub fn acquisition(spec: &RewardSpec, p: &Prediction) -> f64 {
     match spec.acquisition {

@@ -5,7 +5,7 @@ use super::{enumerate_by_depth, InvalidAction, Space, SpecError, State, ValueErr
 use rand::{Rng, RngCore};
 use serde_json::Value;
 
-/// A `dims`-dimensional grid of side `size` (SPEC §2: dims 1..=16, size 2..=1024).
+/// A `dims`-dimensional grid of side `size` (dims 1..=16, size 2..=1024).
 #[derive(Debug, Clone)]
 pub struct GridSpace {
     dims: usize,

@@ -1,4 +1,4 @@
-//! Candidate spaces: the DAGs a GFlowNet walks (SPEC §2).
+//! Candidate spaces: the DAGs a GFlowNet walks.
 //!
 //! A space owns the initial state, the forward actions (the stop action is always the last
 //! index), the parents of a state, a fixed-size encoding for the networks, the canonical JSON
@@ -60,7 +60,7 @@ pub enum ValueError {
     DuplicateItem { index: usize, found: String },
 }
 
-/// A space definition that is not allowed (SPEC §2 bounds).
+/// A space definition that is not allowed (the protocol's bounds).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("space.{field}: {reason}")]
 pub struct SpecError {
@@ -86,7 +86,7 @@ pub struct InvalidAction {
     pub state: State,
 }
 
-/// The space part of a campaign, as clients write it (SPEC §2).
+/// The space part of a campaign, as clients write it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SpaceSpec {
@@ -122,7 +122,7 @@ pub enum SpaceSpec {
 }
 
 impl SpaceSpec {
-    /// Validates the bounds of SPEC §2 and builds the space.
+    /// Validates the bounds of the protocol and builds the space.
     pub fn build(&self) -> Result<Box<dyn Space>, SpecError> {
         Ok(match self {
             SpaceSpec::Sequence {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// Longest excerpt of client text echoed back in a [`ValueError::UnknownToken`], in chars.
 const EXCERPT_CHARS: usize = 16;
 
-/// Sequences of `min_length..=max_length` tokens from `alphabet` (SPEC §2: 2..=1024
+/// Sequences of `min_length..=max_length` tokens from `alphabet` (2..=1024
 /// distinct non-empty tokens, lengths 1..=512).
 ///
 /// A state is the token indices in order. Forward action `i < alphabet.len()` appends token
@@ -34,7 +34,7 @@ pub struct SequenceSpace {
 }
 
 impl SequenceSpace {
-    /// Validates the bounds of SPEC §2 and that values split back into tokens unambiguously.
+    /// Validates the bounds of the protocol and that values split back into tokens unambiguously.
     ///
     /// Errors name the field: `alphabet` (size, empty or duplicate tokens, a token that is a
     /// proper prefix of another when `separator` is empty), `separator` (a token that contains

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// Longest excerpt of a client's item echoed back in a [`ValueError`], in chars.
 const EXCERPT_CHARS: usize = 64;
 
-/// Subsets of `items` with `min_size..=max_size` elements (SPEC §2: 2..=4096 distinct
+/// Subsets of `items` with `min_size..=max_size` elements (2..=4096 distinct
 /// non-empty items, `0 <= min_size <= max_size <= items.len()`, `max_size >= 1`).
 ///
 /// Forward action `i < items.len()` adds item `i`; the stop action is `items.len()`.
@@ -28,7 +28,7 @@ pub struct SetSpace {
 }
 
 impl SetSpace {
-    /// Validates the bounds of SPEC §2. Errors name the field: `items` (count, empty or
+    /// Validates the bounds of the protocol. Errors name the field: `items` (count, empty or
     /// duplicate items), `max_size` (outside `1..=items.len()`), `min_size` (above `max_size`).
     pub fn new(items: Vec<String>, min_size: usize, max_size: usize) -> Result<Self, SpecError> {
         if !(2..=4096).contains(&items.len()) {
