@@ -124,6 +124,12 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
             json!({"pool_local_search": 1.5}),
             "training.pool_local_search",
         ),
+        (json!({"refine": 21}), "training.refine"),
+        (
+            json!({"refine_backtrack": 0.0}),
+            "training.refine_backtrack",
+        ),
+        (json!({"selection": "best"}), "selection"),
     ] {
         let body = json!({"name": "bad", "space": {"type": "grid", "dims": 2, "size": 4},
                           "training": patch});
