@@ -9,6 +9,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migrations migrations
 COPY src src
+COPY cli cli
 # The cache mounts keep the registry and compiled dependencies between builds; the binary is
 # copied out because the target mount is gone after this step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -54,23 +54,3 @@ impl Error {
         }
     }
 }
-
-impl From<sqlx::Error> for Error {
-    /// A unique-key violation means a concurrent writer stored the same thing first: a
-    /// conflict the caller may retry. Anything else is a storage failure.
-    fn from(e: sqlx::Error) -> Self {
-        if e.as_database_error()
-            .is_some_and(|d| d.is_unique_violation())
-        {
-            Self::Conflict(format!("a concurrent write conflicted: {e}"))
-        } else {
-            Self::Storage(e.to_string())
-        }
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self::Storage(e.to_string())
-    }
-}

@@ -6,7 +6,7 @@
 //! [`loss`] then reads the network outputs through those indices, so the network runs once
 //! per training step however long the trajectories are.
 //!
-//! Notation as in DESIGN.md: a trajectory `s_0 -> ... -> s_n -> s_f`, the last move being the
+//! Notation: a trajectory `s_0 -> ... -> s_n -> s_f`, the last move being the
 //! stop action taken at the terminal `x = s_n`.
 
 use super::space::{Space, State};

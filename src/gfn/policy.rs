@@ -8,7 +8,7 @@
 //!
 //! The backward pass of the MLP is written out by hand with candle matrix products: the
 //! network is a few `x W + b` layers with LeakyReLU, and candle's generic autograd spends
-//! most of its time on graph bookkeeping for such small tensors (DESIGN.md, "Speed"). The
+//! most of its time on graph bookkeeping for such small tensors. The
 //! loss on top of the network outputs still goes through candle's autograd, so every
 //! objective is written once, as tensor code. A unit test checks the hand-written gradients
 //! against candle's autograd on the whole network.

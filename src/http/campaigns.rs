@@ -2,24 +2,25 @@
 
 use super::error::ApiError;
 use super::extract::ApiJson;
-use super::rounds::parse_stored;
 use super::AppState;
 use crate::domain::campaign::{Campaign, NewCampaign};
-use crate::store::CandidateStatus;
+use crate::service::campaigns::{self, CampaignOverview};
+use crate::service::rounds::parse_stored;
+use crate::store::training::ModelOverview;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// The body of `GET /campaigns` (documentation of the JSON built in `list`).
-#[derive(Debug, utoipa::ToSchema)]
+/// The body of `GET /campaigns`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CampaignList {
     /// Every campaign, oldest first.
     pub campaigns: Vec<Campaign>,
 }
 
-/// The body of `GET /campaigns/{id}`: the campaign with its counts and the state of its model
-/// (documentation of the JSON built in `get`).
+/// The body of `GET /campaigns/{id}`: the campaign with its counts and the state of its
+/// model.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CampaignDetail {
     #[serde(flatten)]
@@ -46,7 +47,8 @@ pub struct CampaignStats {
     pub best: Option<BestCandidate>,
     /// As `GET /campaigns/{id}/model` answers it (the campaign's own `model` holds the
     /// network settings).
-    pub model: super::openapi::ModelOverview,
+    #[schema(value_type = super::openapi::ModelOverview)]
+    pub model: ModelOverview,
 }
 
 /// The best candidate of a campaign so far.
@@ -82,8 +84,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    let spec = body.validate()?;
-    let campaign = state.store.insert_campaign(&spec).await?;
+    let campaign = campaigns::create_campaign(&state, body).await?;
     Ok((StatusCode::CREATED, Json(campaign)))
 }
 
@@ -99,9 +100,9 @@ pub async fn create(
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let campaigns = state.store.campaigns().await?;
-    Ok(Json(json!({ "campaigns": campaigns })))
+pub async fn list(State(state): State<AppState>) -> Result<Json<CampaignList>, ApiError> {
+    let campaigns = campaigns::campaigns(&state).await?;
+    Ok(Json(CampaignList { campaigns }))
 }
 
 #[utoipa::path(
@@ -121,47 +122,35 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignDetail>, ApiError> {
     let id = parse_id(&id, "campaign")?;
-    let campaign = state.store.campaign(id).await?;
-    let stats = state.store.stats(id).await?;
-    let best = state
-        .store
-        .list_candidates(
-            id,
-            Some(CandidateStatus::Labelled),
-            true,
-            campaign.spec.reward.maximize,
-            1,
-            0,
-        )
-        .await?
-        .into_iter()
-        .next();
-    let best = match best {
-        Some(c) => {
-            let entity = state
-                .store
-                .candidate_entities(id, &[c.id])
-                .await?
-                .remove(&c.id);
-            Some(json!({
-                "candidate_id": c.id, "value": parse_stored(&c.value), "reward": c.mean_reward,
-                "entity": entity,
-            }))
+    Ok(Json(campaigns::campaign_overview(&state, id).await?.into()))
+}
+
+impl From<CampaignOverview> for CampaignDetail {
+    fn from(overview: CampaignOverview) -> Self {
+        let stats = overview.stats;
+        Self {
+            campaign: overview.campaign,
+            stats: CampaignStats {
+                candidates: stats.candidates,
+                labelled: stats.labelled,
+                failed: stats.failed,
+                pending: stats.pending,
+                abandoned: stats.abandoned,
+                rounds: stats.rounds,
+                objects: stats.objects,
+                best: overview.best.map(|(c, entity)| BestCandidate {
+                    candidate_id: c.id,
+                    value: parse_stored(&c.value),
+                    // Only labelled candidates are listed, and they have a mean.
+                    reward: c.mean_reward.unwrap_or(f64::NAN),
+                    entity,
+                }),
+                model: overview.model,
+            },
         }
-        None => None,
-    };
-    let mut body =
-        serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut stats = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;
-    stats["best"] = best.unwrap_or(Value::Null);
-    // The protocol lists `model` among the stats; the top-level `model` is the campaign's
-    // network settings.
-    stats["model"] = serde_json::to_value(state.store.model_overview(id).await?)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    body["stats"] = stats;
-    Ok(Json(body))
+    }
 }
 
 /// Ids are positive integers; anything else cannot name a resource.

@@ -3,15 +3,16 @@
 
 use super::campaigns::parse_id;
 use super::error::ApiError;
-use super::rounds::parse_stored;
 use super::AppState;
 use crate::error::Error;
-use crate::store::{CandidateRow, CandidateStatus};
+use crate::service::candidates::{self, CandidateQuery, ListedRow};
+use crate::service::rounds::parse_stored;
+use crate::store::CandidateStatus;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::HashMap;
 
 /// Largest page.
@@ -42,7 +43,7 @@ pub enum CandidateOrder {
 }
 
 /// The format of a candidate page.
-#[derive(Debug, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum PageFormat {
     Json,
@@ -91,8 +92,8 @@ pub enum Distinct {
     Entity,
 }
 
-/// A page of candidates as JSON (documentation of the JSON built in `list`).
-#[derive(Debug, utoipa::ToSchema)]
+/// A page of candidates as JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CandidatePage {
     pub candidates: Vec<ListedCandidate>,
     pub limit: i64,
@@ -100,7 +101,7 @@ pub struct CandidatePage {
 }
 
 /// A candidate with its aggregates.
-#[derive(Debug, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListedCandidate {
     pub id: i64,
     #[schema(value_type = crate::domain::CandidateValue)]
@@ -108,7 +109,8 @@ pub struct ListedCandidate {
     /// Number of the round that proposed it; null for an imported value.
     #[schema(required)]
     pub round: Option<i64>,
-    pub status: CandidateStatusDoc,
+    #[schema(value_type = CandidateStatusDoc)]
+    pub status: String,
     /// Mean of its successful observations; null before any.
     #[schema(required)]
     pub mean_reward: Option<f64>,
@@ -127,6 +129,7 @@ pub struct ListedCandidate {
     #[schema(required)]
     pub entity: Option<String>,
     /// With `distinct=entity` only: the number of candidates of the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replicates: Option<i64>,
 }
 
@@ -151,33 +154,53 @@ pub struct ListedCandidate {
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "campaign")?;
-    for name in query.keys() {
+    let (query, format) = parse_query(&params)?;
+    let rows = candidates::page(&state, id, &query).await?;
+    Ok(match format {
+        PageFormat::Csv => {
+            let body = to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+        }
+        PageFormat::Json => Json(CandidatePage {
+            candidates: rows.into_iter().map(ListedCandidate::from).collect(),
+            limit: query.limit,
+            offset: query.offset,
+        })
+        .into_response(),
+    })
+}
+
+/// The page's query and format from the query string; an unknown parameter or a bad value
+/// is an error naming it.
+fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, PageFormat), Error> {
+    for name in params.keys() {
         if !["status", "order", "limit", "offset", "format", "distinct"].contains(&name.as_str()) {
-            return Err(Error::invalid(name.clone(), "unknown query parameter").into());
+            return Err(Error::invalid(name.clone(), "unknown query parameter"));
         }
     }
-    let status = match query.get("status").map(String::as_str) {
+    let status = match params.get("status").map(String::as_str) {
         None => None,
         Some("pending") => Some(CandidateStatus::Pending),
         Some("labelled") => Some(CandidateStatus::Labelled),
         Some("failed") => Some(CandidateStatus::Failed),
         Some("abandoned") => Some(CandidateStatus::Abandoned),
         Some(_) => {
-            return Err(
-                Error::invalid("status", "must be pending, labelled, failed or abandoned").into(),
-            )
+            return Err(Error::invalid(
+                "status",
+                "must be pending, labelled, failed or abandoned",
+            ))
         }
     };
-    let by_reward = match query.get("order").map(String::as_str) {
+    let by_reward = match params.get("order").map(String::as_str) {
         None | Some("created") => false,
         Some("reward") => true,
-        Some(_) => return Err(Error::invalid("order", "must be reward or created").into()),
+        Some(_) => return Err(Error::invalid("order", "must be reward or created")),
     };
     let number = |name: &str, default: i64, max: i64| -> Result<i64, Error> {
-        match query.get(name) {
+        match params.get(name) {
             None => Ok(default),
             Some(v) => v
                 .parse::<i64>()
@@ -188,80 +211,51 @@ pub async fn list(
                 }),
         }
     };
-    let limit = number("limit", 100, MAX_LIMIT)?;
-    let offset = number("offset", 0, i64::MAX)?;
-    let csv = match query.get("format").map(String::as_str) {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(Error::invalid("format", "must be json or csv").into()),
+    let format = match params.get("format").map(String::as_str) {
+        None | Some("json") => PageFormat::Json,
+        Some("csv") => PageFormat::Csv,
+        Some(_) => return Err(Error::invalid("format", "must be json or csv")),
     };
-    let distinct = match query.get("distinct").map(String::as_str) {
+    let distinct_entity = match params.get("distinct").map(String::as_str) {
         None => false,
         Some("entity") => true,
-        Some(_) => return Err(Error::invalid("distinct", "must be entity").into()),
+        Some(_) => return Err(Error::invalid("distinct", "must be entity")),
     };
-    let campaign = state.store.campaign(id).await?;
-    let maximize = campaign.spec.reward.maximize;
-    // Per row: its entity and, per object, the object's number of candidates.
-    let (rows, entities, replicates) = if distinct {
-        let objects = state
-            .store
-            .list_objects(id, status, by_reward, maximize, limit, offset)
-            .await?;
-        let mut entities = HashMap::new();
-        let mut replicates = HashMap::new();
-        let rows: Vec<CandidateRow> = objects
-            .into_iter()
-            .map(|o| {
-                if let Some(entity) = o.entity {
-                    entities.insert(o.candidate.id, entity);
-                }
-                replicates.insert(o.candidate.id, o.replicates);
-                o.candidate
-            })
-            .collect();
-        (rows, entities, Some(replicates))
-    } else {
-        let rows = state
-            .store
-            .list_candidates(id, status, by_reward, maximize, limit, offset)
-            .await?;
-        let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-        let entities = state.store.candidate_entities(id, &ids).await?;
-        (rows, entities, None)
+    let query = CandidateQuery {
+        status,
+        by_reward,
+        limit: number("limit", 100, MAX_LIMIT)?,
+        offset: number("offset", 0, i64::MAX)?,
+        distinct_entity,
     };
-    if csv {
-        let body = to_csv(&rows, &entities).map_err(|e| ApiError::Internal(e.to_string()))?;
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    Ok((query, format))
+}
+
+impl From<ListedRow> for ListedCandidate {
+    fn from(row: ListedRow) -> Self {
+        let c = row.candidate;
+        Self {
+            id: c.id,
+            value: parse_stored(&c.value),
+            round: c.round_number,
+            status: c.status,
+            mean_reward: c.mean_reward,
+            observations: c.n_success + c.n_failed,
+            successes: c.n_success,
+            failures: c.n_failed,
+            created_at: c.created_at,
+            source: c.source,
+            entity: row.entity,
+            replicates: row.replicates,
+        }
     }
-    let candidates: Vec<_> = rows
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id, "value": parse_stored(&c.value), "round": c.round_number,
-                "status": c.status, "mean_reward": c.mean_reward,
-                "observations": c.n_success + c.n_failed,
-                "successes": c.n_success, "failures": c.n_failed, "created_at": c.created_at,
-                "source": c.source,
-            })
-        })
-        .zip(&rows)
-        .map(|(mut row, c)| {
-            row["entity"] = json!(entities.get(&c.id));
-            if let Some(replicates) = &replicates {
-                row["replicates"] = json!(replicates.get(&c.id));
-            }
-            row
-        })
-        .collect();
-    Ok(Json(json!({ "candidates": candidates, "limit": limit, "offset": offset })).into_response())
 }
 
 /// `id,value,round,status,mean_reward,observations,source,entity`; the value is its JSON text
 /// for grids and sets, the bare string for sequences. The newer columns come last so that
 /// readers of the older six by position still find theirs; `source` is empty when unknown,
 /// `entity` when there is none.
-fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<String, csv::Error> {
+fn to_csv(rows: &[ListedRow]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",
@@ -273,7 +267,8 @@ fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<Stri
         "source",
         "entity",
     ])?;
-    for c in rows {
+    for row in rows {
+        let c = &row.candidate;
         let value = match parse_stored(&c.value) {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
@@ -286,7 +281,7 @@ fn to_csv(rows: &[CandidateRow], entities: &HashMap<i64, String>) -> Result<Stri
             c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
             (c.n_success + c.n_failed).to_string(),
             c.source.clone().unwrap_or_default(),
-            entities.get(&c.id).cloned().unwrap_or_default(),
+            row.entity.clone().unwrap_or_default(),
         ])?;
     }
     let bytes = w

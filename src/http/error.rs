@@ -1,4 +1,4 @@
-//! `ApiError`: every failure of a request, mapped to a status code and the SPEC's error body
+//! `ApiError`: every failure of a request, mapped to a status code and the protocol's error body
 //! `{"error": {"code", "message", "details"}}` with a stable snake_case `code`.
 
 use crate::error::Error;

@@ -1,5 +1,5 @@
 //! `ApiJson`: a JSON body extractor whose every rejection (syntax, wrong type, unknown or
-//! missing field, wrong content type, body too large) is an `ApiError` in the SPEC's shape,
+//! missing field, wrong content type, body too large) is an `ApiError` in the protocol's shape,
 //! where axum's own would answer some of them with 422 and a plain-text body.
 
 use super::error::ApiError;

@@ -4,17 +4,17 @@ use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-/// The body of `/healthz` (documentation of the JSON built below).
-#[derive(Debug, utoipa::ToSchema)]
+/// The body of `/healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when the database is unreachable.
     #[schema(example = "ok")]
-    pub status: String,
+    pub status: &'static str,
     /// `ok` or `unreachable`.
     #[schema(example = "ok")]
-    pub database: String,
+    pub database: &'static str,
 }
 
 #[utoipa::path(
@@ -30,16 +30,18 @@ pub struct Health {
             example = json!({"status": "degraded", "database": "unreachable"})),
     )
 )]
-pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if state.store.ping().await {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "database": "ok" })),
-        )
+        let health = Health {
+            status: "ok",
+            database: "ok",
+        };
+        (StatusCode::OK, Json(health))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "degraded", "database": "unreachable" })),
-        )
+        let health = Health {
+            status: "degraded",
+            database: "unreachable",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(health))
     }
 }

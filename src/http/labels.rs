@@ -3,12 +3,9 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::label::{
-    LabelItem, LabelTarget, LabelsOutcome, LabelsRequest, NewLabel, MAX_ENTITY_CHARS, MAX_LABELS,
-};
+use crate::domain::label::{LabelItem, LabelsOutcome, LabelsRequest};
 use crate::error::Error;
-use crate::gfn::propose::canonical;
-use crate::gfn::Space;
+use crate::service::labels::{self, LabelOrigin};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -16,14 +13,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
-
-/// Largest accepted absolute reward: beyond it a score is a unit or sentinel error.
-pub const MAX_ABS_REWARD: f64 = 1e15;
-/// Longest `error` text and `key`, in bytes; largest `metadata`, serialised.
-const MAX_ERROR_BYTES: usize = 4096;
-const MAX_KEY_BYTES: usize = 200;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
 /// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`, `entity`; the campaign
@@ -72,29 +61,20 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let labels = if content_type.starts_with("application/json") {
+    let (items, origin) = if content_type.starts_with("application/json") {
         if let Some(name) = query.keys().next() {
             return Err(Error::invalid(name.clone(), "unknown query parameter").into());
         }
         let request: LabelsRequest = serde_json::from_slice(&body).map_err(json_error)?;
-        validate(&state, request.labels).await?
+        (request.labels, LabelOrigin::Json)
     } else if content_type.starts_with("text/csv") {
-        let items = parse_csv(&body, &query)?;
-        validate(&state, items).await.map_err(csv_rows)?
+        (parse_csv(&body, &query)?, LabelOrigin::Csv)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "expected Content-Type: application/json or text/csv".into(),
         ));
     };
-    let (outcome, campaigns) = state.store.insert_labels(&labels).await?;
-    state
-        .metrics
-        .labels_committed(outcome.accepted, outcome.duplicates);
-    if outcome.accepted > 0 {
-        for campaign_id in campaigns {
-            state.trainer.notify_labels(campaign_id);
-        }
-    }
+    let outcome = labels::record_labels(&state, items, origin).await?;
     Ok(Json(outcome))
 }
 
@@ -222,151 +202,4 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
         });
     }
     Ok(items)
-}
-
-/// Item errors of a CSV upload name the row (header = row 1) rather than the JSON path.
-fn csv_rows(e: Error) -> ApiError {
-    match e {
-        Error::InvalidItem {
-            index,
-            field,
-            reason,
-        } => {
-            let column = field.rsplit('.').next().unwrap_or("").to_string();
-            ApiError::from(Error::InvalidItem {
-                index,
-                field: format!("row {}, column {column}", index + 2),
-                reason,
-            })
-        }
-        other => other.into(),
-    }
-}
-
-/// Checks every item and parses values with their campaign's space.
-pub(super) async fn validate(
-    state: &AppState,
-    items: Vec<LabelItem>,
-) -> Result<Vec<NewLabel>, Error> {
-    if items.is_empty() || items.len() > MAX_LABELS {
-        return Err(Error::invalid(
-            "labels",
-            format!("must hold 1 to {MAX_LABELS} labels"),
-        ));
-    }
-    let mut spaces: HashMap<i64, Arc<dyn Space>> = HashMap::new();
-    let mut out = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let bad = |field: &str, reason: &str| Error::InvalidItem {
-            index,
-            field: format!("labels[{index}].{field}"),
-            reason: reason.to_string(),
-        };
-        let target = match (item.candidate_id, item.campaign_id, item.value) {
-            (Some(id), None, None) => LabelTarget::Candidate(id),
-            (None, Some(campaign_id), Some(value)) => {
-                let space = match spaces.get(&campaign_id) {
-                    Some(space) => space.clone(),
-                    None => {
-                        let campaign = match state.store.campaign(campaign_id).await {
-                            Ok(c) => c,
-                            Err(Error::NotFound { .. }) => {
-                                return Err(Error::ItemNotFound {
-                                    index,
-                                    what: "campaign",
-                                    id: campaign_id.to_string(),
-                                })
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        let space = campaign.spec.build_space()?;
-                        spaces.insert(campaign_id, space.clone());
-                        space
-                    }
-                };
-                let x = space
-                    .parse_value(&value)
-                    .map_err(|e| bad("value", &e.to_string()))?;
-                LabelTarget::Value {
-                    campaign_id,
-                    value: canonical(space.as_ref(), &x),
-                }
-            }
-            (Some(_), _, _) => {
-                return Err(bad(
-                    "candidate_id",
-                    "give either candidate_id, or campaign_id and value",
-                ))
-            }
-            (None, Some(_), None) => return Err(bad("value", "is required with campaign_id")),
-            (None, None, Some(_)) => return Err(bad("campaign_id", "is required with value")),
-            (None, None, None) => {
-                return Err(bad(
-                    "candidate_id",
-                    "is required (or campaign_id and value)",
-                ))
-            }
-        };
-        match (item.failed, item.reward) {
-            (true, Some(_)) => return Err(bad("reward", "must be absent when failed is true")),
-            (false, None) => return Err(bad("reward", "is required unless failed is true")),
-            (false, Some(r)) if !r.is_finite() || r.abs() > MAX_ABS_REWARD => {
-                return Err(bad(
-                    "reward",
-                    &format!("must be finite with |reward| <= {MAX_ABS_REWARD:e}"),
-                ))
-            }
-            _ => {}
-        }
-        if item.error.is_some() && !item.failed {
-            return Err(bad("error", "is only allowed with failed: true"));
-        }
-        if item
-            .error
-            .as_ref()
-            .is_some_and(|e| e.len() > MAX_ERROR_BYTES)
-        {
-            return Err(bad(
-                "error",
-                &format!("is longer than {MAX_ERROR_BYTES} bytes"),
-            ));
-        }
-        if item
-            .key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_BYTES)
-        {
-            return Err(bad("key", &format!("must be 1 to {MAX_KEY_BYTES} bytes")));
-        }
-        let metadata = item.metadata.map(|m| m.to_string());
-        if metadata
-            .as_ref()
-            .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-        {
-            return Err(bad(
-                "metadata",
-                &format!("is larger than {MAX_METADATA_BYTES} bytes"),
-            ));
-        }
-        let entity = match item.entity.as_deref().map(str::trim) {
-            None => None,
-            Some(e) if e.is_empty() || e.chars().count() > MAX_ENTITY_CHARS => {
-                return Err(bad(
-                    "entity",
-                    &format!("must be 1 to {MAX_ENTITY_CHARS} characters once trimmed"),
-                ))
-            }
-            Some(e) => Some(e.to_string()),
-        };
-        out.push(NewLabel {
-            target,
-            reward: item.reward,
-            failed: item.failed,
-            error: item.error,
-            key: item.key,
-            metadata,
-            entity,
-        });
-    }
-    Ok(out)
 }

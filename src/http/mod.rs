@@ -15,26 +15,14 @@ pub mod preview;
 pub mod request_id;
 pub mod rounds;
 
-use crate::store::Store;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use std::sync::Arc;
 
 /// Largest accepted request body (label batches of 10,000 items fit with room to spare).
 pub const BODY_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 
-/// State shared by every handler; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub config: Arc<crate::config::Config>,
-    pub trainer: crate::trainer::TrainerHandle,
-    /// Bounds the blocking threads doing tensor work for rounds, so that a burst of rounds
-    /// cannot crowd out everything else.
-    pub sampling: Arc<tokio::sync::Semaphore>,
-    /// This server's Prometheus registry.
-    pub metrics: crate::metrics::Metrics,
-}
+/// State shared by every handler: the service's context; cheap to clone.
+pub type AppState = crate::service::Service;
 
 /// An HTTP method the API routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

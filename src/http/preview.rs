@@ -4,16 +4,14 @@
 
 use super::campaigns::parse_id;
 use super::error::ApiError;
-use super::rounds::parse_stored;
 use super::AppState;
 use crate::error::Error;
-use crate::gfn::propose::canonical;
-use crate::gfn::{Exploration, GflowNet, GfnConfig};
+use crate::service::models;
+use crate::service::rounds::parse_stored;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use rand::SeedableRng;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Query of the preview.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -30,8 +28,8 @@ pub struct PreviewQuery {
     pub seed: u64,
 }
 
-/// The body of the preview (documentation of the JSON built in `sample`).
-#[derive(Debug, utoipa::ToSchema)]
+/// The body of the preview.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelSample {
     pub campaign_id: i64,
     /// The checkpoint drawn from; 0: the uniform policy.
@@ -65,51 +63,14 @@ pub async fn sample(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelSample>, ApiError> {
     let id = parse_id(&id, "campaign")?;
     let Query(query) = query.map_err(|e| Error::invalid("query", e.body_text()))?;
-    if !(1..=1000).contains(&query.n) {
-        return Err(Error::invalid("n", "must be in 1..=1000").into());
-    }
-    let campaign = state.store.campaign(id).await?;
-    let space = campaign.spec.build_space()?;
-    let model = state.trainer.model(id, space.clone()).await?;
-    let version = model.as_ref().map_or(0, |(v, _)| *v);
-    let (n, seed) = (query.n, query.seed);
-    let values = tokio::task::spawn_blocking(move || {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let trajectories = match model {
-            Some((_, model)) => model
-                .gfn
-                .sample_forward(n, Exploration::default(), &mut rng)?,
-            None => {
-                let config = GfnConfig {
-                    hidden: 4,
-                    layers: 1,
-                    ..GfnConfig::default()
-                };
-                let uniform = GflowNet::new(space.clone(), config, &mut rng)?;
-                uniform.sample_forward(
-                    n,
-                    Exploration {
-                        temperature: 1.0,
-                        epsilon: 1.0,
-                    },
-                    &mut rng,
-                )?
-            }
-        };
-        Ok::<Vec<Value>, crate::gfn::GfnError>(
-            trajectories
-                .iter()
-                .map(|t| parse_stored(&canonical(space.as_ref(), t.terminal())))
-                .collect(),
-        )
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("sampling task failed: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("sampling failed: {e}")))?;
-    Ok(Json(
-        json!({ "campaign_id": id, "model_version": version, "seed": seed, "values": values }),
-    ))
+    let (version, values) = models::sample_preview(&state, id, query.n, query.seed).await?;
+    Ok(Json(ModelSample {
+        campaign_id: id,
+        model_version: version,
+        seed: query.seed,
+        values: values.iter().map(|v| parse_stored(v)).collect(),
+    }))
 }

@@ -1,7 +1,7 @@
 //! An ensemble of small MLPs trained side by side in candle: member `k` sees its own
 //! bootstrap resample of the data and starts from its own random weights, so the members agree
 //! where the data is dense and disagree away from it. Their spread is the proxy's
-//! uncertainty (DESIGN.md, "The proxy and the reward").
+//! uncertainty.
 //!
 //! The members are stacked into 3-D weights `[members, in, out]` and trained as one batched
 //! network, which is one matrix product per layer for the whole ensemble instead of one per

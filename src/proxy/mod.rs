@@ -1,5 +1,4 @@
-//! Rewards for training and the surrogate model behind them (DESIGN.md, "The proxy
-//! and the reward"): raw oracle scores become standardised scores, a surrogate ensemble
+//! Rewards for training and the surrogate model behind them: raw oracle scores become standardised scores, a surrogate ensemble
 //! predicts their mean and spread for any candidate, acquisition (`ucb` or `mean`) turns a
 //! prediction into one value, and the campaign's transform turns acquisition values into
 //! GFlowNet log-rewards.

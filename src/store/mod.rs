@@ -42,6 +42,7 @@ macro_rules! on_backend {
 mod campaigns;
 mod labels;
 mod postgres;
+pub mod provision;
 mod rounds;
 mod sqlite;
 pub mod training;
@@ -51,6 +52,27 @@ pub use rounds::{
     CandidateRow, CandidateStatus, LabelRow, ProposalOutcome, ProposedValue, RoundInsert, RoundRow,
     RoundTally, Stats, ROUND_FIGURES_LIMIT, UNKNOWN_SOURCE,
 };
+
+// The storage layer's errors in the service's terms; here, so that sqlx stays in the store.
+impl From<sqlx::Error> for Error {
+    /// A unique-key violation means a concurrent writer stored the same thing first: a
+    /// conflict the caller may retry. Anything else is a storage failure.
+    fn from(e: sqlx::Error) -> Self {
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
+            Self::Conflict(format!("a concurrent write conflicted: {e}"))
+        } else {
+            Self::Storage(e.to_string())
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
 
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]

@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     signals: Mutex<HashMap<i64, watch::Sender<u64>>>,
     /// Set once shutdown begins.
     stopping: AtomicBool,
+    /// Whether the schedule is empty (nothing queued or running), for `until_idle`.
+    idle: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -83,6 +85,16 @@ impl Shared {
             .entry(campaign_id)
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
+    }
+
+    /// Changes the schedule and publishes whether it is idle afterwards.
+    pub(crate) fn with_schedule<R>(&self, change: impl FnOnce(&mut Schedule) -> R) -> R {
+        let mut schedule = lock(&self.schedule);
+        let result = change(&mut schedule);
+        let idle = schedule.is_idle();
+        self.idle
+            .send_if_modified(|was| std::mem::replace(was, idle) != idle);
+        result
     }
 
     fn signal(&self, campaign_id: i64) {
@@ -111,6 +123,7 @@ impl TrainerHandle {
             schedule: Mutex::new(Schedule::default()),
             signals: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            idle: watch::channel(true).0,
         });
         let (wake, wake_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -158,7 +171,9 @@ impl TrainerHandle {
     /// one is going, not one per call). A `failed` campaign gets another attempt.
     pub fn notify_labels(&self, campaign_id: i64) {
         tracing::debug!(campaign_id, "labels committed");
-        lock(&self.inner.shared.schedule).notify(campaign_id);
+        self.inner
+            .shared
+            .with_schedule(|schedule| schedule.notify(campaign_id));
         // Fails only once the supervisor is gone (shutdown): nothing to wake then.
         let _ = self.inner.wake.send(campaign_id);
     }
@@ -271,6 +286,26 @@ impl TrainerHandle {
         let loaded = (version, Arc::new(net));
         *cached = Some(loaded.clone());
         Ok(Some(loaded))
+    }
+
+    /// Returns once this trainer has nothing queued or running: every label committed
+    /// before the call has been trained on (or its run failed or was skipped). For tests and
+    /// tools that drive training deterministically instead of polling; `Unavailable` after
+    /// `timeout` or when the trainer stops first.
+    pub async fn until_idle(&self, timeout: Duration) -> Result<(), Error> {
+        let mut idle = self.inner.shared.idle.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            idle.wait_for(|idle| *idle).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
+            Err(_) => Err(Error::Unavailable(format!(
+                "the trainer was still busy after {:.1} s",
+                timeout.as_secs_f64()
+            ))),
+        }
     }
 
     /// Whether shutdown has begun.

@@ -77,6 +77,11 @@ impl Schedule {
         self.entries.get(&id).is_some_and(|e| e.queued || e.running)
     }
 
+    /// Nothing is queued or running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Campaigns currently running.
     #[cfg(test)]
     fn running(&self) -> Vec<i64> {

@@ -10,7 +10,8 @@
 //! May import `store`, `gfn`, `domain`, `metrics` and the trainer's own modules; never axum.
 
 use super::compute::{self, JobError, Submitter, TrainJob, TrainOutput};
-use super::{lock, Shared, TrainerConfig};
+use super::schedule::Schedule;
+use super::{Shared, TrainerConfig};
 use crate::domain::campaign::Campaign;
 use crate::error::Error;
 use crate::metrics::{Metrics, RunOutcome};
@@ -100,7 +101,7 @@ impl Supervisor {
         let mut cancels: HashMap<i64, Arc<AtomicBool>> = HashMap::new();
         loop {
             while runs.len() < MAX_RUNS {
-                let Some(campaign_id) = lock(&self.shared.schedule).next() else {
+                let Some(campaign_id) = self.shared.with_schedule(Schedule::next) else {
                     break;
                 };
                 let cancel = Arc::new(AtomicBool::new(false));
@@ -125,7 +126,7 @@ impl Supervisor {
                 Some(joined) = runs.join_next() => {
                     if let Ok(campaign_id) = joined {
                         cancels.remove(&campaign_id);
-                        lock(&self.shared.schedule).finish(campaign_id);
+                        self.shared.with_schedule(|s| s.finish(campaign_id));
                     }
                 }
                 woken = self.wake.recv() => {
@@ -137,10 +138,11 @@ impl Supervisor {
                 _ = scan.tick() => {
                     match self.store.campaigns_to_train().await {
                         Ok(ids) => {
-                            let mut schedule = lock(&self.shared.schedule);
-                            for id in ids {
-                                schedule.found(id);
-                            }
+                            self.shared.with_schedule(|schedule| {
+                                for id in ids {
+                                    schedule.found(id);
+                                }
+                            });
                         }
                         Err(e) => tracing::warn!(error = %e, "scan for campaigns to train failed"),
                     }

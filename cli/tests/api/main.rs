@@ -1,0 +1,20 @@
+//! The integration suite: the real application over real HTTP, every test on SQLite and on
+//! PostgreSQL (replicas on PostgreSQL only: only that backend is shared between servers).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is a failed test
+
+mod auth;
+mod campaigns;
+mod csv;
+mod deployment;
+mod durability;
+mod health;
+mod helpers;
+mod labels;
+mod logs;
+mod metrics;
+mod model;
+mod proxy;
+mod replicas;
+mod rounds;
+mod shutdown;

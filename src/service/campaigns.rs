@@ -1,0 +1,56 @@
+//! Campaigns: create one from its validated settings, list them, read one with its counts,
+//! its best object and the state of its model.
+
+use super::Service;
+use crate::domain::campaign::{Campaign, NewCampaign};
+use crate::error::Error;
+use crate::store::training::ModelOverview;
+use crate::store::{CandidateRow, CandidateStatus, Stats};
+
+/// Validates the settings (every default filled in) and stores the campaign.
+pub async fn create_campaign(service: &Service, new: NewCampaign) -> Result<Campaign, Error> {
+    let spec = new.validate()?;
+    service.store.insert_campaign(&spec).await
+}
+
+/// Every campaign, oldest first.
+pub async fn campaigns(service: &Service) -> Result<Vec<Campaign>, Error> {
+    service.store.campaigns().await
+}
+
+/// A campaign as `GET /campaigns/{id}` shows it.
+#[derive(Debug, Clone)]
+pub struct CampaignOverview {
+    pub campaign: Campaign,
+    pub stats: Stats,
+    /// The labelled candidate with the best mean reward, with its entity.
+    pub best: Option<(CandidateRow, Option<String>)>,
+    pub model: ModelOverview,
+}
+
+/// One campaign with its counts, its best candidate and its model's state.
+pub async fn campaign_overview(service: &Service, id: i64) -> Result<CampaignOverview, Error> {
+    let store = &service.store;
+    let campaign = store.campaign(id).await?;
+    let stats = store.stats(id).await?;
+    let maximize = campaign.spec.reward.maximize;
+    let best = store
+        .list_candidates(id, Some(CandidateStatus::Labelled), true, maximize, 1, 0)
+        .await?
+        .into_iter()
+        .next();
+    let best = match best {
+        Some(c) => {
+            let entity = store.candidate_entities(id, &[c.id]).await?.remove(&c.id);
+            Some((c, entity))
+        }
+        None => None,
+    };
+    let model = store.model_overview(id).await?;
+    Ok(CampaignOverview {
+        campaign,
+        stats,
+        best,
+        model,
+    })
+}

@@ -1,0 +1,68 @@
+//! A campaign's model as clients inspect it: the preview draws from the newest checkpoint
+//! (or the uniform policy before any), stored nowhere.
+
+use super::Service;
+use crate::error::Error;
+use crate::gfn::propose::canonical;
+use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError};
+use rand::SeedableRng;
+
+/// Largest preview.
+pub const MAX_PREVIEW: usize = 1000;
+
+/// `n` values drawn with `seed` from the campaign's newest model, as canonical JSON text,
+/// and the version drawn from (0: the uniform policy). The same checkpoint and seed give
+/// the same values. The draw takes a sampling permit like a round, so previews cannot
+/// crowd out rounds.
+pub async fn sample_preview(
+    service: &Service,
+    campaign_id: i64,
+    n: usize,
+    seed: u64,
+) -> Result<(i64, Vec<String>), Error> {
+    if !(1..=MAX_PREVIEW).contains(&n) {
+        return Err(Error::invalid("n", format!("must be in 1..={MAX_PREVIEW}")));
+    }
+    let campaign = service.store.campaign(campaign_id).await?;
+    let space = campaign.spec.build_space()?;
+    let model = service.trainer.model(campaign_id, space.clone()).await?;
+    let version = model.as_ref().map_or(0, |(v, _)| *v);
+    let permit = service
+        .sampling
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+    let values = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let trajectories = match model {
+            Some((_, model)) => model
+                .gfn
+                .sample_forward(n, Exploration::default(), &mut rng)?,
+            None => {
+                let config = GfnConfig {
+                    hidden: 4,
+                    layers: 1,
+                    ..GfnConfig::default()
+                };
+                let uniform = GflowNet::new(space.clone(), config, &mut rng)?;
+                let anywhere = Exploration {
+                    temperature: 1.0,
+                    epsilon: 1.0,
+                };
+                uniform.sample_forward(n, anywhere, &mut rng)?
+            }
+        };
+        Ok::<_, GfnError>(
+            trajectories
+                .iter()
+                .map(|t| canonical(space.as_ref(), t.terminal()))
+                .collect::<Vec<String>>(),
+        )
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("sampling task failed: {e}")))?
+    .map_err(|e| Error::Internal(format!("sampling failed: {e}")))?;
+    Ok((version, values))
+}

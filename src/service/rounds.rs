@@ -1,0 +1,341 @@
+//! Rounds: propose a batch (the seen-set check, drawing on a blocking thread, top-ups when
+//! concurrent rounds took values first), read a round with its measurements, abandon one.
+
+use super::{Service, Written};
+use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
+use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
+use crate::error::Error;
+use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Screening};
+use crate::gfn::State as SpaceState;
+use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Source, Space};
+use crate::model::Model;
+use crate::store::{CandidateRow, LabelRow, ProposedValue, RoundInsert, RoundRow};
+use rand::SeedableRng;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times a round draws again for the values that concurrent rounds of the same
+/// campaign took first, before it answers with a short batch.
+const TOP_UP_ATTEMPTS: u64 = 6;
+
+/// Proposes a batch: the round that already holds `request.key` if there is one, else a new
+/// round drawn from the campaign's newest model (after waiting for it when asked).
+pub async fn create_round(
+    service: &Service,
+    request: RoundRequest,
+) -> Result<Written<Round>, Error> {
+    request.validate()?;
+    let campaign = service.store.campaign(request.campaign_id).await?;
+    if let Some(key) = &request.key {
+        if let Some(id) = service.store.round_id_by_key(campaign.id, key).await? {
+            return Ok(Written::Existing(round(service, id).await?));
+        }
+    }
+    if request.wait_for_model {
+        // Failed observations count: a model trained before a batch that failed entirely
+        // would propose the same failures again.
+        let needed = service.store.observation_count(campaign.id).await?;
+        let timeout = Duration::from_secs_f64(service.config.wait_timeout_seconds);
+        service
+            .trainer
+            .wait_for_model(campaign.id, needed, timeout)
+            .await?;
+    }
+    let space = campaign.spec.build_space()?;
+    let model = service.trainer.model(campaign.id, space.clone()).await?;
+    let training = campaign.spec.training;
+    let sampler = Sampler {
+        space: space.clone(),
+        model: model.as_ref().map(|(_, m)| m.clone()),
+        reward: campaign.spec.reward,
+        training,
+        explore: Exploration {
+            temperature: request.temperature.unwrap_or(training.temperature) as f32,
+            epsilon: request.epsilon.unwrap_or(training.epsilon) as f32,
+        },
+        min_distance: request.min_distance,
+    };
+    let n = request.batch_size as usize;
+    let (values, mut exhausted) = sampler.draw(service, campaign.id, n, &[], 0).await?;
+    let version = model.as_ref().map_or(0, |(v, _)| *v);
+    let inserted = service
+        .store
+        .insert_round(
+            campaign.id,
+            request.key.as_deref(),
+            version,
+            request.batch_size,
+            exhausted,
+            &values,
+        )
+        .await?;
+    let id = match inserted {
+        RoundInsert::Existing(id) => return Ok(Written::Existing(round(service, id).await?)),
+        RoundInsert::Created(id) => id,
+    };
+    for attempt in 1..=TOP_UP_ATTEMPTS {
+        let current = service.store.round_candidates(id).await?;
+        if current.len() >= n || exhausted {
+            break;
+        }
+        let apart: Vec<SpaceState> = current
+            .iter()
+            .filter_map(|c| serde_json::from_str(&c.value).ok())
+            .filter_map(|v| space.parse_value(&v).ok())
+            .collect();
+        // The round id separates the streams of rounds drawing at the same moment.
+        let salt = attempt ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let (more, now_exhausted) = sampler
+            .draw(service, campaign.id, n - current.len(), &apart, salt)
+            .await?;
+        exhausted = now_exhausted;
+        service
+            .store
+            .top_up_round(campaign.id, id, request.batch_size, exhausted, &more)
+            .await?;
+    }
+    let created = round(service, id).await?;
+    count_proposals(service, &created);
+    Ok(Written::Created(created))
+}
+
+/// The round's size and its candidates' sources in `/metrics`.
+fn count_proposals(service: &Service, round: &Round) {
+    service.metrics.round_created(round.candidates.len());
+    let mut by_source: BTreeMap<Source, usize> = BTreeMap::new();
+    for candidate in &round.candidates {
+        if let Some(source) = candidate.source.as_deref().and_then(|s| s.parse().ok()) {
+            *by_source.entry(source).or_default() += 1;
+        }
+    }
+    for (source, n) in by_source {
+        service.metrics.candidates_proposed(source, n);
+    }
+}
+
+/// Everything needed to draw values for one round.
+struct Sampler {
+    space: Arc<dyn Space>,
+    model: Option<Arc<Model>>,
+    reward: RewardSpec,
+    training: TrainingSpec,
+    explore: Exploration,
+    min_distance: Option<f64>,
+}
+
+impl Sampler {
+    /// Draws up to `n` values the campaign does not have, with the proxy's prediction for
+    /// each once a proxy exists, on a blocking thread under the sampling semaphore. The seed
+    /// mixes the campaign's with the number of values it holds and a salt: reproducible, and
+    /// a new stream for every draw.
+    async fn draw(
+        &self,
+        service: &Service,
+        campaign_id: i64,
+        n: usize,
+        apart_from: &[SpaceState],
+        salt: u64,
+    ) -> Result<(Vec<ProposedValue>, bool), Error> {
+        let seen: HashSet<String> = service
+            .store
+            .campaign_values(campaign_id)
+            .await?
+            .into_iter()
+            .collect();
+        let seed = self.training.seed
+            ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let permit = service
+            .sampling
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        let job = DrawJob {
+            space: self.space.clone(),
+            model: self.model.clone(),
+            reward: self.reward,
+            training: self.training,
+            explore: self.explore,
+            min_distance: self.min_distance,
+            apart_from: apart_from.to_vec(),
+            seen,
+            n,
+            seed,
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job.run()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sampling task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("sampling failed: {e}")))
+    }
+}
+
+/// One draw, owned, for the blocking thread.
+struct DrawJob {
+    space: Arc<dyn Space>,
+    model: Option<Arc<Model>>,
+    reward: RewardSpec,
+    training: TrainingSpec,
+    explore: Exploration,
+    min_distance: Option<f64>,
+    apart_from: Vec<SpaceState>,
+    seen: HashSet<String>,
+    n: usize,
+    seed: u64,
+}
+
+impl DrawJob {
+    fn run(self) -> Result<(Vec<ProposedValue>, bool), GfnError> {
+        let space = self.space.as_ref();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        let uniform_config = GfnConfig {
+            hidden: 4,
+            layers: 1,
+            ..GfnConfig::default()
+        };
+        let uniform = GflowNet::new(self.space.clone(), uniform_config, &mut rng)?;
+        let request = ProposalRequest {
+            n: self.n,
+            seen: &self.seen,
+            explore: self.explore,
+            min_distance: self.min_distance,
+            apart_from: &self.apart_from,
+        };
+        let surrogate = self.model.as_deref().and_then(|m| m.surrogate.as_ref());
+        let reward = self.reward;
+        let score = |states: &[SpaceState]| -> Result<Vec<f64>, GfnError> {
+            let Some(s) = surrogate else {
+                return Ok(vec![0.0; states.len()]);
+            };
+            let predictions = s.predict(space, states).map_err(GfnError::Score)?;
+            Ok(s.log_rewards(&reward, &predictions)
+                .into_iter()
+                .map(f64::from)
+                .collect())
+        };
+        let training = self.training;
+        let screening = match (self.model.as_deref(), surrogate) {
+            (Some(m), Some(_)) => Some(Screening {
+                pool: training.pool,
+                local_share: training.pool_local_search,
+                elites: &m.elites,
+                spread: training.pool_spread,
+                walk: training.pool_walk,
+                score: &score,
+                refine: training.refine,
+                backtrack: training.refine_backtrack,
+                rule: match training.selection {
+                    Selection::Proportional => BatchRule::Proportional,
+                    Selection::Greedy => BatchRule::Greedy,
+                },
+            }),
+            _ => None,
+        };
+        let proposal = propose(
+            space,
+            self.model.as_deref().map(|m| &m.gfn),
+            &uniform,
+            request,
+            screening,
+            &mut rng,
+        )?;
+        let estimates: Vec<Option<(f64, f64)>> = match surrogate {
+            Some(s) => s
+                .predict(space, &proposal.states)
+                .map_err(GfnError::Score)?
+                .into_iter()
+                .map(|p| Some((p.mean, p.std)))
+                .collect(),
+            None => vec![None; proposal.states.len()],
+        };
+        let values = proposal
+            .states
+            .iter()
+            .zip(estimates)
+            .zip(&proposal.sources)
+            .map(|((x, proxy), &source)| ProposedValue {
+                value: canonical(space, x),
+                proxy,
+                source,
+            })
+            .collect();
+        Ok((values, proposal.exhausted))
+    }
+}
+
+/// A round as `POST /rounds` returns it.
+pub async fn round(service: &Service, id: i64) -> Result<Round, Error> {
+    let row = service.store.round(id).await?;
+    let candidates = service.store.round_candidates(id).await?;
+    Ok(Round {
+        id: row.id,
+        campaign_id: row.campaign_id,
+        number: row.number,
+        model_version: row.model_version,
+        batch_size: row.batch_size,
+        exhausted: row.exhausted,
+        key: row.key,
+        created_at: row.created_at,
+        candidates: candidates
+            .into_iter()
+            .map(|c| ProposedCandidate {
+                id: c.id,
+                value: parse_stored(&c.value),
+                proxy: c
+                    .proxy_mean
+                    .zip(c.proxy_std)
+                    .map(|(mean, std)| ProxyEstimate { mean, std }),
+                source: c.source,
+            })
+            .collect(),
+    })
+}
+
+/// A round with every label of each of its candidates, as stored.
+#[derive(Debug, Clone)]
+pub struct RoundWithLabels {
+    pub round: RoundRow,
+    pub candidates: Vec<CandidateWithLabels>,
+}
+
+/// A candidate of a round and its labels, oldest first.
+#[derive(Debug, Clone)]
+pub struct CandidateWithLabels {
+    pub candidate: CandidateRow,
+    pub labels: Vec<LabelRow>,
+}
+
+/// A round with every label of each of its candidates.
+pub async fn round_detail(service: &Service, id: i64) -> Result<RoundWithLabels, Error> {
+    let round = service.store.round(id).await?;
+    let candidates = service.store.round_candidates(id).await?;
+    // Labels grouped by candidate once, so the join is linear in candidates plus labels.
+    let mut labels: HashMap<i64, Vec<LabelRow>> = HashMap::new();
+    for label in service.store.round_labels(id).await? {
+        labels.entry(label.candidate_id).or_default().push(label);
+    }
+    let candidates = candidates
+        .into_iter()
+        .map(|candidate| CandidateWithLabels {
+            labels: labels.remove(&candidate.id).unwrap_or_default(),
+            candidate,
+        })
+        .collect();
+    Ok(RoundWithLabels { round, candidates })
+}
+
+/// Marks the round's still-pending candidates abandoned; returns the round after it.
+pub async fn abandon_round(service: &Service, id: i64) -> Result<RoundWithLabels, Error> {
+    service.store.abandon_round(id).await?;
+    round_detail(service, id).await
+}
+
+/// Values are stored as the canonical JSON text the service wrote itself.
+pub fn parse_stored(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
+}

@@ -1,0 +1,296 @@
+//! The rules of the server library's layout, read off its source so that they stay true:
+//! which layer may name which, where SQL, HTTP and tensor crates may appear, what the server
+//! may depend on, and that the documents a user reads stand on their own.
+//!
+//! Layers are the top-level modules of `src/` (`gfn/` is the engine). Comment lines are
+//! skipped: a module's documentation may say what it does not import.
+
+#![allow(clippy::expect_used)] // an unreadable source file is a failed test
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir`, in a stable order.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A source file of the server library: its layer and its code without comment lines.
+struct Source {
+    /// Path relative to `src/`, e.g. `gfn/space/mod.rs`.
+    relative: String,
+    /// `gfn`, `store`, ... for a directory module; the file stem for `app.rs` and the like.
+    layer: String,
+    code: String,
+}
+
+fn sources() -> Vec<Source> {
+    let src = root().join("src");
+    rust_files(&src)
+        .into_iter()
+        .map(|path| {
+            let relative = path
+                .strip_prefix(&src)
+                .expect("under src")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let layer = relative
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(".rs")
+                .to_string();
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            let code = text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Source {
+                relative,
+                layer,
+                code,
+            }
+        })
+        .collect()
+}
+
+/// The modules of this crate that `code` names as `crate::NAME`.
+fn crate_modules(code: &str) -> BTreeSet<String> {
+    code.match_indices("crate::")
+        .map(|(at, _)| {
+            code[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Whether `code` uses the external crate `name` (as a path `name::` or `use name`).
+fn uses_crate(code: &str, name: &str) -> bool {
+    code.match_indices(name).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = &code[at + name.len()..];
+        let starts_word =
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        starts_word
+            && (after.starts_with("::") || after.starts_with(';') || after.starts_with(" as "))
+    })
+}
+
+/// The crate modules each layer may name (besides itself).
+fn allowed_layers(layer: &str) -> Option<&'static [&'static str]> {
+    Some(match layer {
+        // The engine stands alone: spaces, networks, objectives, sampling.
+        "gfn" => &[],
+        "error" | "telemetry" => &[],
+        "domain" => &["gfn", "error"],
+        "proxy" => &["gfn", "domain"],
+        "model" => &["gfn", "proxy"],
+        "store" => &["gfn", "domain", "error"],
+        "trainer" => &[
+            "gfn", "domain", "proxy", "model", "store", "metrics", "error",
+        ],
+        "service" => &[
+            "gfn", "domain", "proxy", "model", "store", "trainer", "metrics", "config", "error",
+        ],
+        "http" => &[
+            "service", "gfn", "domain", "proxy", "model", "store", "trainer", "metrics", "config",
+            "error",
+        ],
+        _ => return None,
+    })
+}
+
+#[test]
+fn each_layer_names_only_the_layers_beneath_it() {
+    let mut broken = Vec::new();
+    for source in sources() {
+        let Some(allowed) = allowed_layers(&source.layer) else {
+            continue;
+        };
+        for module in crate_modules(&source.code) {
+            if module != source.layer && !allowed.contains(&module.as_str()) {
+                broken.push(format!("{} names crate::{module}", source.relative));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn sql_lives_in_the_store_and_http_in_the_web_layer() {
+    let mut broken = Vec::new();
+    for source in sources() {
+        let layer = source.layer.as_str();
+        if uses_crate(&source.code, "sqlx") && layer != "store" {
+            broken.push(format!("{}: sqlx outside store/", source.relative));
+        }
+        for web in ["axum", "tower_http"] {
+            if uses_crate(&source.code, web) && !matches!(layer, "http" | "app") {
+                broken.push(format!(
+                    "{}: {web} outside http/ and app.rs",
+                    source.relative
+                ));
+            }
+        }
+        // The engine is synchronous: no async runtime, no web or storage crates.
+        if layer == "gfn" {
+            for forbidden in ["tokio", "axum", "sqlx", "prometheus"] {
+                if uses_crate(&source.code, forbidden) {
+                    broken.push(format!("{}: the engine uses {forbidden}", source.relative));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// Files outside `http/` that still derive OpenAPI schemas on their own types. The list may
+/// only shrink: a new file with `utoipa` outside `http/` fails this test.
+const OPENAPI_DERIVES_OUTSIDE_HTTP: &[&str] = &[
+    "domain/campaign.rs",
+    "domain/label.rs",
+    "domain/mod.rs",
+    "domain/round.rs",
+    "gfn/objective.rs",
+    "gfn/space/mod.rs",
+    "gfn/train.rs",
+    "proxy/prospective.rs",
+    "proxy/surrogate.rs",
+];
+
+#[test]
+fn openapi_schemas_do_not_spread_beyond_the_web_layer() {
+    let outside: Vec<String> = sources()
+        .into_iter()
+        .filter(|s| s.layer != "http" && uses_crate(&s.code, "utoipa"))
+        .map(|s| s.relative)
+        .collect();
+    let new: Vec<&String> = outside
+        .iter()
+        .filter(|f| !OPENAPI_DERIVES_OUTSIDE_HTTP.contains(&f.as_str()))
+        .collect();
+    assert!(new.is_empty(), "utoipa outside http/ in {new:?}");
+    let gone: Vec<&&str> = OPENAPI_DERIVES_OUTSIDE_HTTP
+        .iter()
+        .filter(|f| !outside.iter().any(|o| o == *f))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "{gone:?} no longer use utoipa: take them off OPENAPI_DERIVES_OUTSIDE_HTTP"
+    );
+}
+
+/// The `[dependencies]` table of a manifest: the names of its entries.
+fn dependencies(manifest: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name = line
+                .split(['=', '.', ' '])
+                .next()
+                .unwrap_or_default()
+                .trim();
+            names.insert(name.to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn the_server_library_depends_on_no_client_progress_bar_or_plotting_crate() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let deps = dependencies(&manifest);
+    assert!(deps.contains("axum"), "the table was read: {deps:?}");
+    for tool in ["reqwest", "indicatif", "plotters", "anyhow"] {
+        assert!(!deps.contains(tool), "the server depends on {tool}");
+    }
+}
+
+/// What a reader who cloned the repository does not have: the planning documents beside
+/// it, and the numbers of the tracker's issues.
+fn outside_references(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let lower = text.to_lowercase();
+    for needle in [
+        "../shared",
+        "shared/bench",
+        "spec.md",
+        "design.md",
+        "style.md",
+        "spec §",
+    ] {
+        if lower.contains(needle) {
+            found.push(needle.to_string());
+        }
+    }
+    for (at, _) in lower.match_indices("issue") {
+        let rest = lower[at + "issue".len()..].trim_start_matches([' ', '#']);
+        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            found.push(lower[at..(at + 12).min(lower.len())].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn outside_references_are_found() {
+    assert_eq!(
+        outside_references("see ../shared/SPEC.md"),
+        ["../shared", "spec.md"]
+    );
+    assert_eq!(outside_references("fixed in issue 4."), ["issue 4."]);
+    assert_eq!(outside_references("Issue #12 says"), ["issue #12 sa"]);
+    assert!(outside_references("an issue of the proxy; issues with 3 seeds").is_empty());
+}
+
+#[test]
+fn the_documents_a_user_reads_stand_on_their_own() {
+    let mut documents = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("proto-docs")).expect("proto-docs") {
+        documents.push(entry.expect("an entry").path());
+    }
+    let architecture = root().join("ARCHITECTURE.md");
+    if architecture.exists() {
+        documents.push(architecture);
+    }
+    let mut found = Vec::new();
+    for document in &documents {
+        let text = std::fs::read_to_string(document).expect("readable");
+        for reference in outside_references(&text) {
+            found.push(format!("{}: {reference}", document.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "references outside the repository:\n{}",
+        found.join("\n")
+    );
+}
