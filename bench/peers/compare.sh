@@ -41,6 +41,8 @@ common=(--dims 4 --size 8 --r0 0.1 --batch 16 --hidden 256 --layers 2 --lr 1e-3 
 
 run_one() { # lib seed -> writes $out/lib-seed.json, prints one line
   local lib=$1 seed=$2 json=$out/$1-$2.json
+  # A failed run stops the comparison: a summary over fewer runs would mislead.
+  trap 'echo "$lib seed $seed failed; see $out/$lib-$seed.log" >&2' ERR
   if [ "$lib" = flowlab ]; then
     # shellcheck disable=SC2086  # FLOWLAB_ARGS is a list of flags
     "$flowlab" bench gfn --space grid --objective tb "${common[@]}" --seed "$seed" ${FLOWLAB_ARGS:-} \
