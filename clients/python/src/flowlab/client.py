@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -140,7 +140,10 @@ class Client:
 
     def campaign(self, campaign_id: int) -> Campaign:
         """The campaign with this id (``ApiError`` 404 when there is none)."""
-        return Campaign(self, self.get_campaign(campaign_id))
+        detail = self.get_campaign(campaign_id)
+        # The handle keeps the campaign as created; its counts go stale, so they stay out.
+        info = CampaignInfo(**{f.name: getattr(detail, f.name) for f in fields(CampaignInfo)})
+        return Campaign(self, info)
 
     def get_campaign(self, campaign_id: int) -> CampaignDetail:
         """The campaign with its counts and model."""
