@@ -69,6 +69,19 @@ def test_a_new_campaign_reads_back_empty(lab: flowlab.Client) -> None:
     assert stats.model.status == "untrained"
 
 
+def test_detail_has_the_campaign_and_its_counts_now(campaign: flowlab.Campaign) -> None:
+    before = campaign.detail()
+    assert before.id == campaign.id
+    assert before.stats.candidates == 0
+    batch = campaign.ask(3)
+    campaign.tell({batch[0].id: 1.0})
+    after = campaign.detail()
+    assert (after.stats.candidates, after.stats.labelled, after.stats.pending) == (3, 1, 2)
+    assert after.stats.best is not None
+    assert after.stats.best.candidate_id == batch[0].id
+    assert after.stats.best.value == batch[0].value
+
+
 def test_campaigns_lists_every_campaign_and_filters_by_name(lab: flowlab.Client) -> None:
     name = f"listed-{uuid.uuid4().hex[:8]}"
     first = tiny_campaign(lab, name=name)

@@ -93,6 +93,27 @@ def test_an_initial_data_set_is_imported_as_candidates(lab: flowlab.Client) -> N
     assert not {tuple(c.value) for c in batch} & set(rows), "imported values are never proposed"
 
 
+def test_the_client_level_calls_take_labels_of_any_campaign(lab: flowlab.Client) -> None:
+    one = tiny_campaign(lab, flowlab.Grid(dims=2, size=4))
+    other = tiny_campaign(lab, flowlab.Grid(dims=2, size=4))
+    batch = lab.create_round(one.id, 2, wait_for_model=False)
+    labels = [
+        flowlab.Label(candidate_id=batch[0].id, reward=1.0),
+        flowlab.Label(campaign_id=other.id, value=[3, 3], reward=2.0, entity="corner"),
+    ]
+    assert lab.post_labels(labels) == flowlab.LabelsOutcome(accepted=2, duplicates=0)
+    assert lab.post_labels(labels) == flowlab.LabelsOutcome(accepted=0, duplicates=2)
+    unproposed = next(
+        [x, y] for x in range(4) for y in range(4) if [x, y] not in [c.value for c in batch]
+    )
+    csv_text = f'campaign_id,value,reward\n{one.id},"{unproposed}",0.5\n'
+    assert lab.post_labels_csv(csv_text).accepted == 1
+    assert lab.post_labels_csv(csv_text).duplicates == 1
+    assert lab.get_campaign(one.id).stats.labelled == 2
+    imported = lab.list_candidates(other.id).candidates
+    assert [(c.value, c.entity, c.mean_reward) for c in imported] == [([3, 3], "corner", 2.0)]
+
+
 def test_entities_group_candidates_into_objects(campaign: flowlab.Campaign) -> None:
     batch = campaign.ask(4)
     a, b, c, d = (x.id for x in batch)

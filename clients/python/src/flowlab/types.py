@@ -375,7 +375,9 @@ class Label:
     """One measurement to store: name the candidate by ``candidate_id``, or by ``value``
     (with ``campaign_id``; filled in by a :class:`~flowlab.Campaign`) to import a value never
     proposed. Give ``reward``, or ``failed=True`` with an optional ``error``. Without a
-    ``key`` the client derives one from the label's content."""
+    ``key`` the client derives one from the label's content. A key given here must name this
+    one measurement: the server compares a repeated key by result alone, so the same key on
+    another candidate with the same reward would be taken for a duplicate and not stored."""
 
     candidate_id: Optional[int] = None
     campaign_id: Optional[int] = None
