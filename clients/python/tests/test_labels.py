@@ -48,6 +48,19 @@ def test_a_batch_key_names_the_labels_and_refuses_another_result(
     assert set(observations(campaign).values()) == {2}
 
 
+def test_results_must_be_finite_numbers(campaign: flowlab.Campaign) -> None:
+    batch = campaign.ask(2)
+    with pytest.raises(ValueError, match="not finite"):
+        campaign.tell({batch[0].id: float("nan")})
+    with pytest.raises(TypeError, match="a result is a number"):
+        campaign.tell({batch[0].id: "0.5"})  # type: ignore[dict-item]
+    numpy = pytest.importorskip("numpy")
+    assert campaign.tell({batch[0].id: numpy.float32(0.5), batch[1].id: numpy.int64(2)}) == (
+        flowlab.LabelsOutcome(accepted=2, duplicates=0)
+    )
+    assert {c.mean_reward for c in campaign.candidates()} == {0.5, 2.0}
+
+
 def test_failures_are_stored_with_their_reason(campaign: flowlab.Campaign) -> None:
     batch = campaign.ask(4)
     outcome = campaign.tell_failed([c.id for c in batch[:2]], "no colonies")
@@ -146,6 +159,7 @@ def test_csv_upload_is_keyed_and_stored_once(lab: flowlab.Client, tmp_path: Path
     path = tmp_path / "plate.csv"
     path.write_text(text)
     assert campaign.upload_csv(path).accepted == 3
+    assert campaign.upload_csv(str(path)).duplicates == 3
     assert campaign.upload_csv(text).duplicates == 3
     assert campaign.upload_csv(text.encode()).duplicates == 3
     stats = campaign.stats()

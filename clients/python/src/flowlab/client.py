@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
@@ -45,9 +47,11 @@ CsvData = Union[str, bytes, "os.PathLike[str]"]
 
 
 def _csv_text(data: CsvData) -> str:
+    """CSV given as bytes, as text, or as a file: a path, or a string without a line break
+    (CSV text with any row has one; a file name has none)."""
     if isinstance(data, bytes):
         return data.decode("utf-8")
-    if isinstance(data, os.PathLike):
+    if isinstance(data, os.PathLike) or "\n" not in data:
         return Path(data).read_text(encoding="utf-8")
     return data
 
@@ -215,7 +219,7 @@ class Client:
         return decode(LabelsOutcome, response.json())
 
     def post_labels_csv(self, data: CsvData, *, campaign_id: Optional[int] = None) -> LabelsOutcome:
-        """Stores labels from CSV (text, bytes or a file path) with a header of some of
+        """Stores labels from CSV (a file path, text or bytes) with a header of some of
         ``candidate_id``, ``campaign_id``, ``value``, ``reward``, ``failed``, ``error``,
         ``key``, ``entity``; ``campaign_id`` is the campaign of rows that give a value only.
         Rows without a key get one derived from their cells."""
@@ -306,9 +310,14 @@ def _result_label(result: Union[float, Failed], **target: Any) -> Label:
     """The label saying ``result`` about ``target`` (``candidate_id=`` or ``value=``)."""
     if isinstance(result, Failed):
         return Label(**target, failed=True, error=result.error)
-    if isinstance(result, bool) or not isinstance(result, (int, float)):
+    # numbers.Real takes numpy's scalars too, which lab code is full of.
+    if isinstance(result, bool) or not isinstance(result, numbers.Real):
         raise TypeError(f"{target}: a result is a number or flowlab.Failed, not {result!r}")
-    return Label(**target, reward=float(result))
+    reward = float(result)
+    if not math.isfinite(reward):
+        # JSON has no NaN; a measurement that gave none is a failure.
+        raise ValueError(f"{target}: reward {reward} is not finite; tell a flowlab.Failed")
+    return Label(**target, reward=reward)
 
 
 class Campaign:
