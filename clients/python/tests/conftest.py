@@ -9,6 +9,7 @@ PostgreSQL (``pg_isready -h 127.0.0.1`` fails) the PostgreSQL half is skipped.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -60,6 +61,7 @@ def free_port() -> int:
         return port
 
 
+@functools.cache
 def postgres_available() -> bool:
     if shutil.which("pg_isready") is None or shutil.which("psql") is None:
         return False
@@ -166,8 +168,6 @@ def database(backend: str, directory: Path) -> Generator[str, None, None]:
     if backend == "sqlite":
         yield f"sqlite://{directory / 'flowlab.db'}"
         return
-    if not postgres_available():
-        pytest.skip(POSTGRES_SKIP)
     name = f"flowlab_pyclient_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     psql(f"create database {name}")
     try:
@@ -191,7 +191,21 @@ def _server(
         databases.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backends() -> list[str]:
+    """SQLite always; PostgreSQL where one accepts connections (else one message says so)."""
+    return ["sqlite", "postgres"] if postgres_available() else ["sqlite"]
+
+
+def pytest_report_header() -> list[str]:
+    return [f"flowlab server: {flowlab_bin()}; backends: {', '.join(backends())}"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not postgres_available():
+        terminalreporter.write_line(POSTGRES_SKIP, yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session", params=backends())
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
