@@ -1,0 +1,100 @@
+"""A campaign's reward, model and training settings.
+
+Every field is optional when creating a campaign: the server fills in its default, and the
+campaign it answers carries every value. Plain dicts are accepted wherever these classes are
+(``training={"steps": 200}``); the classes are here so that editors complete the names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Literal, Optional
+
+Acquisition = Literal["ucb", "mean"]
+Transform = Literal["exp", "power"]
+Objective = Literal["tb", "db", "subtb", "fm"]
+BackwardPolicy = Literal["learned", "uniform"]
+FeatureSet = Literal["onehot", "onehot+composition", "onehot+kmer", "kmer"]
+Selection = Literal["proportional", "greedy"]
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """How measured scores become the reward the GFlowNet samples in proportion to."""
+
+    maximize: Optional[bool] = None
+    acquisition: Optional[Acquisition] = None
+    kappa: Optional[float] = None
+    transform: Optional[Transform] = None
+    beta: Optional[float] = None
+    min: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The GFlowNet: objective, network size and optimiser."""
+
+    objective: Optional[Objective] = None
+    backward_policy: Optional[BackwardPolicy] = None
+    hidden: Optional[int] = None
+    layers: Optional[int] = None
+    lr: Optional[float] = None
+    lr_log_z: Optional[float] = None
+    subtb_lambda: Optional[float] = None
+    fm_epsilon: Optional[float] = None
+    max_grad_norm: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class TrainingMix:
+    """Shares of each training step's trajectories (normalised by the server)."""
+
+    labelled: Optional[float] = None
+    forward: Optional[float] = None
+    local_search: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """The ensemble that predicts scores from the labels."""
+
+    members: Optional[int] = None
+    hidden: Optional[int] = None
+    steps: Optional[int] = None
+    holdout: Optional[float] = None
+    features: Optional[FeatureSet] = None
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Each training run, the default exploration of rounds and how rounds pick a batch."""
+
+    steps: Optional[int] = None
+    batch_size: Optional[int] = None
+    seed: Optional[int] = None
+    temperature: Optional[float] = None
+    epsilon: Optional[float] = None
+    mix: Optional[TrainingMix] = None
+    proxy: Optional[ProxySettings] = None
+    elites: Optional[int] = None
+    pool: Optional[int] = None
+    pool_local_search: Optional[float] = None
+    pool_spread: Optional[float] = None
+    pool_walk: Optional[int] = None
+    refine: Optional[int] = None
+    refine_backtrack: Optional[float] = None
+    selection: Optional[Selection] = None
+
+
+def settings_to_json(settings: Any) -> Any:
+    """The JSON of settings given as one of the classes above or as a dict; unset (None)
+    fields are left out so that the server's defaults apply."""
+    if is_dataclass(settings) and not isinstance(settings, type):
+        return {
+            f.name: settings_to_json(getattr(settings, f.name))
+            for f in fields(settings)
+            if getattr(settings, f.name) is not None
+        }
+    if isinstance(settings, dict):
+        return {k: settings_to_json(v) for k, v in settings.items()}
+    return settings
