@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod campaigns;
 pub mod candidates;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -70,9 +71,10 @@ const fn route(
     }
 }
 
-/// Every route of the API. The router is built from this list and nothing else, so that a
-/// route cannot be served without the OpenAPI test seeing it: add new routes here, never
-/// with a `.route(..)` of their own.
+/// Every route of the API. The router is built from this list and the browser dashboard's
+/// pages ([`dashboard::routes`], which are HTML, not API), so that an API route cannot be
+/// served without the OpenAPI test seeing it: add new API routes here, never with a
+/// `.route(..)` of their own.
 pub const ROUTES: &[Route] = &[
     route(Method::Get, "/healthz", |m| on(m, health::healthz)),
     route(Method::Post, "/campaigns", |m| on(m, campaigns::create)),
@@ -103,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .fold(Router::new(), |router, r| {
             router.route(r.path, (r.handler)(r.method.filter()))
         })
+        // The browser pages: outside the API and its OpenAPI document.
+        .merge(dashboard::routes())
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             error::ApiError::MethodNotAllowed("this path does not take that method".into())

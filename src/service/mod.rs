@@ -10,6 +10,7 @@
 
 pub mod campaigns;
 pub mod candidates;
+pub mod dashboard;
 pub mod labels;
 pub mod models;
 pub mod rounds;

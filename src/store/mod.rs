@@ -40,6 +40,7 @@ macro_rules! on_backend {
 }
 
 mod campaigns;
+pub mod dashboard;
 mod labels;
 mod postgres;
 pub mod provision;

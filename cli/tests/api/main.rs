@@ -6,6 +6,7 @@
 mod auth;
 mod campaigns;
 mod csv;
+mod dashboard;
 mod deployment;
 mod durability;
 mod health;

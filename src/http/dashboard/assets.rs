@@ -1,0 +1,57 @@
+//! The dashboard's scripts and styles, compiled into the binary so that the pages work
+//! without any network beyond this server: uPlot (MIT, vendored unchanged with its licence
+//! beside it) and the dashboard's own script and stylesheet. The pages use system fonts,
+//! so there is no font to serve.
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Where the assets are served; the pages link them under this prefix.
+pub const PREFIX: &str = "/dashboard/assets/";
+
+/// (file name, content type, bytes) of every asset.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/dashboard.js"),
+    ),
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/dashboard.css"),
+    ),
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/uPlot.iife.min.js"),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/uPlot.min.css"),
+    ),
+    (
+        "uPlot.LICENSE",
+        "text/plain; charset=utf-8",
+        include_bytes!("assets/uPlot.LICENSE"),
+    ),
+];
+
+/// `GET /dashboard/assets/{name}`: an embedded file, or 404.
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(file, _, _)| *file == name) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                // The files change only with the binary; an hour keeps upgrades visible.
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
