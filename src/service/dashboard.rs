@@ -186,7 +186,14 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
         })
         .collect();
     let best = store
-        .list_candidates(id, Some(CandidateStatus::Labelled), true, maximize, BEST_ROWS, 0)
+        .list_candidates(
+            id,
+            Some(CandidateStatus::Labelled),
+            true,
+            maximize,
+            BEST_ROWS,
+            0,
+        )
         .await?;
     Ok(Dashboard {
         rounds,
@@ -278,7 +285,9 @@ mod tests {
 
     #[test]
     fn progress_accumulates_the_best_over_rounds_in_either_direction() {
-        let space = SpaceSpec::Grid { dims: 2, size: 4 }.build().expect("a space");
+        let space = SpaceSpec::Grid { dims: 2, size: 4 }
+            .build()
+            .expect("a space");
         let leaders = [
             leader(1, "[0,0]", 1.0),
             leader(1, "[0,3]", 0.5),

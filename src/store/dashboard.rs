@@ -96,7 +96,11 @@ mod sql {
 impl Store {
     /// A page of campaigns, newest first, and how many there are in all.
     #[tracing::instrument(skip_all)]
-    pub async fn campaign_page(&self, limit: i64, offset: i64) -> Result<(Vec<Campaign>, i64), Error> {
+    pub async fn campaign_page(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Campaign>, i64), Error> {
         let rows: Vec<CampaignRow> = on_backend!(self, CAMPAIGN_PAGE, |pool, q| {
             sqlx::query_as(q)
                 .bind(limit)

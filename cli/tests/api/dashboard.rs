@@ -300,7 +300,10 @@ async fn pages_follow_the_campaign(backend: Backend) {
     );
     for url in &resources {
         let url = url.as_str().expect("a URL");
-        assert!(url.starts_with(&app.address), "{url} is not from the server");
+        assert!(
+            url.starts_with(&app.address),
+            "{url} is not from the server"
+        );
     }
 
     // An unknown campaign is a 404 page.
@@ -341,8 +344,7 @@ async fn with_a_token_the_pages_ask_to_sign_in(backend: Backend) {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let mut app =
-        TestApp::spawn_configured(backend, |c| c.api_token = Some(TOKEN.into())).await;
+    let mut app = TestApp::spawn_configured(backend, |c| c.api_token = Some(TOKEN.into())).await;
     let bare = app.client.clone();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
@@ -366,7 +368,10 @@ async fn with_a_token_the_pages_ask_to_sign_in(backend: Backend) {
 
     // A wrong token is refused.
     sign_in(b, "not-the-token").await;
-    let error = wait_until("the refusal", || async { text_of(b, "#signin-error").await }).await;
+    let error = wait_until("the refusal", || async {
+        text_of(b, "#signin-error").await
+    })
+    .await;
     assert!(error.contains("not"), "{error}");
     assert_eq!(b.current_url().await.expect("a URL").path(), "/signin");
 
@@ -401,7 +406,11 @@ async fn with_a_token_the_pages_ask_to_sign_in(backend: Backend) {
         .send()
         .await
         .expect("a response");
-    assert_eq!(read.status().as_u16(), 401, "the API's reads need the header");
+    assert_eq!(
+        read.status().as_u16(),
+        401,
+        "the API's reads need the header"
+    );
     let write = with_cookie(reqwest::Method::POST, "/labels")
         .json(&json!({"labels": []}))
         .send()

@@ -97,7 +97,10 @@ fn problem(error: Error) -> Response {
             tracing::error!(error = %other, "dashboard page failed");
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                views::problem("Something went wrong", "The server could not build this page; its log says why."),
+                views::problem(
+                    "Something went wrong",
+                    "The server could not build this page; its log says why.",
+                ),
             )
         }
     }
@@ -123,10 +126,7 @@ pub struct IndexQuery {
 /// `GET /`: the campaigns, a page at a time.
 #[tracing::instrument(skip_all)]
 pub async fn index(State(state): State<AppState>, Query(query): Query<IndexQuery>) -> Response {
-    let page = query
-        .page
-        .and_then(|p| p.parse::<i64>().ok())
-        .unwrap_or(1);
+    let page = query.page.and_then(|p| p.parse::<i64>().ok()).unwrap_or(1);
     match dashboard::campaign_index(&state, page).await {
         Ok(index) => html(StatusCode::OK, views::index(&index)),
         Err(e) => problem(e),

@@ -69,7 +69,10 @@ pub async fn submit(
     if !required.accepts(form.token.trim()) {
         tracing::info!("dashboard sign-in refused");
         let message = "That token is not this server's API token.";
-        return super::html(StatusCode::UNAUTHORIZED, views::sign_in(&next, Some(message)));
+        return super::html(
+            StatusCode::UNAUTHORIZED,
+            views::sign_in(&next, Some(message)),
+        );
     }
     let cookie = Cookie::build((SESSION_COOKIE, required.session_value().to_owned()))
         .http_only(true)
@@ -85,7 +88,10 @@ mod tests {
 
     #[test]
     fn only_plain_local_paths_are_followed() {
-        assert_eq!(safe_next("/campaigns/3/dashboard"), "/campaigns/3/dashboard");
+        assert_eq!(
+            safe_next("/campaigns/3/dashboard"),
+            "/campaigns/3/dashboard"
+        );
         for outside in [
             "//evil.example/x",
             "https://evil.example/",

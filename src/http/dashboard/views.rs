@@ -4,8 +4,8 @@
 
 use super::assets::PREFIX;
 use crate::service::dashboard::{
-    space_type, CampaignIndex, Dashboard, BEST_ROWS, CHART_ROUNDS, LEADERS_PER_ROUND,
-    PENDING_ROWS, RUN_ROWS,
+    space_type, CampaignIndex, Dashboard, BEST_ROWS, CHART_ROUNDS, LEADERS_PER_ROUND, PENDING_ROWS,
+    RUN_ROWS,
 };
 use crate::store::CandidateRow;
 use maud::{html, Markup, DOCTYPE};
@@ -131,8 +131,10 @@ fn tiles(d: &Dashboard) -> Markup {
     let stats = &d.overview.stats;
     let model = &d.overview.model;
     let best = d.overview.best.as_ref().and_then(|(c, _)| c.mean_reward);
-    let tile = |label: &str, class: &str, value: Markup| html! {
-        div.tile { div.label { (label) } div class={ "value " (class) } { (value) } }
+    let tile = |label: &str, class: &str, value: Markup| {
+        html! {
+            div.tile { div.label { (label) } div class={ "value " (class) } { (value) } }
+        }
     };
     html! {
         div.tiles {
@@ -221,7 +223,11 @@ fn pending(d: &Dashboard) -> Markup {
 /// The page a missing campaign or a failure shows.
 pub fn problem(title: &str, message: &str) -> Markup {
     let header = html! { span.crumbs { a href="/" { "All campaigns" } } h1 { (title) } };
-    page(title, header, html! { main { p #problem { (message) } p { a href="/" { "Back to all campaigns" } } } })
+    page(
+        title,
+        header,
+        html! { main { p #problem { (message) } p { a href="/" { "Back to all campaigns" } } } },
+    )
 }
 
 /// The sign-in form; `error` says why the last try was refused.
@@ -365,7 +371,10 @@ mod tests {
         assert_eq!(reward(None), "–");
         assert_eq!(duration(2.25), "2.2 s");
         assert_eq!(duration(600.0), "10 min");
-        assert_eq!(timestamp(Some("2026-01-02T03:04:05.678Z")), "2026-01-02 03:04 UTC");
+        assert_eq!(
+            timestamp(Some("2026-01-02T03:04:05.678Z")),
+            "2026-01-02 03:04 UTC"
+        );
         assert_eq!(shortened("abcdef", 3), "abc…");
     }
 }
