@@ -58,13 +58,15 @@
       grid: { stroke: grid, width: 1 },
       ticks: { stroke: grid, width: 1 },
     });
+    // Rounds are whole numbers: no ticks between them.
+    const rounds = Object.assign(axis(spec.x), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] });
     const chart = new uPlot(
       {
         title: spec.title,
         width: Math.max(260, box.clientWidth - 4),
         height: 240,
-        scales: { x: { time: false } },
-        axes: [axis(spec.x), axis(spec.y)],
+        scales: { x: { time: false }, y: spec.yRange ? { range: spec.yRange } : {} },
+        axes: [rounds, axis(spec.y)],
         series: [{ label: spec.x }].concat(
           series.map((s, i) => ({
             label: s.label,
@@ -96,7 +98,7 @@
     const x = s.round;
     render(
       "chart-progress",
-      { title: "Best so far and top-10 mean", x: "round", y: "mean reward (oracle units)" },
+      { title: "Best so far and top-10 mean", x: "round", y: "reward (oracle units)" },
       x,
       [
         { label: "best so far", values: s.best_so_far },
@@ -106,21 +108,21 @@
     );
     render(
       "chart-failed",
-      { title: "Failed measurements per round", x: "round", y: "failed (% of measured)" },
+      { title: "Failed share of each round's measurements", x: "round", y: "failed (%)", yRange: [0, 100] },
       x,
       [{ label: "failed", values: percent(s.failed_fraction) }],
       "Nothing measured yet: post labels (failures too) to see this."
     );
     render(
       "chart-diversity",
-      { title: "Diversity of the top 10", x: "round", y: "mean pairwise distance (space units)" },
+      { title: "Diversity of the top 10 (mean pairwise distance)", x: "round", y: "distance (space units)" },
       x,
       [{ label: "top-10 diversity", values: s.top_diversity }],
       "Needs two labelled candidates: post labels to see it."
     );
     render(
       "chart-prospective",
-      { title: "Proxy predictions vs. measurements", x: "round", y: "Spearman ρ, 1σ coverage (unitless)" },
+      { title: "Proxy predictions vs. measurements", x: "round", y: "ρ, share (unitless)" },
       x,
       [
         { label: "Spearman ρ", values: s.spearman },
@@ -130,7 +132,7 @@
     );
     render(
       "chart-sources",
-      { title: "Where candidates came from", x: "round", y: "candidates per round" },
+      { title: "Where candidates came from", x: "round", y: "candidates" },
       x,
       Object.entries(s.sources).map(([name, values]) => ({ label: name, values: values })),
       "No candidates yet: ask for a batch with POST /rounds."
