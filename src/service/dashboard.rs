@@ -11,7 +11,9 @@ use crate::error::Error;
 use crate::gfn::{Space, SpaceSpec, State};
 use crate::proxy::prospective::{self, Outcome, ProspectiveQuality};
 use crate::store::dashboard::{PendingRound, RoundLeader, RunSummary};
-use crate::store::{CandidateRow, CandidateStatus, Stats, ROUND_FIGURES_LIMIT};
+use crate::store::{
+    CandidateRow, CandidateStatus, ProposalOutcome, RoundTally, Stats, ROUND_FIGURES_LIMIT,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// Campaigns per page of the index.
@@ -147,6 +149,40 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
         .round_leaders(id, CHART_ROUNDS, LEADERS_PER_ROUND, maximize)
         .await?;
     let outcomes = store.recent_round_outcomes(id, ROUND_FIGURES_LIMIT).await?;
+    // A window of large batches holds hundreds of thousands of outcomes to sort: off the
+    // async reactor, like the model endpoint's figures.
+    let rounds = tokio::task::spawn_blocking(move || {
+        round_points(space.as_ref(), maximize, tallies, &leaders, outcomes)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("dashboard figures task failed: {e}")))?;
+    let best = store
+        .list_candidates(
+            id,
+            Some(CandidateStatus::Labelled),
+            true,
+            maximize,
+            BEST_ROWS,
+            0,
+        )
+        .await?;
+    Ok(Dashboard {
+        rounds,
+        runs: store.run_summaries(id, RUN_ROWS).await?,
+        best,
+        pending: store.pending_rounds(id, PENDING_ROWS).await?,
+        overview,
+    })
+}
+
+/// Each round's point, oldest first, from the store's rows (tallies come newest first).
+fn round_points(
+    space: &dyn Space,
+    maximize: bool,
+    tallies: Vec<RoundTally>,
+    leaders: &[RoundLeader],
+    outcomes: Vec<ProposalOutcome>,
+) -> Vec<RoundPoint> {
     let mut prospective_by_round: HashMap<i64, Vec<Outcome>> = HashMap::new();
     for o in outcomes {
         prospective_by_round
@@ -158,9 +194,9 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
                 reward: o.mean_reward,
             });
     }
-    let mut progress = Progress::new(space.as_ref(), maximize, &leaders);
+    let mut progress = Progress::new(space, maximize, leaders);
     // The store answers newest first; the charts read oldest first.
-    let rounds = tallies
+    tallies
         .into_iter()
         .rev()
         .map(|t| {
@@ -184,24 +220,7 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
                 sources: t.sources,
             }
         })
-        .collect();
-    let best = store
-        .list_candidates(
-            id,
-            Some(CandidateStatus::Labelled),
-            true,
-            maximize,
-            BEST_ROWS,
-            0,
-        )
-        .await?;
-    Ok(Dashboard {
-        rounds,
-        runs: store.run_summaries(id, RUN_ROWS).await?,
-        best,
-        pending: store.pending_rounds(id, PENDING_ROWS).await?,
-        overview,
-    })
+        .collect()
 }
 
 /// The best candidates of the rounds seen so far, walked round by round: the top-k of the
