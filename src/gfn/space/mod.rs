@@ -17,6 +17,7 @@
 mod grid;
 mod sequence;
 mod set;
+mod token_code;
 
 pub use grid::GridSpace;
 pub use sequence::SequenceSpace;
