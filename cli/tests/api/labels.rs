@@ -157,6 +157,22 @@ async fn a_nul_character_is_refused_alike_on_both_backends(backend: Backend) {
         .await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["details"]["field"], "name", "{err}");
+    for (space, field) in [
+        (
+            json!({"type": "sequence", "alphabet": ["A", "C\u{0}"], "min_length": 2, "max_length": 2}),
+            "space.alphabet",
+        ),
+        (
+            json!({"type": "set", "items": ["x", "y\u{0}"], "min_size": 1, "max_size": 2}),
+            "space.items",
+        ),
+    ] {
+        let (status, err) = app
+            .post_json("/campaigns", &json!({"name": "nul", "space": space}))
+            .await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"]["details"]["field"], field, "{err}");
+    }
     let id = app.create_campaign(sequence_campaign()).await;
     let cases = [
         (

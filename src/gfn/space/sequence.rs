@@ -69,6 +69,16 @@ impl SequenceSpace {
         if let Some(i) = alphabet.iter().position(|t| t.is_empty()) {
             return Err(SpecError::new("alphabet", format!("token {i} is empty")));
         }
+        // Values are stored as text, and PostgreSQL text cannot hold U+0000.
+        if let Some(i) = alphabet.iter().position(|t| t.contains('\0')) {
+            return Err(SpecError::new(
+                "alphabet",
+                format!("token {i} contains U+0000"),
+            ));
+        }
+        if separator.contains('\0') {
+            return Err(SpecError::new("separator", "contains U+0000"));
+        }
         let mut sorted: Vec<&str> = alphabet.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         for pair in sorted.windows(2) {
