@@ -437,6 +437,10 @@ impl NewCampaign {
                 format!("must be 1 to {MAX_NAME_CHARS} characters"),
             ));
         }
+        // PostgreSQL text cannot hold U+0000; refused on both backends alike.
+        if name.contains('\0') {
+            return Err(Error::invalid("name", "must not contain U+0000"));
+        }
         self.space
             .build()
             .map_err(|e| Error::invalid(format!("space.{}", e.field), e.reason))?;

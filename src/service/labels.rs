@@ -167,6 +167,16 @@ fn check_item(index: usize, item: LabelItem, target: LabelTarget) -> Result<NewL
         }
         _ => {}
     }
+    // PostgreSQL text cannot hold U+0000; refused on both backends alike.
+    for (field, text) in [
+        ("key", &item.key),
+        ("error", &item.error),
+        ("entity", &item.entity),
+    ] {
+        if text.as_deref().is_some_and(|t| t.contains('\0')) {
+            return Err(bad(field, "must not contain U+0000"));
+        }
+    }
     if item.error.is_some() && !item.failed {
         return Err(bad("error", "is only allowed with failed: true"));
     }

@@ -24,7 +24,7 @@ mod sql {
             "select id, campaign_id from candidates where id in (select value from json_each($1))";
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join json_each($1) j on c.campaign_id = json_extract(j.value, '$.c') and c.value = json_extract(j.value, '$.v')";
-        pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
+        pub const KEYS: &str = "select l.campaign_id, l.key, l.candidate_id, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
         pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select value from json_each($1))";
         pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata, entity) select json_extract(j.value, '$.c'), json_extract(j.value, '$.id'), json_extract(j.value, '$.r'), json_extract(j.value, '$.f'), json_extract(j.value, '$.e'), json_extract(j.value, '$.k'), json_extract(j.value, '$.m'), json_extract(j.value, '$.n') from json_each($1) j";
         /// `[{"id", "n"}]`: candidates and the entity their labels name, set only where the
@@ -42,7 +42,7 @@ mod sql {
         pub const CANDIDATES_BY_ID: &str = "select id, campaign_id from candidates where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
         pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
-        pub const KEYS: &str = "select l.campaign_id, l.key, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
+        pub const KEYS: &str = "select l.campaign_id, l.key, l.candidate_id, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
         pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
         pub const INSERT: &str = "insert into labels (campaign_id, candidate_id, reward, failed, error, key, metadata, entity) select x.c, x.id, x.r, x.f, x.e, x.k, x.m, x.n from jsonb_to_recordset($1::jsonb) as x(c bigint, id bigint, r double precision, f boolean, e text, k text, m text, n text)";
         pub const SET_ENTITIES: &str = "update candidates set entity = x.n from jsonb_to_recordset($1::jsonb) as x(id bigint, n text) where candidates.id = x.id and candidates.entity is null";
@@ -52,8 +52,8 @@ mod sql {
     }
 }
 
-/// A stored or pending label's identity for duplicate detection.
-type KeyRecord = (Option<f64>, bool);
+/// A stored or pending label's identity for duplicate detection: candidate, reward, failed.
+type KeyRecord = (i64, Option<f64>, bool);
 
 /// The transaction body, the same on both backends but for the SQL module.
 macro_rules! insert_labels_tx {
@@ -124,11 +124,11 @@ macro_rules! insert_labels_tx {
             .collect();
         let mut known: HashMap<(i64, String), KeyRecord> = HashMap::new();
         if !keyed.is_empty() {
-            let rows: Vec<(i64, String, Option<f64>, bool)> = sqlx::query_as(q::KEYS)
+            let rows: Vec<(i64, String, i64, Option<f64>, bool)> = sqlx::query_as(q::KEYS)
                 .bind(serde_json::Value::Array(keyed).to_string())
                 .fetch_all(&mut *$tx)
                 .await?;
-            known.extend(rows.into_iter().map(|(c, k, r, f)| ((c, k), (r, f))));
+            known.extend(rows.into_iter().map(|(c, k, id, r, f)| ((c, k), (id, r, f))));
         }
         // Every label's candidate id, in batch order.
         let mut candidates = Vec::with_capacity(labels.len());
@@ -178,11 +178,18 @@ macro_rules! insert_labels_tx {
         for (index, (l, &candidate)) in labels.iter().zip(&candidates).enumerate() {
             let campaign = campaign_of.get(&candidate).copied().unwrap_or_default();
             if let Some(key) = &l.key {
-                let record = (l.reward, l.failed);
+                let record = (candidate, l.reward, l.failed);
                 match known.get(&(campaign, key.clone())) {
                     Some(stored) if *stored == record => {
                         duplicates += 1;
                         continue;
+                    }
+                    // The same key on another candidate is another measurement under a
+                    // reused key, not a retry: refused, so nothing is silently dropped.
+                    Some((other, _, _)) if *other != candidate => {
+                        return Err(Error::Conflict(format!(
+                            "label {index}: key {key:?} is already stored for candidate {other}"
+                        )))
                     }
                     Some(_) => {
                         return Err(Error::Conflict(format!(

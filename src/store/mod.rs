@@ -84,21 +84,39 @@ pub enum Store {
 
 /// The database URL with any password replaced, fit for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (main, query) = match url.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (url, None),
+    };
+    let main = match (main.find("://"), main.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &main[scheme + 3..at];
             match creds.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme + 3],
+                    &main[..scheme + 3],
                     &creds[..colon],
-                    &url[at..]
+                    &main[at..]
                 ),
-                None => url.to_string(),
+                None => main.to_string(),
             }
         }
-        _ => url.to_string(),
-    }
+        _ => main.to_string(),
+    };
+    let Some(query) = query else {
+        return main;
+    };
+    // `?password=` (and `sslpassword=`) carry a secret as well as the user-info part does.
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                format!("{key}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{main}?{}", query.join("&"))
 }
 
 impl Store {
@@ -218,5 +236,21 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://flowlab.db"), "sqlite://flowlab.db");
+    }
+
+    #[test]
+    fn redact_url_hides_a_password_in_the_query_too() {
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=secret&application_name=x"),
+            "postgres://u@h/db?sslmode=require&password=***&application_name=x"
+        );
+        assert_eq!(
+            redact_url("postgres://u:a@h/db?PASSWORD=b"),
+            "postgres://u:***@h/db?PASSWORD=***"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=disable"),
+            "postgres://h/db?sslmode=disable"
+        );
     }
 }

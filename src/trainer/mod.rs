@@ -9,6 +9,7 @@
 //! May import `store`, `gfn`, `proxy`, `domain` and `metrics`; never axum.
 
 mod compute;
+mod recipe;
 mod schedule;
 mod supervisor;
 

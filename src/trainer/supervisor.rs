@@ -10,6 +10,7 @@
 //! May import `store`, `gfn`, `domain`, `metrics` and the trainer's own modules; never axum.
 
 use super::compute::{self, JobError, Submitter, TrainJob, TrainOutput};
+use super::recipe;
 use super::schedule::Schedule;
 use super::{Shared, TrainerConfig};
 use crate::domain::campaign::Campaign;
@@ -443,7 +444,7 @@ async fn compute_under_lease(
         ))
     })?;
     let mut reply = submitter
-        .submit(move || compute::train(job))
+        .submit(move || recipe::train(job))
         .map_err(RunError::Job)?;
 
     let period = (context.config.lease_ttl / 3).max(Duration::from_millis(100));

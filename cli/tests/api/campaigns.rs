@@ -99,6 +99,89 @@ on_both_backends!(
     bad_campaigns_are_400_and_store_nothing
 );
 
+/// A campaign over sequences of `alphabet` written without a separator, with tiny trainings.
+fn joined_sequence_campaign(alphabet: &[&str]) -> serde_json::Value {
+    json!({"name": "joined", "space": {"type": "sequence", "alphabet": alphabet,
+           "min_length": 1, "max_length": 6}, "model": {"hidden": 8},
+           "training": {"steps": 5, "batch_size": 4}})
+}
+
+async fn joined_alphabets_must_decode_uniquely(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // "a" + "b" and "ab" spell the same text: refused, naming both spellings.
+    let ambiguous = joined_sequence_campaign(&["a", "ab", "b"]);
+    let (status, err) = app.post_json("/campaigns", &ambiguous).await;
+    assert_eq!(status, 400, "{err}");
+    assert_error(&err, "invalid_value");
+    assert_eq!(err["error"]["details"]["field"], "space.alphabet", "{err}");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(r#"["a", "b"] and ["ab"] both spell "ab""#),
+        "{message}"
+    );
+    // A separator keeps the same alphabet unambiguous.
+    let mut separated = ambiguous.clone();
+    separated["space"]["separator"] = json!("-");
+    let (status, created) = app.post_json("/campaigns", &separated).await;
+    assert_eq!(status, 201, "{created}");
+
+    // B and C are prefixes of Br and Cl, yet every text splits one way: the values an
+    // untrained round samples read back as labels of the same candidates.
+    let chemistry = ["B", "Br", "C", "Cl", "N", "O"];
+    let id = app
+        .create_campaign(joined_sequence_campaign(&chemistry))
+        .await;
+    let (status, round) = app.round(json!({"campaign_id": id, "batch_size": 8})).await;
+    assert_eq!(status, 201, "{round}");
+    let labels: Vec<serde_json::Value> = round["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| json!({"campaign_id": id, "value": c["value"], "reward": 1.0}))
+        .collect();
+    assert_eq!(labels.len(), 8, "{round}");
+    let (status, outcome) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 8);
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    let stats = &campaign["stats"];
+    assert_eq!(
+        (&stats["candidates"], &stats["labelled"]),
+        (&json!(8), &json!(8)),
+        "every label found its proposed candidate: {stats}"
+    );
+    // A value that does not split names where splitting gets stuck.
+    let (status, err) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [{"campaign_id": id, "value": "BrClXN", "reward": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("position 4") && message.contains("XN"),
+        "{message}"
+    );
+
+    // Greedy longest match would read "abb" as "ab" and be stuck; it is "a" + "bb".
+    let id = app
+        .create_campaign(joined_sequence_campaign(&["a", "ab", "bb"]))
+        .await;
+    let (status, outcome) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [{"campaign_id": id, "value": "abb", "reward": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 1);
+}
+on_both_backends!(
+    joined_alphabets_must_decode_uniquely,
+    joined_alphabets_must_decode_uniquely
+);
+
 async fn unknown_campaign_is_404(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for path in ["/campaigns/999", "/campaigns/abc", "/campaigns/-1"] {

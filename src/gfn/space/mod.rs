@@ -17,6 +17,7 @@
 mod grid;
 mod sequence;
 mod set;
+mod token_code;
 
 pub use grid::GridSpace;
 pub use sequence::SequenceSpace;
@@ -92,8 +93,9 @@ pub struct InvalidAction {
 pub enum SpaceSpec {
     /// Strings of tokens; a value is the tokens joined by the separator.
     Sequence {
-        /// 2..=1024 distinct non-empty tokens; with an empty separator, none a prefix of
-        /// another.
+        /// 2..=1024 distinct non-empty tokens; with an empty separator, a uniquely
+        /// decodable code (no two different token sequences may spell the same text) whose
+        /// tokens have at most 64 chars if one is a prefix of another.
         alphabet: Vec<String>,
         /// Fewest tokens, `1..=max_length`.
         min_length: usize,

@@ -3,11 +3,13 @@
 //! parent, the state without its last token.
 //!
 //! This module owns the spec validation that keeps the JSON value unambiguous: with an empty
-//! separator no token may be a proper prefix of another (so the greedy longest match used by
-//! [`Space::parse_value`] splits every joined value back into its tokens), and with a
-//! separator no token may produce a separator match before its end when followed by the
-//! separator (so splitting on the separator finds exactly the joins).
+//! separator the alphabet must be a uniquely decodable code (no two different token
+//! sequences spell the same text, so [`Space::parse_value`] reads every joined value back
+//! into its tokens; see [`TokenCode`]), and with a separator no token may produce a
+//! separator match before its end when followed by the separator (so splitting on the
+//! separator finds exactly the joins).
 
+use super::token_code::{Collision, TokenCode};
 use super::{enumerate_by_depth, log_sum_exp, InvalidAction, Space, SpecError, State, ValueError};
 use rand::{Rng, RngCore};
 use serde_json::Value;
@@ -15,6 +17,17 @@ use std::collections::HashMap;
 
 /// Longest excerpt of client text echoed back in a [`ValueError::UnknownToken`], in chars.
 const EXCERPT_CHARS: usize = 16;
+
+/// Most tokens of each sequence, and most chars of their text, that a refused alphabet's
+/// error names; a longer collision is shortened with an ellipsis.
+const WITNESS_TOKENS: usize = 32;
+const WITNESS_CHARS: usize = 64;
+
+/// Most chars of a token when the separator is empty and some token is a prefix of another.
+/// The unique-decodability test then costs up to the alphabet's length times its longest
+/// token's, and decoding a value up to the value's length times the longest token's; the cap
+/// keeps both small. Prefix-free alphabets decode token by token and need no cap.
+const MAX_TOKEN_CHARS_WITH_PREFIXES: usize = 64;
 
 /// Sequences of `min_length..=max_length` tokens from `alphabet` (2..=1024
 /// distinct non-empty tokens, lengths 1..=512).
@@ -27,19 +40,20 @@ pub struct SequenceSpace {
     min_length: usize,
     max_length: usize,
     separator: String,
-    /// Token text to index, for parsing.
+    /// Token text to index, for splitting on the separator.
     index: HashMap<String, u16>,
-    /// The distinct byte lengths of the tokens, longest first, for the greedy longest match.
-    token_lens: Vec<usize>,
+    /// The alphabet as a code, for decoding values without a separator; `None` with one.
+    code: Option<TokenCode>,
 }
 
 impl SequenceSpace {
     /// Validates the bounds of the protocol and that values split back into tokens unambiguously.
     ///
-    /// Errors name the field: `alphabet` (size, empty or duplicate tokens, a token that is a
-    /// proper prefix of another when `separator` is empty), `separator` (a token that contains
-    /// the separator or overlaps it at a join), `max_length` (outside 1..=512), `min_length`
-    /// (outside 1..=max_length).
+    /// Errors name the field: `alphabet` (size, empty or duplicate tokens; when `separator`
+    /// is empty, not uniquely decodable, naming two token sequences that spell the same text,
+    /// or a token over 64 chars while one token is a prefix of another), `separator` (a token
+    /// that contains the separator or overlaps it at a join), `max_length` (outside
+    /// 1..=512), `min_length` (outside 1..=max_length).
     pub fn new(
         alphabet: Vec<String>,
         min_length: usize,
@@ -55,6 +69,16 @@ impl SequenceSpace {
         if let Some(i) = alphabet.iter().position(|t| t.is_empty()) {
             return Err(SpecError::new("alphabet", format!("token {i} is empty")));
         }
+        // Values are stored as text, and PostgreSQL text cannot hold U+0000.
+        if let Some(i) = alphabet.iter().position(|t| t.contains('\0')) {
+            return Err(SpecError::new(
+                "alphabet",
+                format!("token {i} contains U+0000"),
+            ));
+        }
+        if separator.contains('\0') {
+            return Err(SpecError::new("separator", "contains U+0000"));
+        }
         let mut sorted: Vec<&str> = alphabet.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         for pair in sorted.windows(2) {
@@ -65,18 +89,35 @@ impl SequenceSpace {
                     format!("token {a:?} appears twice"),
                 ));
             }
-            // In sorted order every string that has `a` as a prefix follows `a` directly or
-            // after other such strings, so checking neighbours finds every prefix pair.
-            if separator.is_empty() && b.starts_with(a) {
+        }
+        let code = if separator.is_empty() {
+            let code = TokenCode::new(&alphabet);
+            if let Some((shorter, longer)) = code.prefix_pair() {
+                let long = alphabet.iter().enumerate().find_map(|(i, t)| {
+                    let chars = t.chars().count();
+                    (chars > MAX_TOKEN_CHARS_WITH_PREFIXES).then_some((i, chars))
+                });
+                if let Some((i, chars)) = long {
+                    return Err(SpecError::new(
+                        "alphabet",
+                        format!(
+                            "token {i} has {chars} chars; without a separator, when a token is \
+                             a prefix of another (here token {shorter} of token {longer}), \
+                             tokens may have at most {MAX_TOKEN_CHARS_WITH_PREFIXES} chars"
+                        ),
+                    ));
+                }
+            }
+            if let Some(collision) = code.collision() {
                 return Err(SpecError::new(
                     "alphabet",
-                    format!(
-                        "token {a:?} is a prefix of token {b:?}, so values joined without a \
-                         separator are ambiguous"
-                    ),
+                    describe_collision(&alphabet, &collision),
                 ));
             }
-        }
+            Some(code)
+        } else {
+            None
+        };
         if !separator.is_empty() {
             for token in &alphabet {
                 // Splitting `token + separator + rest` must find the separator right after
@@ -111,16 +152,13 @@ impl SequenceSpace {
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u16))
             .collect();
-        let mut token_lens: Vec<usize> = alphabet.iter().map(String::len).collect();
-        token_lens.sort_unstable_by(|a, b| b.cmp(a));
-        token_lens.dedup();
         Ok(Self {
             alphabet,
             min_length,
             max_length,
             separator,
             index,
-            token_lens,
+            code,
         })
     }
 
@@ -155,29 +193,18 @@ impl SequenceSpace {
         }
     }
 
-    /// Splits `text` by greedy longest match against the alphabet.
-    fn split_greedy(&self, text: &str) -> Result<Vec<u16>, ValueError> {
-        let mut tokens = Vec::new();
-        let mut rest = text;
-        let mut position = 0;
-        while !rest.is_empty() {
-            // `get` is `None` when the length does not fall on a char boundary.
-            let found = self
-                .token_lens
-                .iter()
-                .find_map(|&len| rest.get(..len).and_then(|head| self.index.get(head)));
-            let Some(&t) = found else {
-                return Err(ValueError::UnknownToken {
-                    position,
-                    found: excerpt(rest),
-                });
-            };
-            let token = &self.alphabet[t as usize];
-            rest = &rest[token.len()..];
-            position += token.chars().count();
-            tokens.push(t);
-        }
-        Ok(tokens)
+    /// Decodes `text` written without a separator. An error names the char position where
+    /// decoding gets stuck (the end of the longest prefix that is a run of tokens) and the
+    /// text from there.
+    fn decode(code: &TokenCode, text: &str) -> Result<Vec<u16>, ValueError> {
+        code.decode(text).map_err(|stuck| ValueError::UnknownToken {
+            position: stuck.position,
+            found: text
+                .chars()
+                .skip(stuck.position)
+                .take(EXCERPT_CHARS)
+                .collect(),
+        })
     }
 
     /// Splits `text` on the separator; every piece must be a token.
@@ -203,6 +230,41 @@ impl SequenceSpace {
 /// The first [`EXCERPT_CHARS`] chars of `text`, so errors stay short.
 fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_CHARS).collect()
+}
+
+/// Why an alphabet is refused without a separator: two token sequences and the text both
+/// spell.
+fn describe_collision(alphabet: &[String], collision: &Collision) -> String {
+    let spelled: String = collision
+        .first
+        .iter()
+        .filter_map(|&t| alphabet.get(t as usize))
+        .map(String::as_str)
+        .collect();
+    let mut text: String = spelled.chars().take(WITNESS_CHARS).collect();
+    if text.len() < spelled.len() {
+        text.push('…');
+    }
+    format!(
+        "tokens {} and {} both spell {text:?}, so values joined without a separator are \
+         ambiguous",
+        token_list(alphabet, &collision.first),
+        token_list(alphabet, &collision.second),
+    )
+}
+
+/// `["a", "b"]`, shortened to [`WITNESS_TOKENS`] tokens.
+fn token_list(alphabet: &[String], tokens: &[u16]) -> String {
+    let mut items: Vec<String> = tokens
+        .iter()
+        .take(WITNESS_TOKENS)
+        .filter_map(|&t| alphabet.get(t as usize))
+        .map(|t| format!("{t:?}"))
+        .collect();
+    if tokens.len() > WITNESS_TOKENS {
+        items.push(format!("… ({} tokens in all)", tokens.len()));
+    }
+    format!("[{}]", items.join(", "))
 }
 
 /// Token-level edit distance (unit-cost insertions, deletions and substitutions).
@@ -306,16 +368,16 @@ impl Space for SequenceSpace {
         Value::String(text)
     }
 
-    /// Accepts a JSON string. The position of an unknown token is its char offset in the
-    /// string when the separator is empty, its token index otherwise.
+    /// Accepts a JSON string. The position of an unknown token is its token index with a
+    /// separator; without one it is the char offset where decoding gets stuck, the end of the
+    /// longest prefix of the string that is a run of tokens.
     fn parse_value(&self, value: &Value) -> Result<State, ValueError> {
         let text = value.as_str().ok_or(ValueError::WrongType {
             expected: "a string",
         })?;
-        let tokens = if self.separator.is_empty() {
-            self.split_greedy(text)?
-        } else {
-            self.split_on_separator(text)?
+        let tokens = match &self.code {
+            Some(code) => Self::decode(code, text)?,
+            None => self.split_on_separator(text)?,
         };
         if !(self.min_length..=self.max_length).contains(&tokens.len()) {
             return Err(ValueError::Length {
@@ -420,6 +482,7 @@ mod tests {
     use super::super::grid::invariants;
     use super::*;
     use proptest::prelude::*;
+    use rand::SeedableRng;
     use serde_json::json;
 
     fn strings(tokens: &[&str]) -> Vec<String> {
@@ -455,19 +518,95 @@ mod tests {
         assert!(err.reason.contains("\"a\" appears twice"), "{err}");
     }
 
+    /// Elements as single-char and two-char symbols: B is a prefix of Br and C of Cl, yet
+    /// every text splits one way only.
+    const CHEMISTRY: [&str; 6] = ["B", "Br", "C", "Cl", "N", "O"];
+
+    /// A SMILES-like alphabet without a separator: atoms, aromatic atoms, branches, bonds,
+    /// ring closures and a bracket atom.
+    const SMILES_LIKE: [&str; 15] = [
+        "C", "c", "N", "n", "O", "o", "(", ")", "=", "#", "1", "2", "Cl", "Br", "[nH]",
+    ];
+
     #[test]
-    fn sequence_new_rejects_a_token_that_is_a_prefix_of_another_without_a_separator() {
-        let err = spec_error(&["b", "ab", "a"], 1, 2, "");
-        assert_eq!(err.field, "alphabet");
-        assert!(
-            err.reason.contains("\"a\" is a prefix of token \"ab\""),
-            "{err}"
-        );
-        // The prefix need not be the sorted neighbour of the longer token.
+    fn sequence_new_rejects_an_alphabet_that_is_not_uniquely_decodable_naming_two_spellings() {
+        for tokens in [["a", "ab", "b"], ["b", "ab", "a"]] {
+            let err = spec_error(&tokens, 1, 2, "");
+            assert_eq!(err.field, "alphabet");
+            assert!(
+                err.reason
+                    .contains(r#"tokens ["a", "b"] and ["ab"] both spell "ab""#),
+                "{err}"
+            );
+        }
+        // The collision need not involve a token and its sorted neighbour: a + ab = aab.
         let err = spec_error(&["ab", "aab", "a"], 1, 2, "");
         assert!(
-            err.reason.contains("\"a\" is a prefix of token \"aab\""),
+            err.reason
+                .contains(r#"tokens ["a", "ab"] and ["aab"] both spell "aab""#),
             "{err}"
+        );
+        // Nor be found in one step: a + bc + d = ab + cd.
+        let err = spec_error(&["a", "ab", "bc", "cd", "d"], 1, 2, "");
+        assert!(
+            err.reason
+                .contains(r#"tokens ["a", "bc", "d"] and ["ab", "cd"] both spell "abcd""#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sequence_new_accepts_uniquely_decodable_alphabets_with_prefix_tokens() {
+        for tokens in [&CHEMISTRY[..], &SMILES_LIKE, &["a", "ab", "bb"]] {
+            let s = SequenceSpace::new(strings(tokens), 1, 8, String::new());
+            assert!(s.is_ok(), "{tokens:?}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn sequence_new_caps_token_chars_without_a_separator_only_when_a_token_is_a_prefix() {
+        let long = "é".repeat(65);
+        let err = spec_error(&["a", "ab", &long], 1, 2, "");
+        assert_eq!(err.field, "alphabet");
+        assert!(
+            err.reason.contains("token 2 has 65 chars")
+                && err.reason.contains("token 0 of token 1")
+                && err.reason.contains("at most 64 chars"),
+            "{err}"
+        );
+        // 64 chars are fine, and longer tokens are when no token is a prefix of another or
+        // a separator splits the tokens.
+        let most = "é".repeat(64);
+        for (tokens, sep) in [
+            (["a", "ab", most.as_str()], ""),
+            (["a", "b", long.as_str()], ""),
+            (["a", "ab", long.as_str()], ","),
+        ] {
+            let s = SequenceSpace::new(strings(&tokens), 1, 2, sep.to_string());
+            assert!(s.is_ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn sequence_collision_message_shortens_long_sequences() {
+        let alphabet = strings(&["a", "aa"]);
+        let message = describe_collision(
+            &alphabet,
+            &Collision {
+                first: vec![0; 80],
+                second: vec![1; 40],
+            },
+        );
+        let listed = |token: &str, n: usize| vec![format!("{token:?}"); n].join(", ");
+        assert!(
+            message.contains(&format!(
+                "tokens [{}, … (80 tokens in all)] and [{}, … (40 tokens in all)] both spell \
+                 \"{}…\"",
+                listed("a", 32),
+                listed("aa", 32),
+                "a".repeat(64)
+            )),
+            "{message}"
         );
     }
 
@@ -511,11 +650,32 @@ mod tests {
     }
 
     #[test]
-    fn sequence_parse_splits_by_greedy_longest_match() {
+    fn sequence_parse_splits_values_without_a_separator_into_tokens() {
         let s = space(&["A", "CG", "T", "日本"], 1, 5, "");
         assert_eq!(
             s.parse_value(&json!("ACG日本T")),
             Ok(State(vec![0, 1, 3, 2]))
+        );
+        let s = space(&CHEMISTRY, 1, 8, "");
+        assert_eq!(
+            s.parse_value(&json!("BrBCClCNO")),
+            Ok(State(vec![1, 0, 2, 3, 2, 4, 5]))
+        );
+    }
+
+    #[test]
+    fn sequence_parse_decodes_where_greedy_longest_match_would_fail() {
+        // Greedy takes "ab" and is left with "b", which is no token.
+        let s = space(&["a", "ab", "bb"], 1, 8, "");
+        assert_eq!(s.parse_value(&json!("abb")), Ok(State(vec![0, 2])));
+        assert_eq!(s.to_value(&State(vec![0, 2])), json!("abb"));
+        // "a" and "ab" both start a run of tokens; "ab" + "bb" gets furthest, to 4.
+        assert_eq!(
+            s.parse_value(&json!("abbbx")),
+            Err(ValueError::UnknownToken {
+                position: 4,
+                found: "x".into()
+            })
         );
     }
 
@@ -743,6 +903,11 @@ mod tests {
             })
     }
 
+    fn chemistry_space_strategy() -> impl Strategy<Value = SequenceSpace> {
+        prop::sample::select(vec![&CHEMISTRY[..], &SMILES_LIKE[..]])
+            .prop_map(|tokens| space(tokens, 1, 24, ""))
+    }
+
     /// The state's tokens as text, with `bad` in place of token `at`.
     fn joined_with(s: &SequenceSpace, x: &State, at: usize, bad: &str) -> String {
         let pieces: Vec<&str> =
@@ -801,6 +966,28 @@ mod tests {
                     prop_assert!(found.chars().count() <= EXCERPT_CHARS);
                 }
                 other => prop_assert!(false, "expected UnknownToken, got {:?}", other),
+            }
+        }
+
+        #[test]
+        fn sequence_chemistry_alphabets_read_back_every_sequence(
+            s in chemistry_space_strategy(),
+            tokens in prop::collection::vec(any::<prop::sample::Index>(), 1..=24),
+            forward in prop::collection::vec(any::<usize>(), 0..24),
+            backward in prop::collection::vec(any::<usize>(), 0..8),
+            seed in any::<u64>(),
+        ) {
+            let x = State(tokens.iter().map(|i| i.index(s.alphabet().len()) as u16).collect());
+            prop_assert_eq!(s.parse_value(&s.to_value(&x)), Ok(x.clone()));
+            // The states a forward walk samples, and those local search makes from them.
+            invariants::check_walks(&s, &forward, &backward);
+            let walked = invariants::walk(&s, &forward).pop().unwrap();
+            prop_assume!(s.can_stop(&walked));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mutant = s.mutate(&walked, &mut rng);
+            let child = s.crossover(&walked, &x, &mut rng);
+            for y in [walked, mutant, child] {
+                prop_assert_eq!(s.parse_value(&s.to_value(&y)), Ok(y.clone()));
             }
         }
 

@@ -40,6 +40,10 @@ impl SetSpace {
         if let Some(i) = items.iter().position(|t| t.is_empty()) {
             return Err(SpecError::new("items", format!("item {i} is empty")));
         }
+        // Values are stored as text, and PostgreSQL text cannot hold U+0000.
+        if let Some(i) = items.iter().position(|t| t.contains('\0')) {
+            return Err(SpecError::new("items", format!("item {i} contains U+0000")));
+        }
         let mut index = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             if index.insert(item.clone(), i as u16).is_some() {
