@@ -12,7 +12,7 @@ use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::store::{redact_url, Store};
 use crate::trainer::{TrainerConfig, TrainerHandle};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,7 @@ impl App {
                 threads: config.training_threads,
                 lease_ttl: Duration::from_secs_f64(config.lease_ttl_seconds),
                 owner: format!("{}-{}", hostname(), std::process::id()),
+                keep_checkpoints: config.keep_checkpoints,
             },
             metrics.clone(),
         );
@@ -98,9 +99,9 @@ impl App {
                 let _ = signalled.send(true);
             }
         };
-        let server = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(begin_shutdown)
-            .into_future();
+        let limits = crate::http::server::Limits::from_config(&self.state.config);
+        let server =
+            crate::http::server::serve(self.listener, router(self.state), limits, begin_shutdown);
         let drain_deadline = async move {
             if signal_seen.wait_for(|seen| *seen).await.is_err() {
                 // The server ended on its own; the other branch has its result.
@@ -108,13 +109,12 @@ impl App {
             }
             tokio::time::sleep(DRAIN_LIMIT).await;
         };
-        let served = tokio::select! {
-            served = server => served,
+        tokio::select! {
+            () = server => {}
             () = drain_deadline => {
                 tracing::warn!(limit_s = DRAIN_LIMIT.as_secs_f64(), "requests still in flight at the drain limit are dropped");
-                Ok(())
             }
-        };
+        }
         if tokio::time::timeout(TRAINER_STOP_LIMIT, trainer.shutdown())
             .await
             .is_err()
@@ -124,7 +124,7 @@ impl App {
                 "the trainer did not stop in time; its lease expires on its own"
             );
         }
-        served
+        Ok(())
     }
 }
 

@@ -66,7 +66,58 @@ pub struct Config {
     /// `cuda` feature.
     #[arg(long, env = "FLOWLAB_DEVICE", default_value_t = ComputeDevice::Cpu)]
     pub device: ComputeDevice,
+    /// Seconds a client may take to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle between requests.
+    #[arg(
+        long = "header-timeout",
+        env = "FLOWLAB_HEADER_TIMEOUT",
+        default_value_t = 10.0
+    )]
+    pub header_timeout_seconds: f64,
+    /// Seconds a request may take from its headers to its answer (503 after); longer than
+    /// `--wait-timeout`.
+    #[arg(
+        long = "request-timeout",
+        env = "FLOWLAB_REQUEST_TIMEOUT",
+        default_value_t = 300.0
+    )]
+    pub request_timeout_seconds: f64,
+    /// Open connections served at once; further clients wait in the listen queue.
+    #[arg(
+        long = "max-connections",
+        env = "FLOWLAB_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+    /// Largest request body in bytes for every route but `POST /labels`.
+    #[arg(long = "max-body", env = "FLOWLAB_MAX_BODY", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest body of `POST /labels` in bytes (JSON or CSV).
+    #[arg(
+        long = "max-label-body",
+        env = "FLOWLAB_MAX_LABEL_BODY",
+        default_value_t = 8 << 20
+    )]
+    pub max_label_body_bytes: usize,
+    /// Checkpoint versions kept per campaign, the newest included; older ones are deleted
+    /// when a new one is written.
+    #[arg(
+        long = "keep-checkpoints",
+        env = "FLOWLAB_KEEP_CHECKPOINTS",
+        default_value_t = 3
+    )]
+    pub keep_checkpoints: i64,
 }
+
+/// Shortest API token accepted: a guessable token protects nothing.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Tokens that ship in examples and must never protect a real server.
+const EXAMPLE_TOKENS: &[&str] = &["change-me-too-0123456789abcdef0123456789abcdef"];
+
+/// Longest timeout or lease accepted, in seconds (a day): beyond it a duration is a typo,
+/// and far beyond it one no longer fits a clock.
+const MAX_SECONDS: f64 = 86_400.0;
 
 /// Shows everything but the secrets: the token, and the password inside the database URL.
 impl std::fmt::Debug for Config {
@@ -82,6 +133,12 @@ impl std::fmt::Debug for Config {
             lease_ttl_seconds,
             log_format,
             device,
+            header_timeout_seconds,
+            request_timeout_seconds,
+            max_connections,
+            max_body_bytes,
+            max_label_body_bytes,
+            keep_checkpoints,
         } = self;
         f.debug_struct("Config")
             .field("bind", bind)
@@ -93,14 +150,30 @@ impl std::fmt::Debug for Config {
             .field("lease_ttl_seconds", lease_ttl_seconds)
             .field("log_format", log_format)
             .field("device", device)
+            .field("header_timeout_seconds", header_timeout_seconds)
+            .field("request_timeout_seconds", request_timeout_seconds)
+            .field("max_connections", max_connections)
+            .field("max_body_bytes", max_body_bytes)
+            .field("max_label_body_bytes", max_label_body_bytes)
+            .field("keep_checkpoints", keep_checkpoints)
             .finish()
     }
 }
 
 impl Config {
-    /// Refuses to expose an unauthenticated server beyond this machine unless asked to.
+    /// The API token as configured, without the whitespace around it (a token pasted into
+    /// an environment file often carries a newline); `None` when unset or blank.
+    pub fn token(&self) -> Option<&str> {
+        self.api_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Refuses settings that cannot work: an unauthenticated server exposed beyond this
+    /// machine (unless asked for), a short or example token, durations and limits out of range.
     pub fn validate(&self) -> Result<(), String> {
-        let open = self.api_token.as_deref().is_none_or(str::is_empty);
+        let open = self.token().is_none();
         if open && !self.bind.ip().is_loopback() && !self.allow_unauthenticated {
             return Err(format!(
                 "refusing to listen on {} without FLOWLAB_API_TOKEN; set a token or pass --allow-unauthenticated",
@@ -110,11 +183,42 @@ impl Config {
         if self.training_threads == 0 || self.training_threads > 256 {
             return Err("--training-threads must be in 1..=256".into());
         }
-        if !(self.wait_timeout_seconds.is_finite() && self.wait_timeout_seconds > 0.0) {
-            return Err("--wait-timeout must be a positive number of seconds".into());
+        if let Some(token) = self.token() {
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(format!(
+                    "the API token must be at least {MIN_TOKEN_CHARS} characters (generate one with: openssl rand -hex 32)"
+                ));
+            }
+            if EXAMPLE_TOKENS.contains(&token) {
+                return Err(
+                    "the API token is the example's placeholder; generate one with: openssl rand -hex 32"
+                        .into(),
+                );
+            }
         }
-        if !(self.lease_ttl_seconds.is_finite() && self.lease_ttl_seconds >= 1.0) {
-            return Err("--lease-ttl must be at least 1 second".into());
+        seconds_within("--wait-timeout", self.wait_timeout_seconds, 0.0)?;
+        seconds_within("--lease-ttl", self.lease_ttl_seconds, 1.0)?;
+        seconds_within("--header-timeout", self.header_timeout_seconds, 0.1)?;
+        seconds_within("--request-timeout", self.request_timeout_seconds, 1.0)?;
+        if self.request_timeout_seconds <= self.wait_timeout_seconds {
+            return Err(format!(
+                "--request-timeout ({} s) must be longer than --wait-timeout ({} s), or waiting rounds would be cut off",
+                self.request_timeout_seconds, self.wait_timeout_seconds
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err("--max-connections must be in 1..=1000000".into());
+        }
+        for (flag, bytes) in [
+            ("--max-body", self.max_body_bytes),
+            ("--max-label-body", self.max_label_body_bytes),
+        ] {
+            if !(1024..=1 << 30).contains(&bytes) {
+                return Err(format!("{flag} must be between 1024 bytes and 1 GiB"));
+            }
+        }
+        if !(1..=1000).contains(&self.keep_checkpoints) {
+            return Err("--keep-checkpoints must be in 1..=1000".into());
         }
         self.device.check_supported()?;
         Ok(())
@@ -132,7 +236,25 @@ impl Config {
             lease_ttl_seconds: 15.0,
             log_format: LogFormat::Text,
             device: ComputeDevice::Cpu,
+            header_timeout_seconds: 10.0,
+            request_timeout_seconds: 300.0,
+            max_connections: 1024,
+            max_body_bytes: 1 << 20,
+            max_label_body_bytes: 8 << 20,
+            keep_checkpoints: 3,
         }
+    }
+}
+
+/// Checks that a duration flag is a positive number of seconds, at least `least` and at most
+/// a day.
+fn seconds_within(flag: &str, seconds: f64, least: f64) -> Result<(), String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds >= least && seconds <= MAX_SECONDS {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} must be a positive number of seconds, at least {least} and at most {MAX_SECONDS}"
+        ))
     }
 }
 
@@ -149,8 +271,52 @@ mod tests {
         c.allow_unauthenticated = true;
         assert!(c.validate().is_ok());
         c.allow_unauthenticated = false;
-        c.api_token = Some("secret".into());
+        c.api_token = Some("a-long-enough-secret".into());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_must_be_long_and_not_the_example() {
+        let mut c = Config::for_database("sqlite::memory:");
+        c.api_token = Some("  0123456789abcdef0123\n".into());
+        assert_eq!(c.token(), Some("0123456789abcdef0123"));
+        assert!(c.validate().is_ok());
+        c.api_token = Some("short-token".into());
+        let refused = c.validate().expect_err("a short token");
+        assert!(refused.contains("at least 16"), "{refused}");
+        c.api_token = Some(EXAMPLE_TOKENS[0].into());
+        let refused = c.validate().expect_err("the example's token");
+        assert!(refused.contains("placeholder"), "{refused}");
+        c.api_token = Some(" \n".into());
+        assert_eq!(c.token(), None, "blank is no token");
+    }
+
+    #[test]
+    fn out_of_range_durations_and_limits_are_refused_not_a_panic() {
+        type Setter = fn(&mut Config);
+        let cases: [(&str, Setter); 10] = [
+            ("--wait-timeout", |c| c.wait_timeout_seconds = 1e20),
+            ("--wait-timeout", |c| c.wait_timeout_seconds = f64::NAN),
+            ("--lease-ttl", |c| c.lease_ttl_seconds = 1e20),
+            ("--lease-ttl", |c| c.lease_ttl_seconds = 0.5),
+            ("--header-timeout", |c| c.header_timeout_seconds = 0.0),
+            ("--request-timeout", |c| c.request_timeout_seconds = 60.0),
+            ("--max-connections", |c| c.max_connections = 0),
+            ("--max-body", |c| c.max_body_bytes = 10),
+            ("--max-label-body", |c| c.max_label_body_bytes = usize::MAX),
+            ("--keep-checkpoints", |c| c.keep_checkpoints = 0),
+        ];
+        for (flag, set) in cases {
+            let mut c = Config::for_database("sqlite::memory:");
+            set(&mut c);
+            let refused = c.validate().expect_err(flag);
+            assert!(refused.contains(flag), "{flag}: {refused}");
+        }
+        let mut c = Config::for_database("sqlite::memory:");
+        c.lease_ttl_seconds = 1.0;
+        c.wait_timeout_seconds = MAX_SECONDS - 1.0;
+        c.request_timeout_seconds = MAX_SECONDS;
+        assert!(c.validate().is_ok(), "the bounds themselves are accepted");
     }
 
     #[test]

@@ -14,7 +14,41 @@ pub const MAX_ENTITY_CHARS: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct LabelsRequest {
     /// 1..=10000 labels, stored all or nothing.
+    #[serde(deserialize_with = "at_most_max_labels")]
     pub labels: Vec<LabelItem>,
+}
+
+/// The label list, refused at its `MAX_LABELS + 1`-th item: a body of millions of tiny items
+/// is turned down while it is read, before it costs memory item by item.
+fn at_most_max_labels<'de, D>(deserializer: D) -> Result<Vec<LabelItem>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<LabelItem>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_LABELS} labels")
+        }
+
+        fn visit_seq<A>(self, mut seq: A) -> Result<Self::Value, A::Error>
+        where
+            A: serde::de::SeqAccess<'de>,
+        {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_LABELS));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX_LABELS {
+                    return Err(serde::de::Error::custom(format!(
+                        "labels: must hold 1 to {MAX_LABELS} labels"
+                    )));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Bounded)
 }
 
 /// One label as the client writes it: a candidate by id, or a campaign and a value; a
@@ -53,6 +87,32 @@ pub struct LabelItem {
     /// one object; a candidate has at most one entity (another one is 409).
     #[serde(default)]
     pub entity: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_label_list_is_refused_at_its_first_item_too_many() {
+        let body = |n: usize| format!("{{\"labels\": [{}]}}", vec!["{}"; n].join(","));
+        let at_cap: LabelsRequest = serde_json::from_str(&body(MAX_LABELS)).expect("the cap");
+        assert_eq!(at_cap.labels.len(), MAX_LABELS);
+        let refused =
+            serde_json::from_str::<LabelsRequest>(&body(MAX_LABELS + 1)).expect_err("one too many");
+        assert!(
+            refused.to_string().contains("labels: must hold"),
+            "{refused}"
+        );
+        // Refused where the extra item is, not after reading the rest of the body.
+        let huge = body(MAX_LABELS * 50);
+        let refused = serde_json::from_str::<LabelsRequest>(&huge).expect_err("far too many");
+        assert!(
+            refused.column() < huge.len() / 40,
+            "stopped at {}",
+            refused.column()
+        );
+    }
 }
 
 /// Which candidate a validated label is for.

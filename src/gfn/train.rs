@@ -78,12 +78,17 @@ impl GfnConfig {
         if !(1..=8).contains(&self.layers) {
             return bad("layers must be in 1..=8");
         }
-        let positive = |v: f64| v > 0.0 && v.is_finite();
-        if !positive(self.lr) || !positive(self.lr_log_z) {
-            return bad("learning rates must be positive and finite");
+        // Upper bounds too: beyond them a run only diverges (a NaN loss and a failed
+        // campaign), and λ^length overflows for long trajectories.
+        let within = |v: f64, max: f64| v > 0.0 && v <= max;
+        if !within(self.lr, 1.0) {
+            return bad("lr must be in (0, 1]");
         }
-        if !(self.subtb_lambda > 0.0 && self.subtb_lambda.is_finite()) {
-            return bad("subtb_lambda must be positive");
+        if !within(self.lr_log_z, 10.0) {
+            return bad("lr_log_z must be in (0, 10]");
+        }
+        if !within(self.subtb_lambda, 1.0) {
+            return bad("subtb_lambda must be in (0, 1]");
         }
         if !(self.fm_epsilon > 0.0 && self.fm_epsilon.is_finite()) {
             return bad("fm_epsilon must be positive");

@@ -2,21 +2,41 @@
 
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::extract::PathText;
 use super::AppState;
 use crate::domain::campaign::{Campaign, NewCampaign};
 use crate::service::campaigns::{self, CampaignOverview};
 use crate::service::rounds::parse_stored;
 use crate::store::training::ModelOverview;
-use axum::extract::{Path, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The body of `GET /campaigns`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CampaignList {
-    /// Every campaign, oldest first.
+    /// A page of the campaigns, oldest first.
     pub campaigns: Vec<Campaign>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Most campaigns one page of `GET /campaigns` holds.
+pub const MAX_CAMPAIGN_PAGE: i64 = 1000;
+
+/// The query of `GET /campaigns` (documentation of what `list` parses by hand; any other
+/// parameter is 400 `invalid_value`).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CampaignsQuery {
+    /// Page size.
+    #[param(minimum = 0, maximum = 1000, default = 100)]
+    pub limit: Option<i64>,
+    /// Campaigns to skip.
+    #[param(minimum = 0, default = 0)]
+    pub offset: Option<i64>,
 }
 
 /// The body of `GET /campaigns/{id}`: the campaign with its counts and the state of its
@@ -93,16 +113,28 @@ pub async fn create(
     path = "/campaigns",
     operation_id = "list_campaigns",
     tag = "campaigns",
-    summary = "List every campaign",
+    summary = "A page of the campaigns, oldest first",
+    params(CampaignsQuery),
     responses(
-        (status = 200, description = "Every campaign", body = CampaignList),
+        (status = 200, description = "The page", body = CampaignList),
+        (status = 400, description = "`invalid_value`: a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 500, description = "`internal`", body = super::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn list(State(state): State<AppState>) -> Result<Json<CampaignList>, ApiError> {
-    let campaigns = campaigns::campaigns(&state).await?;
-    Ok(Json(CampaignList { campaigns }))
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<CampaignList>, ApiError> {
+    super::extract::only_params(&params, &["limit", "offset"])?;
+    let limit = super::extract::integer_param(&params, "limit", 100, MAX_CAMPAIGN_PAGE)?;
+    let offset = super::extract::integer_param(&params, "offset", 0, i64::MAX)?;
+    let campaigns = campaigns::campaigns(&state, limit, offset).await?;
+    Ok(Json(CampaignList {
+        campaigns,
+        limit,
+        offset,
+    }))
 }
 
 #[utoipa::path(
@@ -121,7 +153,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<CampaignList>, A
 #[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<CampaignDetail>, ApiError> {
     let id = parse_id(&id, "campaign")?;
     Ok(Json(campaigns::campaign_overview(&state, id).await?.into()))

@@ -3,12 +3,13 @@
 
 use super::campaigns::parse_id;
 use super::error::ApiError;
+use super::extract::PathText;
 use super::AppState;
 use crate::error::Error;
 use crate::service::candidates::{self, CandidateQuery, ListedRow};
 use crate::service::rounds::parse_stored;
 use crate::store::CandidateStatus;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -153,7 +154,7 @@ pub struct ListedCandidate {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "campaign")?;
@@ -176,11 +177,10 @@ pub async fn list(
 /// The page's query and format from the query string; an unknown parameter or a bad value
 /// is an error naming it.
 fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, PageFormat), Error> {
-    for name in params.keys() {
-        if !["status", "order", "limit", "offset", "format", "distinct"].contains(&name.as_str()) {
-            return Err(Error::invalid(name.clone(), "unknown query parameter"));
-        }
-    }
+    super::extract::only_params(
+        params,
+        &["status", "order", "limit", "offset", "format", "distinct"],
+    )?;
     let status = match params.get("status").map(String::as_str) {
         None => None,
         Some("pending") => Some(CandidateStatus::Pending),
@@ -199,18 +199,6 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
         Some("reward") => true,
         Some(_) => return Err(Error::invalid("order", "must be reward or created")),
     };
-    let number = |name: &str, default: i64, max: i64| -> Result<i64, Error> {
-        match params.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (0..=max).contains(n))
-                .ok_or_else(|| {
-                    Error::invalid(name.to_string(), format!("must be an integer in 0..={max}"))
-                }),
-        }
-    };
     let format = match params.get("format").map(String::as_str) {
         None | Some("json") => PageFormat::Json,
         Some("csv") => PageFormat::Csv,
@@ -224,8 +212,8 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
     let query = CandidateQuery {
         status,
         by_reward,
-        limit: number("limit", 100, MAX_LIMIT)?,
-        offset: number("offset", 0, i64::MAX)?,
+        limit: super::extract::integer_param(params, "limit", 100, MAX_LIMIT)?,
+        offset: super::extract::integer_param(params, "offset", 0, i64::MAX)?,
         distinct_entity,
     };
     Ok((query, format))
@@ -252,7 +240,8 @@ impl From<ListedRow> for ListedCandidate {
 }
 
 /// `id,value,round,status,mean_reward,observations,source,entity`; the value is its JSON text
-/// for grids and sets, the bare string for sequences. The newer columns come last so that
+/// for grids and sets, the bare string for sequences; a value or entity a spreadsheet would
+/// take for a formula is written behind an apostrophe ([`super::spreadsheet`]). The newer columns come last so that
 /// readers of the older six by position still find theirs; `source` is empty when unknown,
 /// `entity` when there is none.
 fn to_csv(rows: &[ListedRow]) -> Result<String, csv::Error> {
@@ -275,13 +264,13 @@ fn to_csv(rows: &[ListedRow]) -> Result<String, csv::Error> {
         };
         w.write_record([
             c.id.to_string(),
-            value,
+            super::spreadsheet::escape(&value).into_owned(),
             c.round_number.map(|r| r.to_string()).unwrap_or_default(),
             c.status.clone(),
             c.mean_reward.map(|r| r.to_string()).unwrap_or_default(),
             (c.n_success + c.n_failed).to_string(),
             c.source.clone().unwrap_or_default(),
-            row.entity.clone().unwrap_or_default(),
+            super::spreadsheet::escape(row.entity.as_deref().unwrap_or_default()).into_owned(),
         ])?;
     }
     let bytes = w

@@ -175,6 +175,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a request whose handler panicked: the error shape with a 500, the panic
+/// logged. The connection and every other request carry on.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::Internal(format!("a request handler panicked: {cause}")).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::label::{LabelItem, LabelsOutcome, LabelsRequest};
+use crate::domain::label::{LabelItem, LabelsOutcome, LabelsRequest, MAX_LABELS};
 use crate::error::Error;
 use crate::service::labels::{self, LabelOrigin};
 use axum::body::Bytes;
@@ -144,10 +144,21 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
     let mut items = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let row = i + 2;
+        // Counted while read, like the JSON list: a file of millions of short rows is
+        // refused at the first row too many.
+        if i == MAX_LABELS {
+            return Err(Error::invalid(
+                "labels",
+                format!("must hold 1 to {MAX_LABELS} labels; row {row} is one too many"),
+            )
+            .into());
+        }
         let record = record.map_err(|e| bad(row, "*", e.to_string()))?;
+        // Cells written by the candidate export come back without its formula escape.
         let cell = |name: &str| {
             column(name)
                 .and_then(|c| record.get(c))
+                .map(super::spreadsheet::unescape)
                 .filter(|v| !v.is_empty())
         };
         let int = |name: &str| -> Result<Option<i64>, ApiError> {

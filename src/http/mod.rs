@@ -15,12 +15,11 @@ pub mod openapi;
 pub mod preview;
 pub mod request_id;
 pub mod rounds;
+pub mod server;
+pub mod spreadsheet;
 
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-
-/// Largest accepted request body (label batches of 10,000 items fit with room to spare).
-pub const BODY_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 
 /// State shared by every handler: the service's context; cheap to clone.
 pub type AppState = crate::service::Service;
@@ -57,6 +56,17 @@ pub struct Route {
     pub path: &'static str,
     /// The handler, routed for the method filter it is given.
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
+    /// Which body limit of the configuration applies.
+    pub body: BodyLimit,
+}
+
+/// The request body limit a route takes (both are settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// `--max-body`: campaigns, rounds and everything else.
+    Standard,
+    /// `--max-label-body`: label batches of up to 10,000 items.
+    Labels,
 }
 
 const fn route(
@@ -68,6 +78,7 @@ const fn route(
         method,
         path,
         handler,
+        body: BodyLimit::Standard,
     }
 }
 
@@ -92,53 +103,78 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/rounds/{id}/abandon", |m| {
         on(m, rounds::abandon)
     }),
-    route(Method::Post, "/labels", |m| on(m, labels::create)),
+    Route {
+        body: BodyLimit::Labels,
+        ..route(Method::Post, "/labels", |m| on(m, labels::create))
+    },
     route(Method::Get, "/metrics", |m| on(m, metrics::metrics)),
 ];
 
 /// The application's routes with their layers.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    let config = state.config.clone();
+    let body_limit = |limit: BodyLimit| {
+        axum::extract::DefaultBodyLimit::max(match limit {
+            BodyLimit::Standard => config.max_body_bytes,
+            BodyLimit::Labels => config.max_label_body_bytes,
+        })
+    };
     // Routes sharing a path (GET and POST /campaigns) merge into one method router.
     let routes = ROUTES
         .iter()
         .fold(Router::new(), |router, r| {
-            router.route(r.path, (r.handler)(r.method.filter()))
+            router.route(
+                r.path,
+                (r.handler)(r.method.filter()).layer(body_limit(r.body)),
+            )
         })
         // The browser pages: outside the API and its OpenAPI document.
-        .merge(dashboard::routes())
+        .merge(dashboard::routes().layer(body_limit(BodyLimit::Standard)))
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             error::ApiError::MethodNotAllowed("this path does not take that method".into())
         })
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        // Inside the router (a `Router::layer`), where the matched route template is known.
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        error::ApiError::Unavailable(
+                            "the request took longer than the server's --request-timeout".into(),
+                        )
+                    },
+                ))
+                .layer(tower::timeout::TimeoutLayer::new(
+                    std::time::Duration::from_secs_f64(config.request_timeout_seconds),
+                )),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
         ));
-    with_request_layers(routes, &state.config).with_state(state)
-}
-
-/// Authentication, request ids and the request log around `routes`. Each `.layer` wraps
-/// what comes before it, so a request meets them bottom-up: an unusable client id is
-/// dropped, an id is assigned, the request span opens (and logs the response), the id is
-/// copied onto the response, then the token is checked, so that 401s are logged and
-/// carry an id too.
-fn with_request_layers(
-    routes: Router<AppState>,
-    config: &crate::config::Config,
-) -> Router<AppState> {
-    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-    use tower_http::trace::{DefaultOnResponse, TraceLayer};
-    use tower_http::LatencyUnit;
-    let routes = match auth::RequiredToken::from_config(config.api_token.as_deref()) {
+    let routes = match auth::RequiredToken::from_config(config.token()) {
         Some(token) => routes.layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_bearer,
         )),
         None => routes,
     };
+    // Inside the router (a `Router::layer`), where the matched route template is known, and
+    // around everything else, so that refusals, timeouts and panics are counted too.
+    let routes = routes.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        metrics::track,
+    ));
+    with_request_layers(routes).with_state(state)
+}
+
+/// Request ids and the request log around `routes`. Each `.layer` wraps what comes before
+/// it, so a request meets them bottom-up: an unusable client id is dropped, an id is
+/// assigned, the request span opens (and logs the response), the id is copied onto the
+/// response; the router then checks the token, so that 401s are logged and carry an id too.
+fn with_request_layers(routes: Router<AppState>) -> Router<AppState> {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    use tower_http::LatencyUnit;
     routes
         .layer(PropagateRequestIdLayer::new(request_id::REQUEST_ID))
         .layer(

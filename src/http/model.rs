@@ -10,11 +10,12 @@
 
 use super::campaigns::parse_id;
 use super::error::ApiError;
+use super::extract::PathText;
 use super::AppState;
 use crate::proxy::prospective::{self, Outcome, ProspectiveQuality, ProspectiveSummary};
 use crate::store::training::ModelOverview;
 use crate::store::{ProposalOutcome, RoundTally, ROUND_FIGURES_LIMIT};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -84,7 +85,7 @@ pub struct ModelDetail {
 #[tracing::instrument(skip_all, fields(campaign_id = %id))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<ModelBody>, ApiError> {
     let id = parse_id(&id, "campaign")?;
     let overview = state.store.model_overview(id).await?;

@@ -4,11 +4,12 @@
 
 use super::campaigns::parse_id;
 use super::error::ApiError;
+use super::extract::PathText;
 use super::AppState;
 use crate::error::Error;
 use crate::service::models;
 use crate::service::rounds::parse_stored;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -61,7 +62,7 @@ fn default_n() -> usize {
 #[tracing::instrument(skip_all)]
 pub async fn sample(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ModelSample>, ApiError> {
     let id = parse_id(&id, "campaign")?;

@@ -3,12 +3,13 @@
 use super::campaigns::parse_id;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::extract::PathText;
 use super::AppState;
 use crate::domain::round::{Round, RoundRequest};
 use crate::service::rounds::{self, parse_stored, CandidateWithLabels, RoundWithLabels};
 use crate::service::Written;
 use crate::store::LabelRow;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -113,7 +114,7 @@ pub struct StoredLabel {
 #[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<RoundDetail>, ApiError> {
     let id = parse_id(&id, "round")?;
     Ok(Json(rounds::round_detail(&state, id).await?.into()))
@@ -135,7 +136,7 @@ pub async fn get(
 #[tracing::instrument(skip_all)]
 pub async fn abandon(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<RoundDetail>, ApiError> {
     let id = parse_id(&id, "round")?;
     Ok(Json(rounds::abandon_round(&state, id).await?.into()))

@@ -13,9 +13,9 @@ pub async fn create_campaign(service: &Service, new: NewCampaign) -> Result<Camp
     service.store.insert_campaign(&spec).await
 }
 
-/// Every campaign, oldest first.
-pub async fn campaigns(service: &Service) -> Result<Vec<Campaign>, Error> {
-    service.store.campaigns().await
+/// A page of the campaigns, oldest first: `limit` of them after the first `offset`.
+pub async fn campaigns(service: &Service, limit: i64, offset: i64) -> Result<Vec<Campaign>, Error> {
+    service.store.campaigns(limit, offset).await
 }
 
 /// A campaign as `GET /campaigns/{id}` shows it.

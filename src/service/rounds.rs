@@ -58,7 +58,7 @@ pub async fn create_round(
         min_distance: request.min_distance,
     };
     let n = request.batch_size as usize;
-    let (values, mut exhausted) = sampler.draw(service, campaign.id, n, &[], 0).await?;
+    let (values, exhausted) = sampler.draw(service, campaign.id, n, &[], 0).await?;
     let version = model.as_ref().map_or(0, |(v, _)| *v);
     let inserted = service
         .store
@@ -75,6 +75,39 @@ pub async fn create_round(
         RoundInsert::Existing(id) => return Ok(Written::Existing(round(service, id).await?)),
         RoundInsert::Created(id) => id,
     };
+    // The round is committed: from here on the client must get it, so a failed top-up ends
+    // the top-ups (a shorter batch) instead of failing a request whose candidates are
+    // already stored.
+    if let Err(error) = top_up(
+        service,
+        &sampler,
+        &space,
+        campaign.id,
+        id,
+        &request,
+        exhausted,
+    )
+    .await
+    {
+        tracing::warn!(round_id = id, %error, "a top-up failed; answering with the candidates committed so far");
+    }
+    let created = round(service, id).await?;
+    count_proposals(service, &created);
+    Ok(Written::Created(created))
+}
+
+/// Fills the committed round `id` up to its batch size with fresh draws, for the values that
+/// rounds drawing at the same time took first; at most [`TOP_UP_ATTEMPTS`] times.
+async fn top_up(
+    service: &Service,
+    sampler: &Sampler,
+    space: &Arc<dyn Space>,
+    campaign_id: i64,
+    id: i64,
+    request: &RoundRequest,
+    mut exhausted: bool,
+) -> Result<(), Error> {
+    let n = request.batch_size as usize;
     for attempt in 1..=TOP_UP_ATTEMPTS {
         let current = service.store.round_candidates(id).await?;
         if current.len() >= n || exhausted {
@@ -88,17 +121,15 @@ pub async fn create_round(
         // The round id separates the streams of rounds drawing at the same moment.
         let salt = attempt ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
         let (more, now_exhausted) = sampler
-            .draw(service, campaign.id, n - current.len(), &apart, salt)
+            .draw(service, campaign_id, n - current.len(), &apart, salt)
             .await?;
         exhausted = now_exhausted;
         service
             .store
-            .top_up_round(campaign.id, id, request.batch_size, exhausted, &more)
+            .top_up_round(campaign_id, id, request.batch_size, exhausted, &more)
             .await?;
     }
-    let created = round(service, id).await?;
-    count_proposals(service, &created);
-    Ok(Written::Created(created))
+    Ok(())
 }
 
 /// The round's size and its candidates' sources in `/metrics`.

@@ -33,6 +33,8 @@ mod sql {
         /// Adds the batch's counts and sums to each touched candidate and sets its status, in
         /// one statement, from the same JSON rows the labels were inserted from.
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select json_extract(j.value, '$.id') as id, sum(json_extract(j.value, '$.f') = 0) as s, sum(json_extract(j.value, '$.f') = 1) as f, coalesce(sum(json_extract(j.value, '$.r')), 0) as r from json_each($1) j group by 1) as a where candidates.id = a.id";
+        /// Adds the batch's counts to each touched campaign's totals.
+        pub const COUNT_CAMPAIGNS: &str = "update campaigns set observations = campaigns.observations + a.n, successes = campaigns.successes + a.s from (select json_extract(j.value, '$.c') as c, count(*) as n, sum(json_extract(j.value, '$.f') = 0) as s from json_each($1) j group by 1) as a where campaigns.id = a.c";
     }
 
     pub mod postgres {
@@ -49,6 +51,8 @@ mod sql {
         /// Adds the batch's counts and sums to each touched candidate and sets its status, in
         /// one statement, from the same JSON rows the labels were inserted from.
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select x.id, count(*) filter (where not x.f) as s, count(*) filter (where x.f) as f, coalesce(sum(x.r) filter (where not x.f), 0) as r from jsonb_to_recordset($1::jsonb) as x(id bigint, f boolean, r double precision) group by x.id) as a where candidates.id = a.id";
+        /// Adds the batch's counts to each touched campaign's totals.
+        pub const COUNT_CAMPAIGNS: &str = "update campaigns set observations = campaigns.observations + a.n, successes = campaigns.successes + a.s from (select x.c, count(*) as n, count(*) filter (where not x.f) as s from jsonb_to_recordset($1::jsonb) as x(c bigint, f boolean) group by x.c) as a where campaigns.id = a.c";
     }
 }
 
@@ -212,6 +216,10 @@ macro_rules! insert_labels_tx {
             let rows = serde_json::Value::Array(rows).to_string();
             sqlx::query(q::INSERT).bind(&rows).execute(&mut *$tx).await?;
             sqlx::query(q::AGGREGATE).bind(&rows).execute(&mut *$tx).await?;
+            sqlx::query(q::COUNT_CAMPAIGNS)
+                .bind(&rows)
+                .execute(&mut *$tx)
+                .await?;
         }
         if !new_entities.is_empty() {
             sqlx::query(q::SET_ENTITIES)

@@ -57,12 +57,16 @@ pub use rounds::{
 // The storage layer's errors in the service's terms; here, so that sqlx stays in the store.
 impl From<sqlx::Error> for Error {
     /// A unique-key violation means a concurrent writer stored the same thing first: a
-    /// conflict the caller may retry. Anything else is a storage failure.
+    /// conflict the caller may retry, told in the API's words (the database's own message,
+    /// with its constraint and table names, stays in the log). Anything else is a storage
+    /// failure.
     fn from(e: sqlx::Error) -> Self {
-        if e.as_database_error()
-            .is_some_and(|d| d.is_unique_violation())
-        {
-            Self::Conflict(format!("a concurrent write conflicted: {e}"))
+        if let Some(database) = e.as_database_error().filter(|d| d.is_unique_violation()) {
+            tracing::debug!(error = %database, "unique violation");
+            Self::Conflict(
+                "a concurrent request stored the same thing first; retry to read what it stored"
+                    .into(),
+            )
         } else {
             Self::Storage(e.to_string())
         }
@@ -193,11 +197,12 @@ impl Store {
         .into_campaign()
     }
 
+    /// A page of the campaigns, oldest first: `limit` of them after the first `offset`.
     #[tracing::instrument(skip_all)]
-    pub async fn campaigns(&self) -> Result<Vec<Campaign>, Error> {
+    pub async fn campaigns(&self, limit: i64, offset: i64) -> Result<Vec<Campaign>, Error> {
         let rows = match self {
-            Self::Sqlite(pool) => sqlite::campaigns(pool).await?,
-            Self::Postgres(pool) => postgres::campaigns(pool).await?,
+            Self::Sqlite(pool) => sqlite::campaigns(pool, limit, offset).await?,
+            Self::Postgres(pool) => postgres::campaigns(pool, limit, offset).await?,
         };
         rows.into_iter().map(CampaignRow::into_campaign).collect()
     }
@@ -227,6 +232,31 @@ impl CampaignRow {
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+
+    /// Leases compare times on the database's clock: it must be Unix milliseconds like the
+    /// stored expiries (a wrong unit or epoch would make every lease live for ever or never).
+    #[tokio::test]
+    async fn the_database_clock_counts_unix_milliseconds() {
+        let mut urls = vec!["sqlite::memory:".to_string()];
+        urls.extend(std::env::var("FLOWLAB_TEST_POSTGRES_URL").ok());
+        let wall_ms = || {
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970");
+            i64::try_from(since.as_millis()).expect("fits")
+        };
+        for url in urls {
+            let store = super::Store::connect(&url).await.expect("connects");
+            let before = wall_ms();
+            let database = store.clock_ms().await.expect("the clock");
+            let after = wall_ms();
+            // Both clocks are this machine's here; allow for the query and rounding.
+            assert!(
+                (before - 1000..=after + 1000).contains(&database),
+                "{url}: {before} <= {database} <= {after}"
+            );
+        }
+    }
 
     #[test]
     fn redact_url_hides_the_password_only() {

@@ -40,9 +40,17 @@ pub(super) async fn campaign(pool: &PgPool, id: i64) -> sqlx::Result<Option<Camp
 const CAMPAIGNS: &str = concat!(
     "select id, spec::text as spec, ",
     created_at!(),
-    " as created_at from campaigns order by id"
+    " as created_at from campaigns order by id limit $1 offset $2"
 );
 
-pub(super) async fn campaigns(pool: &PgPool) -> sqlx::Result<Vec<CampaignRow>> {
-    sqlx::query_as(CAMPAIGNS).fetch_all(pool).await
+pub(super) async fn campaigns(
+    pool: &PgPool,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<CampaignRow>> {
+    sqlx::query_as(CAMPAIGNS)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await
 }

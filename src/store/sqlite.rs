@@ -24,8 +24,16 @@ pub(super) async fn campaign(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<
     sqlx::query_as(CAMPAIGN).bind(id).fetch_optional(pool).await
 }
 
-const CAMPAIGNS: &str = "select id, spec, created_at from campaigns order by id";
+const CAMPAIGNS: &str = "select id, spec, created_at from campaigns order by id limit ?1 offset ?2";
 
-pub(super) async fn campaigns(pool: &SqlitePool) -> sqlx::Result<Vec<CampaignRow>> {
-    sqlx::query_as(CAMPAIGNS).fetch_all(pool).await
+pub(super) async fn campaigns(
+    pool: &SqlitePool,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<CampaignRow>> {
+    sqlx::query_as(CAMPAIGNS)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await
 }

@@ -125,6 +125,30 @@ pub struct NewCheckpoint<'a> {
     pub loss: Option<f64>,
     /// JSON text.
     pub metrics: &'a str,
+    /// Versions of the campaign to keep, this one included: older ones are deleted with
+    /// the commit (at least 1).
+    pub keep_versions: i64,
+}
+
+/// The observation counts a run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Successful observations.
+    pub labels: i64,
+    /// Observations, failed ones included.
+    pub observations: i64,
+}
+
+/// How [`Store::begin_training_run`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStart {
+    /// The run is recorded as `running`, with this id.
+    Started(i64),
+    /// Another owner holds the lease now; nothing was written.
+    LeaseLost,
+    /// Too many runs of the campaign in a row died with their trainer: the campaign is now
+    /// `failed` with this reason, and no run was started.
+    GaveUp(String),
 }
 
 /// How an unsuccessful run ended.
@@ -177,8 +201,8 @@ mod sql {
 
     pub mod sqlite {
         pub const SUCCESSFUL_LABELS: &str =
-            "select coalesce(sum(n_success), 0) from candidates where campaign_id = $1";
-        pub const OBSERVATIONS: &str = "select coalesce(sum(n_success), 0), coalesce(sum(n_success + n_failed), 0) from candidates where campaign_id = $1";
+            "select coalesce((select successes from campaigns where id = $1), 0)";
+        pub const OBSERVATIONS: &str = "select coalesce(max(successes), 0), coalesce(max(observations), 0) from campaigns where id = $1";
         pub const LABELLED_DATA: &str = "select value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by id";
         pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
         pub const FAILED_VALUES: &str =
@@ -191,14 +215,22 @@ mod sql {
         pub const NEWEST_VERSIONS: &str = "select campaign_id, max(version) from checkpoints group by campaign_id order by campaign_id";
         pub const CHECKPOINT_WEIGHTS: &str =
             "select weights from checkpoints where campaign_id = $1 and version = $2";
+        pub const CHECKPOINT_VERSIONS: &str =
+            "select version from checkpoints where campaign_id = $1 order by version desc limit $2";
+        pub const PRUNE_CHECKPOINTS: &str =
+            "delete from checkpoints where campaign_id = $1 and version <= $2";
         pub const TRAINING_RUNS: &str = "select id, owner, status, labels, observations, steps, loss, version, error, started_at, finished_at, metrics from training_runs where campaign_id = $1 order by id desc limit $2";
         // Campaigns with observations (failed ones included) their newest checkpoint has
         // not seen. Failed campaigns wait for new labels (a notification) rather than a
         // retry loop.
-        pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and (select coalesce(sum(d.n_success + d.n_failed), 0) from candidates d where d.campaign_id = c.id) > coalesce((select k.trained_on_observations from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
+        pub const TO_TRAIN: &str = "select c.id from campaigns c where c.model_status <> 'failed' and c.observations > coalesce((select k.trained_on_observations from checkpoints k where k.campaign_id = c.id order by k.version desc limit 1), 0) order by c.id";
         pub const ACQUIRE_LEASE: &str = "insert into leases (campaign_id, owner, token, expires_at_ms) values ($1, $2, 1, $3) on conflict (campaign_id) do update set owner = excluded.owner, token = leases.token + 1, expires_at_ms = excluded.expires_at_ms where leases.expires_at_ms < $4 or leases.owner = excluded.owner returning token";
         pub const RENEW_LEASE: &str = "update leases set expires_at_ms = $4 where campaign_id = $1 and owner = $2 and token = $3";
         pub const RELEASE_LEASE: &str = "update leases set expires_at_ms = 0 where campaign_id = $1 and owner = $2 and token = $3";
+        pub const CLOCK_MS: &str =
+            "select cast((julianday('now') - 2440587.5) * 86400000.0 as integer)";
+        // `begin immediate` already holds the database's write lock: a plain read suffices.
+        pub const LOCK_LEASE: &str = "select campaign_id from leases where campaign_id = $1";
         // Runs left `running` by a trainer that died: whoever holds the lease now knows
         // nobody else is running, so they are closed when the next run starts.
         pub const CLOSE_ABANDONED_RUNS: &str = concat!(
@@ -206,6 +238,11 @@ mod sql {
             sqlite_now!(),
             " where campaign_id = $1 and status = 'running'"
         );
+        // Runs of the campaign closed as abandoned since its last successful one: each is a
+        // trainer that died mid-run (a graceful stop records `cancelled` without this reason).
+        pub const ABANDONED_IN_A_ROW: &str = "select count(*) from training_runs where campaign_id = $1 and status = 'cancelled' and error like 'abandoned:%' and id > coalesce((select max(id) from training_runs where campaign_id = $1 and status = 'succeeded'), 0)";
+        pub const GIVE_UP: &str =
+            "update campaigns set model_status = 'failed', model_error = $2 where id = $1";
         pub const INSERT_RUN: &str = concat!(
             "insert into training_runs (campaign_id, owner, status, labels, observations) select $1, $2, 'running', $4, $6 where ",
             our_lease!("$2", "$3", "$5"),
@@ -223,7 +260,7 @@ mod sql {
         pub const FINISH_RUN: &str = concat!(
             "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, observations = $7, finished_at = ",
             sqlite_now!(),
-            " where id = $1"
+            " where id = $1 and status = 'running'"
         );
         pub const END_RUN: &str = concat!(
             "update training_runs set status = $2, error = $3, finished_at = ",
@@ -242,9 +279,8 @@ mod sql {
     }
 
     pub mod postgres {
-        pub const SUCCESSFUL_LABELS: &str =
-            "select coalesce(sum(n_success), 0)::bigint from candidates where campaign_id = $1";
-        pub const OBSERVATIONS: &str = "select coalesce(sum(n_success), 0)::bigint, coalesce(sum(n_success + n_failed), 0)::bigint from candidates where campaign_id = $1";
+        pub const SUCCESSFUL_LABELS: &str = super::sqlite::SUCCESSFUL_LABELS;
+        pub const OBSERVATIONS: &str = super::sqlite::OBSERVATIONS;
         pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
         pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
         pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
@@ -257,6 +293,13 @@ mod sql {
         pub const NEWEST_VERSION: &str = super::sqlite::NEWEST_VERSION;
         pub const NEWEST_VERSIONS: &str = super::sqlite::NEWEST_VERSIONS;
         pub const CHECKPOINT_WEIGHTS: &str = super::sqlite::CHECKPOINT_WEIGHTS;
+        pub const CHECKPOINT_VERSIONS: &str = super::sqlite::CHECKPOINT_VERSIONS;
+        pub const CLOCK_MS: &str = "select (extract(epoch from clock_timestamp()) * 1000)::bigint";
+        // Held to the commit: a replica taking the lease over waits for this transaction,
+        // and this one sees a takeover that committed first.
+        pub const LOCK_LEASE: &str =
+            "select campaign_id from leases where campaign_id = $1 for update";
+        pub const PRUNE_CHECKPOINTS: &str = super::sqlite::PRUNE_CHECKPOINTS;
         pub const TRAINING_RUNS: &str = concat!(
             "select id, owner, status, labels, observations, steps, loss, version, error, ",
             pg_ts!("started_at"),
@@ -269,11 +312,13 @@ mod sql {
         pub const RENEW_LEASE: &str = super::sqlite::RENEW_LEASE;
         pub const RELEASE_LEASE: &str = super::sqlite::RELEASE_LEASE;
         pub const CLOSE_ABANDONED_RUNS: &str = "update training_runs set status = 'cancelled', error = 'abandoned: its trainer stopped without finishing', finished_at = now() where campaign_id = $1 and status = 'running'";
+        pub const ABANDONED_IN_A_ROW: &str = super::sqlite::ABANDONED_IN_A_ROW;
+        pub const GIVE_UP: &str = super::sqlite::GIVE_UP;
         pub const INSERT_RUN: &str = super::sqlite::INSERT_RUN;
         pub const MARK_TRAINING: &str = super::sqlite::MARK_TRAINING;
         pub const INSERT_CHECKPOINT: &str = super::sqlite::INSERT_CHECKPOINT;
         pub const MARK_READY: &str = super::sqlite::MARK_READY;
-        pub const FINISH_RUN: &str = "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, observations = $7, finished_at = now() where id = $1";
+        pub const FINISH_RUN: &str = "update training_runs set status = 'succeeded', labels = $2, steps = $3, loss = $4, version = $5, metrics = $6, observations = $7, finished_at = now() where id = $1 and status = 'running'";
         pub const END_RUN: &str = "update training_runs set status = $2, error = $3, finished_at = now() where id = $1 and status = 'running'";
         pub const MARK_FAILED: &str = super::sqlite::MARK_FAILED;
         pub const RESTORE_STATUS: &str = super::sqlite::RESTORE_STATUS;
@@ -411,6 +456,31 @@ impl Store {
         Ok(row.map(|(w,)| w))
     }
 
+    /// The database's clock in milliseconds since the Unix epoch: the one clock every
+    /// replica shares, so lease times compare on it, not on each machine's own.
+    pub async fn clock_ms(&self) -> Result<i64, Error> {
+        let (now,): (i64,) = on_backend!(self, CLOCK_MS, |pool, q| {
+            sqlx::query_as(q).fetch_one(pool).await?
+        });
+        Ok(now)
+    }
+
+    /// The campaign's stored checkpoint versions, newest first, at most `limit`.
+    pub async fn checkpoint_versions(
+        &self,
+        campaign_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, Error> {
+        let rows: Vec<(i64,)> = on_backend!(self, CHECKPOINT_VERSIONS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
     /// The campaign's training runs, newest first, at most `limit`.
     pub async fn training_runs(
         &self,
@@ -539,47 +609,65 @@ impl Store {
         Ok(())
     }
 
-    /// Records the start of a run under `lease` on `labels` successful observations out of
-    /// `observations` in all: closes
-    /// runs a dead trainer left `running`, inserts the `running` row and marks the campaign
-    /// `training`. Returns the run id, or `None` when the lease was lost meanwhile.
+    /// Records the start of a run under `lease` on `counts`: closes runs a dead trainer left
+    /// `running`, inserts the `running` row and marks the campaign `training`; returns the
+    /// run id. Nothing is written when the lease was lost meanwhile. When `max_abandoned`
+    /// runs in a row died with their trainer (the process crashed training this campaign),
+    /// the campaign is marked `failed` instead, so that a restart does not crash again.
     #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id))]
     pub async fn begin_training_run(
         &self,
         lease: &Lease,
-        labels: i64,
-        observations: i64,
+        counts: RunCounts,
+        max_abandoned: i64,
         now_ms: i64,
-    ) -> Result<Option<i64>, Error> {
+    ) -> Result<RunStart, Error> {
         write_tx!(self, |tx, q| {
             sqlx::query(q::CLOSE_ABANDONED_RUNS)
                 .bind(lease.campaign_id)
                 .execute(&mut *tx)
                 .await?;
+            let (abandoned,): (i64,) = sqlx::query_as(q::ABANDONED_IN_A_ROW)
+                .bind(lease.campaign_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if abandoned >= max_abandoned {
+                let reason = format!(
+                    "training stopped the server {abandoned} times in a row without finishing (out of memory, say); the campaign is not trained again"
+                );
+                sqlx::query(q::GIVE_UP)
+                    .bind(lease.campaign_id)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(RunStart::GaveUp(reason));
+            }
             let run: Option<(i64,)> = sqlx::query_as(q::INSERT_RUN)
                 .bind(lease.campaign_id)
                 .bind(&lease.owner)
                 .bind(lease.token)
-                .bind(labels)
+                .bind(counts.labels)
                 .bind(now_ms)
-                .bind(observations)
+                .bind(counts.observations)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((run_id,)) = run else {
                 tx.rollback().await?;
-                return Ok(None);
+                return Ok(RunStart::LeaseLost);
             };
             sqlx::query(q::MARK_TRAINING)
                 .bind(lease.campaign_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(Some(run_id))
+            Ok(RunStart::Started(run_id))
         })
     }
 
     /// Stores a finished run's checkpoint as version `previous + 1`, marks the campaign
-    /// `ready` and the run `succeeded`, in one transaction, only while `lease` is still
+    /// `ready` and the run `succeeded`, and deletes the versions beyond the newest
+    /// `keep_versions`, in one transaction, only while `lease` is still
     /// held at `now_ms`. Returns the version, or `None` (nothing written) when the lease
     /// was lost.
     #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id = run_id))]
@@ -591,6 +679,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<i64>, Error> {
         write_tx!(self, |tx, q| {
+            sqlx::query(q::LOCK_LEASE)
+                .bind(lease.campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let inserted: Option<(i64,)> = sqlx::query_as(q::INSERT_CHECKPOINT)
                 .bind(lease.campaign_id)
                 .bind(&lease.owner)
@@ -612,7 +704,7 @@ impl Store {
                 .bind(lease.campaign_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(q::FINISH_RUN)
+            let finished = sqlx::query(q::FINISH_RUN)
                 .bind(run_id)
                 .bind(checkpoint.trained_on_labels)
                 .bind(checkpoint.run_steps)
@@ -620,6 +712,19 @@ impl Store {
                 .bind(version)
                 .bind(checkpoint.metrics)
                 .bind(checkpoint.trained_on_observations)
+                .execute(&mut *tx)
+                .await?;
+            // A run someone already closed (as abandoned) stays closed, and its checkpoint
+            // is not written.
+            if finished.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            // Rounds record the version they came from, never its weights: older
+            // checkpoints are only a fallback, and a few of them are enough.
+            sqlx::query(q::PRUNE_CHECKPOINTS)
+                .bind(lease.campaign_id)
+                .bind(version - checkpoint.keep_versions.max(1))
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -644,6 +749,10 @@ impl Store {
             RunEnd::Cancelled => "cancelled",
         };
         write_tx!(self, |tx, q| {
+            sqlx::query(q::LOCK_LEASE)
+                .bind(lease.campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             sqlx::query(q::END_RUN)
                 .bind(run_id)
                 .bind(status)

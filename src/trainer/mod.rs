@@ -25,9 +25,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often `wait_for_model` re-reads the database: another process may be the trainer,
-/// and its progress only shows there.
+/// How often `wait_for_model` re-reads the database at first: another process may be the
+/// trainer, and its progress only shows there. The pause doubles up to [`WAIT_POLL_MAX`]
+/// (training here wakes the waiters at once; the polls only serve other replicas).
 const WAIT_POLL: Duration = Duration::from_millis(100);
+const WAIT_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Requests that may wait for a model at once; more answer 503 at once rather than
+/// holding a connection each and polling the database together.
+pub const MAX_MODEL_WAITERS: usize = 256;
+
+/// Campaign models kept loaded; the least recently used is dropped beyond this.
+const CACHED_MODELS: usize = 64;
 
 /// Settings of the trainer.
 #[derive(Debug, Clone)]
@@ -38,6 +47,8 @@ pub struct TrainerConfig {
     pub lease_ttl: Duration,
     /// This process's name in leases and training runs.
     pub owner: String,
+    /// Checkpoint versions kept per campaign, the newest included.
+    pub keep_checkpoints: i64,
 }
 
 /// A cheap handle on the trainer, held by the HTTP state.
@@ -51,9 +62,13 @@ pub struct TrainerHandle {
 /// A loaded checkpoint: its version and the model.
 pub type LoadedModel = (i64, Arc<Model>);
 
-/// One campaign's cached model; the async lock makes concurrent requests for a new version
-/// load it once.
-type ModelSlot = Arc<tokio::sync::Mutex<Option<LoadedModel>>>;
+/// One campaign's cached model with the newest version it stood for when loaded (a newer
+/// one that could not be loaded leaves an older model standing for it); the async lock makes
+/// concurrent requests for a new version load it once.
+type ModelSlot = Arc<tokio::sync::Mutex<Option<(i64, LoadedModel)>>>;
+
+/// Older versions tried, newest first, when the newest checkpoint cannot be loaded.
+const FALLBACK_VERSIONS: i64 = 8;
 
 /// What the handles share. Dropping the last handle stops the supervisor.
 #[derive(Debug)]
@@ -62,7 +77,10 @@ struct Inner {
     wake: mpsc::UnboundedSender<i64>,
     stop: watch::Sender<bool>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    models: Mutex<HashMap<i64, ModelSlot>>,
+    /// Loaded models by campaign, with when each was last asked for.
+    models: Mutex<HashMap<i64, (ModelSlot, std::time::Instant)>>,
+    /// Permits of the requests waiting for a model.
+    waiters: Arc<tokio::sync::Semaphore>,
 }
 
 /// State shared by the handle and the supervisor task.
@@ -153,6 +171,7 @@ impl TrainerHandle {
                 stop,
                 supervisor: Mutex::new(task),
                 models: Mutex::new(HashMap::new()),
+                waiters: Arc::new(tokio::sync::Semaphore::new(MAX_MODEL_WAITERS)),
             }),
         }
     }
@@ -183,8 +202,10 @@ impl TrainerHandle {
     /// `observations_needed` observations, failed ones included (every accepted label
     /// schedules training), or `Error::Unavailable` after `timeout`.
     /// Answers `Unavailable` at once, with the reason, when the campaign's training failed
-    /// and no new run of it is scheduled here. Wakes when this process finishes a run, and
-    /// polls the database every 100 ms, since another process may be the trainer.
+    /// and no new run of it is scheduled here, and at once too when [`MAX_MODEL_WAITERS`]
+    /// requests are already waiting. Wakes when this process finishes a run, and polls the
+    /// database (every 100 ms at first, backing off to 1 s), since another process may be the
+    /// trainer.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id, observations_needed = observations_needed))]
     pub async fn wait_for_model(
         &self,
@@ -195,7 +216,13 @@ impl TrainerHandle {
         if observations_needed <= 0 {
             return Ok(());
         }
+        let Ok(_waiting) = self.inner.waiters.clone().try_acquire_owned() else {
+            return Err(Error::Unavailable(format!(
+                "{MAX_MODEL_WAITERS} requests are already waiting for models; retry shortly or send wait_for_model: false"
+            )));
+        };
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut poll = WAIT_POLL;
         // Subscribed before the first read, so a run finishing in between still wakes us.
         let mut signal = self.inner.shared.subscribe(campaign_id);
         let mut stop = self.inner.stop.subscribe();
@@ -230,7 +257,8 @@ impl TrainerHandle {
                     timeout.as_secs_f64()
                 )));
             }
-            let pause = (deadline - now).min(WAIT_POLL);
+            let pause = (deadline - now).min(poll);
+            poll = (poll * 2).min(WAIT_POLL_MAX);
             tokio::select! {
                 changed = signal.changed() => {
                     if changed.is_err() {
@@ -246,26 +274,81 @@ impl TrainerHandle {
 
     /// The newest checkpoint of the campaign, loaded for `space` (cached by version), or
     /// `None` while no model exists. The newest version is one cheap query; the bytes are
-    /// read and decoded (on a blocking thread) only when the version changed.
+    /// read and decoded (on a blocking thread) only when the version changed. A checkpoint
+    /// that cannot be read or loaded (corrupt, or written for other settings) is logged and
+    /// passed over for the newest older one that loads; when none does, the error stands.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     pub async fn model(
         &self,
         campaign_id: i64,
         space: Arc<dyn Space>,
     ) -> Result<Option<LoadedModel>, Error> {
-        let Some(version) = self.store.newest_checkpoint_version(campaign_id).await? else {
+        let Some(newest) = self.store.newest_checkpoint_version(campaign_id).await? else {
             return Ok(None);
         };
-        let slot = lock(&self.inner.models)
-            .entry(campaign_id)
-            .or_default()
-            .clone();
+        let slot = {
+            let mut models = lock(&self.inner.models);
+            let now = std::time::Instant::now();
+            if models.len() >= CACHED_MODELS && !models.contains_key(&campaign_id) {
+                let oldest = models
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(id, _)| *id);
+                if let Some(oldest) = oldest {
+                    models.remove(&oldest);
+                }
+            }
+            let (slot, used) = models
+                .entry(campaign_id)
+                .or_insert_with(|| (ModelSlot::default(), now));
+            *used = now;
+            slot.clone()
+        };
         let mut cached = slot.lock().await;
-        if let Some((v, net)) = cached.as_ref() {
-            if *v == version {
-                return Ok(Some((*v, net.clone())));
+        if let Some((stands_for, loaded)) = cached.as_ref() {
+            if *stands_for == newest {
+                return Ok(Some(loaded.clone()));
             }
         }
+        let mut first_error = None;
+        for version in self
+            .store
+            .checkpoint_versions(campaign_id, FALLBACK_VERSIONS)
+            .await?
+        {
+            match self.load_version(campaign_id, version, space.clone()).await {
+                Ok(model) => {
+                    if version != newest {
+                        tracing::warn!(
+                            newest,
+                            version,
+                            "the newest checkpoint cannot be loaded; rounds use an older one"
+                        );
+                    }
+                    let loaded = (version, Arc::new(model));
+                    *cached = Some((newest, loaded.clone()));
+                    return Ok(Some(loaded));
+                }
+                Err(error) => {
+                    tracing::warn!(version, %error, "a checkpoint cannot be loaded");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::Storage(format!(
+                "checkpoint {newest} of campaign {campaign_id} vanished"
+            ))
+        }))
+    }
+
+    /// Reads and decodes one checkpoint (the decoding on a blocking thread).
+    async fn load_version(
+        &self,
+        campaign_id: i64,
+        version: i64,
+        space: Arc<dyn Space>,
+    ) -> Result<Model, Error> {
         let bytes = self
             .store
             .checkpoint_weights(campaign_id, version)
@@ -276,17 +359,14 @@ impl TrainerHandle {
                 ))
             })?;
         // Decoding builds the network: tensor work, kept off the reactor.
-        let net = tokio::task::spawn_blocking(move || Model::from_bytes(space, &bytes))
+        tokio::task::spawn_blocking(move || Model::from_bytes(space, &bytes))
             .await
             .map_err(|e| Error::Storage(format!("loading a checkpoint panicked: {e}")))?
             .map_err(|e| {
                 Error::Storage(format!(
                     "checkpoint {version} of campaign {campaign_id} cannot be loaded: {e}"
                 ))
-            })?;
-        let loaded = (version, Arc::new(net));
-        *cached = Some(loaded.clone());
-        Ok(Some(loaded))
+            })
     }
 
     /// Returns once this trainer has nothing queued or running: every label committed

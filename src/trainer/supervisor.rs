@@ -16,7 +16,7 @@ use super::{Shared, TrainerConfig};
 use crate::domain::campaign::Campaign;
 use crate::error::Error;
 use crate::metrics::{Metrics, RunOutcome};
-use crate::store::training::{Lease, NewCheckpoint, RunEnd};
+use crate::store::training::{Lease, NewCheckpoint, RunCounts, RunEnd, RunStart};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,11 +29,17 @@ use tokio::task::JoinSet;
 /// another process, or before a crash).
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
+/// Runs of one campaign in a row that may die with their trainer (the process crashed, out
+/// of memory say) before the campaign is marked `failed`: a restart must not crash again.
+const MAX_ABANDONED_RUNS: i64 = 3;
+
 /// Runs at a time: one compute thread, so one run. A second would only hold a lease while
 /// waiting in the compute queue, keeping other processes from training that campaign.
 const MAX_RUNS: usize = 1;
 
-/// Milliseconds since the Unix epoch, the unit of `leases.expires_at_ms`.
+/// Milliseconds since the Unix epoch on this machine's clock. Lease times are compared on
+/// the database's clock ([`Store::clock_ms`]); this is only the fallback for recording a
+/// failure when the database cannot even tell the time.
 pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -230,7 +236,12 @@ async fn attempt(
     };
     let ttl_ms = lease_ttl_ms(&context.config);
     let Some(lease) = store
-        .acquire_lease(campaign_id, &context.shared.owner, now_ms(), ttl_ms)
+        .acquire_lease(
+            campaign_id,
+            &context.shared.owner,
+            store.clock_ms().await?,
+            ttl_ms,
+        )
         .await?
     else {
         return Ok(Outcome::LeaseHeld);
@@ -271,21 +282,28 @@ async fn under_lease(
     if context.shared.stopping.load(Ordering::Relaxed) {
         return Ok(Outcome::Cancelled("the trainer is shutting down".into()));
     }
-    let Some(run_id) = store
-        .begin_training_run(lease, labels, observations, now_ms())
-        .await?
-    else {
-        return Ok(Outcome::Cancelled(
-            "the lease was lost before the run began".into(),
-        ));
+    let counts = RunCounts {
+        labels,
+        observations,
+    };
+    let started = store
+        .begin_training_run(lease, counts, MAX_ABANDONED_RUNS, store.clock_ms().await?)
+        .await?;
+    let run_id = match started {
+        RunStart::Started(run_id) => run_id,
+        RunStart::LeaseLost => {
+            return Ok(Outcome::Cancelled(
+                "the lease was lost before the run began".into(),
+            ))
+        }
+        RunStart::GaveUp(reason) => {
+            tracing::error!(campaign_id = campaign.id, %reason, "training given up");
+            return Ok(Outcome::Failed(reason));
+        }
     };
     tracing::Span::current().record("run_id", run_id);
     let resume = newest.as_ref().map(|c| c.version);
     let result = compute_under_lease(context, campaign, lease, cancel, resume).await;
-    let counts = Counts {
-        labels,
-        observations,
-    };
     match record(context, lease, run_id, counts, result).await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
@@ -293,7 +311,13 @@ async fn under_lease(
             // otherwise); the cause also goes to the log.
             let reason = format!("storage error during training: {e}");
             if let Err(e2) = store
-                .end_training_run(lease, run_id, RunEnd::Failed, &reason, now_ms())
+                .end_training_run(
+                    lease,
+                    run_id,
+                    RunEnd::Failed,
+                    &reason,
+                    store.clock_ms().await.unwrap_or_else(|_| now_ms()),
+                )
                 .await
             {
                 tracing::warn!(error = %e2, "could not record the failed run");
@@ -303,26 +327,17 @@ async fn under_lease(
     }
 }
 
-/// What a run was counted to train on, read before its data.
-#[derive(Debug, Clone, Copy)]
-struct Counts {
-    /// Successful observations.
-    labels: i64,
-    /// All observations, failed ones included.
-    observations: i64,
-}
-
 /// Writes what the computation produced: the checkpoint (fenced by the lease), or the
 /// failure or cancellation.
 async fn record(
     context: &RunContext,
     lease: &Lease,
     run_id: i64,
-    counts: Counts,
+    counts: RunCounts,
     result: Result<(TrainOutput, bool), RunError>,
 ) -> Result<Outcome, Error> {
     let store = &context.store;
-    let now = now_ms();
+    let now = store.clock_ms().await?;
     match result {
         Ok((output, false)) => {
             let metrics = output.metrics.to_string();
@@ -334,6 +349,7 @@ async fn record(
                 run_steps: i64::try_from(output.steps).unwrap_or(i64::MAX),
                 loss: Some(output.loss),
                 metrics: &metrics,
+                keep_versions: context.config.keep_checkpoints,
             };
             match store
                 .commit_checkpoint(lease, run_id, &checkpoint, now)
@@ -455,7 +471,11 @@ async fn compute_under_lease(
         tokio::select! {
             result = &mut reply => break result,
             _ = beat.tick() => {
-                match store.renew_lease(lease, now_ms().saturating_add(ttl_ms)).await {
+                let renewed = match store.clock_ms().await {
+                    Ok(now) => store.renew_lease(lease, now.saturating_add(ttl_ms)).await,
+                    Err(e) => Err(e),
+                };
+                match renewed {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!("training lease lost; cancelling the run");

@@ -67,6 +67,26 @@ async fn every_route_but_healthz_requires_the_token(backend: Backend) {
         .await
         .expect("request");
     assert_unauthorized("GET /no/such/route", answer).await;
+
+    // Every refusal is counted, by route, like any other answer.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    for route in ROUTES.iter().filter(|r| !OPEN_PATHS.contains(&r.path)) {
+        let series = format!(
+            "flowlab_http_requests_total{{method=\"{}\",route=\"{}\",status=\"401\"}} 1",
+            route.method.as_str(),
+            route.path
+        );
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
 }
 on_both_backends!(
     every_route_but_healthz_requires_the_token,

@@ -22,6 +22,11 @@ impl Server {
 
     /// With more flags of `serve` (e.g. `--lease-ttl 2`).
     pub fn start_with(database_url: &str, flags: &[&str]) -> Self {
+        Self::start_with_env(database_url, flags, &[])
+    }
+
+    /// With more flags and environment variables.
+    pub fn start_with_env(database_url: &str, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowlab"))
             .args([
                 "serve",
@@ -31,6 +36,7 @@ impl Server {
                 database_url,
             ])
             .args(flags)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -101,6 +101,52 @@ impl TestApp {
         }
     }
 
+    /// The URL of this app's own test database (`None` for an app on a shared one).
+    pub fn database_url(&self) -> Option<&str> {
+        self._database.as_ref().map(|d| d.url.as_str())
+    }
+
+    /// Runs one SQL statement on this app's test database and returns the rows it affected:
+    /// for tests that break stored data on purpose or count what the API does not show.
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        execute_sql(
+            self.database_url().expect("an app with its own database"),
+            sql,
+        )
+        .await
+    }
+
+    /// The one integer a SQL query returns, on this app's test database.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let url = self.database_url().expect("an app with its own database");
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url)
+                .await
+                .expect("the SQLite file");
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.expect("a row");
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.expect("the database");
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.expect("a row");
+            pool.close().await;
+            n
+        }
+    }
+
+    /// Asserts that `/healthz` answers 200 within a second: whatever a test just did, the
+    /// server is still serving.
+    pub async fn assert_healthy(&self) {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.client.get(self.url("/healthz")).send(),
+        )
+        .await
+        .expect("/healthz answers within 1 s")
+        .expect("a response");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -158,6 +204,29 @@ impl TestApp {
             .until_idle(TRAINING_LIMIT)
             .await
             .expect("training finishes");
+    }
+}
+
+/// Runs one SQL statement on the database at `url` and returns the rows it affected.
+pub async fn execute_sql(url: &str, sql: &str) -> u64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("the SQLite file");
+        let done = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect("the statement");
+        pool.close().await;
+        done.rows_affected()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("the database");
+        let done = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect("the statement");
+        pool.close().await;
+        done.rows_affected()
     }
 }
 

@@ -12,6 +12,7 @@ mod durability;
 mod health;
 mod helpers;
 mod labels;
+mod limits;
 mod logs;
 mod metrics;
 mod model;

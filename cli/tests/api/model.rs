@@ -5,7 +5,7 @@
 
 use crate::helpers::{assert_error, Backend, TestApp, TestDatabase};
 use crate::on_both_backends;
-use flowlab::store::training::NewCheckpoint;
+use flowlab::store::training::{NewCheckpoint, RunCounts, RunStart};
 use flowlab::store::Store;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -211,22 +211,26 @@ on_both_backends!(
 async fn a_failing_campaign_is_failed_while_another_still_trains(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let app = TestApp::spawn_on(&db.url).await;
-    let store = Store::connect(&db.url).await.expect("store");
     let good = app.create_campaign(grid_campaign("good", 50)).await;
     let bad = app.create_campaign(grid_campaign("bad", 50)).await;
-    // A checkpoint that does not load (a corrupt row, or a restore from another space):
-    // the trainer resumes from the newest checkpoint, so every run of this campaign fails.
-    store
-        .import_checkpoint(bad, b"not a safetensors buffer", 0, 0, "{}")
-        .await
-        .expect("checkpoint stored");
+    // A stored value outside the campaign's space (a damaged row, or a restore into the
+    // wrong campaign): every run of this campaign reads it and fails. (An unloadable
+    // checkpoint is not such a fault: training starts afresh from it.)
+    let damaged = crate::helpers::execute_sql(
+        &db.url,
+        &format!(
+            "insert into candidates (campaign_id, value, status, n_success, reward_sum) values ({bad}, '[99,99]', 'labelled', 1, 1.0)"
+        ),
+    )
+    .await;
+    assert_eq!(damaged, 1);
     post_labels(&app, bad, &[[0, 0], [1, 1]]).await;
     post_labels(&app, good, &[[0, 0], [2, 2], [3, 3]]).await;
 
     let failed = idle_model(&app, bad).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["error"].as_str().expect("a reason");
-    assert!(reason.contains("checkpoint 1 cannot be loaded"), "{failed}");
+    assert!(reason.contains("[99,99]"), "{failed}");
     let run = &failed["history"][0];
     assert_eq!(run["status"], "failed", "{failed}");
     assert_eq!(run["error"], failed["error"]);
@@ -356,11 +360,17 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
         .expect("acquire")
         .expect("ours");
     assert!(again.token > a.token, "every acquisition bumps the token");
-    let run_a = store
-        .begin_training_run(&again, 0, 0, now_ms())
+    let none = RunCounts {
+        labels: 0,
+        observations: 0,
+    };
+    let RunStart::Started(run_a) = store
+        .begin_training_run(&again, none, 3, now_ms())
         .await
         .expect("begin")
-        .expect("held");
+    else {
+        panic!("the lease is held")
+    };
 
     // a stalls past its expiry; b takes over with a newer token.
     let later = now_ms() + 2 * ttl;
@@ -384,6 +394,7 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
         run_steps: 1,
         loss: Some(0.5),
         metrics: "{}",
+        keep_versions: 3,
     };
     let stale = store
         .commit_checkpoint(&again, run_a, &checkpoint, later)
@@ -392,11 +403,13 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
     assert_eq!(stale, None, "the fenced write is refused");
     assert_eq!(store.newest_checkpoint(id).await.expect("read"), None);
 
-    let run_b = store
-        .begin_training_run(&b, 0, 0, later)
+    let RunStart::Started(run_b) = store
+        .begin_training_run(&b, none, 3, later)
         .await
         .expect("begin")
-        .expect("held");
+    else {
+        panic!("the lease is held")
+    };
     let written = store
         .commit_checkpoint(&b, run_b, &checkpoint, later)
         .await

@@ -273,8 +273,13 @@ pub(crate) fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
     max + terms.map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
+/// Longest token, set item or separator, in bytes: one of them appears in every stored value,
+/// and a value must stay small.
+pub const MAX_SYMBOL_BYTES: usize = 256;
+
 /// Breadth-first enumeration shared by the spaces: all states by depth, deduplicated,
-/// `None` past `limit`. Depth-ordering holds because every move adds exactly one to depth.
+/// `None` as soon as more than `limit` states are found (memory and time stay bounded by
+/// `limit`, whatever the space). Depth-ordering holds because every move adds exactly one to depth.
 pub(crate) fn enumerate_by_depth(space: &dyn Space, limit: usize) -> Option<Vec<State>> {
     if let Some(n) = space.n_states() {
         if n > limit as u64 {
@@ -292,6 +297,11 @@ pub(crate) fn enumerate_by_depth(space: &dyn Space, limit: usize) -> Option<Vec<
                 if *ok {
                     if let Ok(c) = space.step(s, a) {
                         next.insert(c);
+                        // Checked while the level grows: a level can be far larger than
+                        // `limit` (a billion states), and building it first would not end.
+                        if all.len() + next.len() > limit {
+                            return None;
+                        }
                     }
                 }
             }

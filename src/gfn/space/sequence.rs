@@ -79,6 +79,29 @@ impl SequenceSpace {
         if separator.contains('\0') {
             return Err(SpecError::new("separator", "contains U+0000"));
         }
+        if let Some(i) = alphabet
+            .iter()
+            .position(|t| t.len() > super::MAX_SYMBOL_BYTES)
+        {
+            return Err(SpecError::new(
+                "alphabet",
+                format!(
+                    "token {i} has {} bytes; at most {} are allowed",
+                    alphabet[i].len(),
+                    super::MAX_SYMBOL_BYTES
+                ),
+            ));
+        }
+        if separator.len() > super::MAX_SYMBOL_BYTES {
+            return Err(SpecError::new(
+                "separator",
+                format!(
+                    "has {} bytes; at most {} are allowed",
+                    separator.len(),
+                    super::MAX_SYMBOL_BYTES
+                ),
+            ));
+        }
         let mut sorted: Vec<&str> = alphabet.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         for pair in sorted.windows(2) {

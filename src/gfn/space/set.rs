@@ -44,6 +44,16 @@ impl SetSpace {
         if let Some(i) = items.iter().position(|t| t.contains('\0')) {
             return Err(SpecError::new("items", format!("item {i} contains U+0000")));
         }
+        if let Some(i) = items.iter().position(|t| t.len() > super::MAX_SYMBOL_BYTES) {
+            return Err(SpecError::new(
+                "items",
+                format!(
+                    "item {i} has {} bytes; at most {} are allowed",
+                    items[i].len(),
+                    super::MAX_SYMBOL_BYTES
+                ),
+            ));
+        }
         let mut index = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             if index.insert(item.clone(), i as u16).is_some() {

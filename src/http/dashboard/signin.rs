@@ -48,7 +48,7 @@ pub struct SignIn {
 #[tracing::instrument(skip_all)]
 pub async fn form(State(state): State<AppState>, Query(query): Query<Next>) -> Response {
     let next = safe_next(query.next.as_deref().unwrap_or("/")).to_string();
-    if RequiredToken::from_config(state.config.api_token.as_deref()).is_none() {
+    if RequiredToken::from_config(state.config.token()).is_none() {
         return Redirect::to(&next).into_response();
     }
     super::html(StatusCode::OK, views::sign_in(&next, None))
@@ -63,7 +63,7 @@ pub async fn submit(
     Form(form): Form<SignIn>,
 ) -> Response {
     let next = safe_next(form.next.as_deref().unwrap_or("/")).to_string();
-    let Some(required) = RequiredToken::from_config(state.config.api_token.as_deref()) else {
+    let Some(required) = RequiredToken::from_config(state.config.token()) else {
         return Redirect::to(&next).into_response();
     };
     if !required.accepts(form.token.trim()) {

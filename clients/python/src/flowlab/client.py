@@ -155,9 +155,23 @@ class Client:
         return decode(CampaignDetail, response.json())
 
     def campaigns(self, name: Optional[str] = None) -> list[Campaign]:
-        """Every campaign (only those called ``name`` when given), oldest first."""
-        response = self._http.request("GET", "/campaigns", idempotent=True)
-        infos = [decode(CampaignInfo, c) for c in response.json()["campaigns"]]
+        """Every campaign (only those called ``name`` when given), oldest first.
+
+        The server answers in pages; this reads them all.
+        """
+        infos: list[CampaignInfo] = []
+        page_size = 1000
+        while True:
+            response = self._http.request(
+                "GET",
+                "/campaigns",
+                params={"limit": page_size, "offset": len(infos)},
+                idempotent=True,
+            )
+            page = [decode(CampaignInfo, c) for c in response.json()["campaigns"]]
+            infos.extend(page)
+            if len(page) < page_size:
+                break
         return [Campaign(self, c) for c in infos if name is None or c.name == name]
 
     # -- rounds -------------------------------------------------------------------------

@@ -1,0 +1,457 @@
+//! Limits: requests that would cost the server unbounded memory, time or connections are
+//! refused or cut off with the error shape, nothing is stored that should not be, and the
+//! server answers `/healthz` afterwards.
+
+use crate::helpers::{assert_error, Backend, TestApp};
+use crate::on_both_backends;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn grid_campaign(name: &str) -> Value {
+    json!({"name": name, "space": {"type": "grid", "dims": 2, "size": 6},
+           "model": {"hidden": 16}, "training": {"steps": 10, "batch_size": 8}})
+}
+
+/// The field an error body names.
+fn field_of(body: &Value) -> &str {
+    body["error"]["details"]["field"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+async fn label_lists_are_refused_while_they_are_read(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("counted")).await;
+    let items = |n: usize| {
+        let item = json!({"campaign_id": id, "value": [1, 1], "reward": 1.0}).to_string();
+        format!("{{\"labels\": [{}]}}", vec![item; n].join(","))
+    };
+    let (status, body) = app
+        .post_raw("/labels", "application/json", items(10_001))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid_body");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("labels")),
+        "{body}"
+    );
+    // About 2.6 million empty items, just under the label body limit: turned down at the
+    // 10,001st instead of being built one by one (about a gigabyte).
+    let empties = format!("{{\"labels\": [{}]}}", vec!["{}"; 2_600_000].join(","));
+    assert!(empties.len() < 8 << 20);
+    let (status, body) = app.post_raw("/labels", "application/json", empties).await;
+    assert_eq!(status, 400, "{body}");
+    // The same as a CSV file: 10,001 rows, and then millions of one-character rows.
+    let rows = |n: usize| format!("value,reward\n{}", "\"[1,1]\",1\n".repeat(n));
+    for body in [rows(10_001), format!("value\n{}", "x\n".repeat(3_000_000))] {
+        let (status, answer) = app
+            .post_raw(&format!("/labels?campaign_id={id}"), "text/csv", body)
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(field_of(&answer), "labels", "{answer}");
+    }
+    let stored = app
+        .query_i64(&format!(
+            "select count(*) from candidates where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(stored, 0, "nothing stored");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    label_lists_are_refused_while_they_are_read,
+    label_lists_are_refused_while_they_are_read
+);
+
+async fn bodies_have_a_limit_per_route(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| {
+        c.max_body_bytes = 64 << 10;
+        c.max_label_body_bytes = 1 << 20;
+    })
+    .await;
+    let id = app.create_campaign(grid_campaign("bodies")).await;
+    // 200 KiB: over the limit of every route but the labels'.
+    let mut campaign = grid_campaign("x");
+    campaign["name"] = json!("x".repeat(200 << 10));
+    let (status, body) = app.post_json("/campaigns", &campaign).await;
+    assert_eq!(status, 413, "{body}");
+    assert_error(&body, "payload_too_large");
+    let padded = json!({"labels": [{"campaign_id": id, "value": [2, 3], "reward": 1.0,
+                                      "metadata": {"notes": "n".repeat(12 << 10)}}]});
+    let mut labels = Vec::new();
+    for x in 0..6 {
+        for y in 0..2 {
+            let mut item = padded["labels"][0].clone();
+            item["value"] = json!([x, y]);
+            labels.push(item);
+        }
+    }
+    let body = json!({ "labels": labels });
+    assert!(body.to_string().len() > 64 << 10);
+    let (status, answer) = app.post_json("/labels", &body).await;
+    assert_eq!(status, 200, "the labels' own limit applies: {answer}");
+    let too_big = "n".repeat(2 << 20);
+    let (status, answer) = app
+        .post_raw(
+            "/labels",
+            "text/csv",
+            format!("value,reward\n{too_big},1\n"),
+        )
+        .await;
+    assert_eq!(status, 413, "{answer}");
+    let (_, list) = app.get("/campaigns").await;
+    assert_eq!(list["campaigns"].as_array().map(Vec::len), Some(1));
+    app.assert_healthy().await;
+}
+on_both_backends!(bodies_have_a_limit_per_route, bodies_have_a_limit_per_route);
+
+/// Reads until the server closes the connection; `None` if it is still open after `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return seen,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+async fn slow_and_idle_connections_are_closed(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| c.header_timeout_seconds = 0.5).await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    // Headers that never end (slowloris), and a connection that never sends anything.
+    let mut slow = TcpStream::connect(&address).await.expect("connects");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("writes");
+    let mut silent = TcpStream::connect(&address).await.expect("connects");
+    // A kept-alive connection that went quiet after one request.
+    let mut idle = TcpStream::connect(&address).await.expect("connects");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    for (name, stream) in [
+        ("slow headers", &mut slow),
+        ("silent", &mut silent),
+        ("idle", &mut idle),
+    ] {
+        let seen = closed_within(stream, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("the {name} connection is still open"));
+        if name == "idle" {
+            let text = String::from_utf8_lossy(&seen);
+            assert!(text.starts_with("HTTP/1.1 200"), "answered first: {text}");
+        }
+    }
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    slow_and_idle_connections_are_closed,
+    slow_and_idle_connections_are_closed
+);
+
+async fn connections_beyond_the_limit_wait_their_turn(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| {
+        c.max_connections = 2;
+        c.header_timeout_seconds = 1.0;
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    // Two connections that send nothing hold both slots until their header timeout.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&address).await.expect("connects"));
+    }
+    // Meanwhile a third client is queued, not refused, and served once a slot frees.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        reqwest::Client::new().get(app.url("/healthz")).send(),
+    )
+    .await
+    .expect("served once the idle connections are closed")
+    .expect("a response");
+    assert_eq!(answer.status().as_u16(), 200);
+    for mut stream in held {
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(30))
+                .await
+                .is_some(),
+            "the server closed the idle connection"
+        );
+    }
+}
+on_both_backends!(
+    connections_beyond_the_limit_wait_their_turn,
+    connections_beyond_the_limit_wait_their_turn
+);
+
+async fn campaigns_are_listed_in_pages(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        ids.push(app.create_campaign(grid_campaign(name)).await);
+    }
+    let page_ids = |page: &Value| -> Vec<i64> {
+        page["campaigns"]
+            .as_array()
+            .expect("campaigns")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("an id"))
+            .collect()
+    };
+    let (status, first) = app.get("/campaigns?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(page_ids(&first), ids[..2]);
+    assert_eq!(
+        (first["limit"].clone(), first["offset"].clone()),
+        (json!(2), json!(0))
+    );
+    let (_, rest) = app.get("/campaigns?limit=2&offset=2").await;
+    assert_eq!(page_ids(&rest), ids[2..]);
+    let (_, all) = app.get("/campaigns").await;
+    assert_eq!(page_ids(&all), ids, "the default page holds 100");
+    for (query, field) in [
+        ("limit=1001", "limit"),
+        ("limit=-1", "limit"),
+        ("offset=x", "offset"),
+        ("page=2", "page"),
+    ] {
+        let (status, body) = app.get(&format!("/campaigns?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_error(&body, "invalid_value");
+        assert_eq!(field_of(&body), field, "{body}");
+    }
+}
+on_both_backends!(campaigns_are_listed_in_pages, campaigns_are_listed_in_pages);
+
+async fn values_a_spreadsheet_would_run_are_exported_as_text(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .create_campaign(json!({"name": "formulas", "space": {"type": "sequence",
+            "alphabet": ["=", "+", "A", "B"], "min_length": 3, "max_length": 3}}))
+        .await;
+    let (status, body) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [
+                {"campaign_id": id, "value": "=AB", "reward": 1.0, "entity": "@risky"},
+                {"campaign_id": id, "value": "A+B", "reward": 2.0},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let csv = app
+        .client
+        .get(app.url(&format!("/campaigns/{id}/candidates?format=csv")))
+        .send()
+        .await
+        .expect("a response")
+        .text()
+        .await
+        .expect("text");
+    let mut rows = csv.lines().skip(1);
+    let first: Vec<&str> = rows.next().expect("a row").split(',').collect();
+    assert_eq!(first[1], "'=AB", "{csv}");
+    assert_eq!(first[7], "'@risky", "{csv}");
+    let second: Vec<&str> = rows.next().expect("a row").split(',').collect();
+    assert_eq!(second[1], "A+B", "{csv}");
+    // The exported file comes back as it is: the escaped value names the same candidate.
+    let upload = "value,reward\n'=AB,3\n";
+    let (status, body) = app
+        .post_raw(&format!("/labels?campaign_id={id}"), "text/csv", upload)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = app.get(&format!("/campaigns/{id}/candidates")).await;
+    let candidates = page["candidates"].as_array().expect("candidates");
+    assert_eq!(candidates.len(), 2, "no third candidate: {page}");
+    assert_eq!(candidates[0]["observations"], 2, "{page}");
+}
+on_both_backends!(
+    values_a_spreadsheet_would_run_are_exported_as_text,
+    values_a_spreadsheet_would_run_are_exported_as_text
+);
+
+/// Labels one round of `n` on the grid, reward `x + y`, and waits for the training it
+/// schedules.
+async fn play_and_train(app: &TestApp, campaign_id: i64, n: usize) -> Value {
+    let (status, round) = app
+        .post_json(
+            "/rounds",
+            &json!({"campaign_id": campaign_id, "batch_size": n}),
+        )
+        .await;
+    assert_eq!(status, 201, "{round}");
+    let labels: Vec<Value> = round["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| {
+            let reward: i64 = c["value"]
+                .as_array()
+                .expect("a grid point")
+                .iter()
+                .map(|x| x.as_i64().expect("a coordinate"))
+                .sum();
+            json!({"candidate_id": c["id"], "reward": reward as f64})
+        })
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({ "labels": labels })).await;
+    assert_eq!(status, 200, "{body}");
+    app.train_until_idle().await;
+    round
+}
+
+async fn old_checkpoints_are_pruned_and_a_corrupt_one_falls_back(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| c.keep_checkpoints = 2).await;
+    let id = app.create_campaign(grid_campaign("pruned")).await;
+    for _ in 0..4 {
+        play_and_train(&app, id, 3).await;
+    }
+    let newest = app
+        .query_i64(&format!(
+            "select max(version) from checkpoints where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(newest, 4, "four trainings");
+    let kept = app
+        .query_i64(&format!(
+            "select count(*) from checkpoints where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(kept, 2, "only the newest two are kept");
+
+    // The newest checkpoint is damaged: rounds use the one before, with a warning, instead
+    // of answering 500 for ever.
+    let damaged = app
+        .execute_sql(&format!(
+            "update checkpoints set weights = {} where campaign_id = {id} and version = {newest}",
+            if backend == Backend::Sqlite {
+                "x'00ff00ff'"
+            } else {
+                "'\\x00ff00ff'::bytea"
+            }
+        ))
+        .await;
+    assert_eq!(damaged, 1);
+    let (status, round) = app
+        .post_json("/rounds", &json!({"campaign_id": id, "batch_size": 2}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["model_version"], json!(newest - 1), "{round}");
+    // The next training resumes from nothing it cannot read: a fresh network, a new version.
+    let round = play_and_train(&app, id, 2).await;
+    assert_eq!(round["model_version"], json!(newest - 1));
+    let (_, model) = app.get(&format!("/campaigns/{id}/model")).await;
+    assert_eq!(model["status"], "ready", "{model}");
+    assert_eq!(model["version"], json!(newest + 1), "{model}");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    old_checkpoints_are_pruned_and_a_corrupt_one_falls_back,
+    old_checkpoints_are_pruned_and_a_corrupt_one_falls_back
+);
+
+/// A campaign whose training kills the process (the test's fault switch aborts it, as an
+/// allocation the machine cannot give would) is tried a few times over restarts, then marked
+/// `failed` with the reason; the server stays up and trains its other campaigns.
+async fn a_campaign_that_crashes_the_server_is_given_up(backend: Backend) {
+    use crate::durability::Server;
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    let client = reqwest::Client::new();
+    let flags = ["--lease-ttl", "1"];
+    let crash = [("FLOWLAB_TEST_CRASH_TRAINING", "doomed")];
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let answer = client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("a response");
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let mut server = Server::start_with_env(&database.url, &flags, &crash);
+    let (status, doomed) = post(
+        format!("{}/campaigns", server.address),
+        grid_campaign("doomed"),
+    )
+    .await;
+    assert_eq!(status, 201, "{doomed}");
+    let doomed = doomed["id"].as_i64().expect("an id");
+    let (status, body) = post(
+        format!("{}/labels", server.address),
+        json!({"labels": [{"campaign_id": doomed, "value": [1, 2], "reward": 1.0}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Each start trains the campaign again (the dead trainer's lease expires after 1 s) and
+    // dies: three runs in a row die with their trainer.
+    for start in 1..=3 {
+        let exit = server.wait_exit(Duration::from_secs(120)).await;
+        assert!(exit.is_some_and(|e| !e.success()), "start {start} crashed");
+        server = Server::start_with_env(&database.url, &flags, &crash);
+    }
+    // The fourth start gives the campaign up instead of training it.
+    let model_url = format!("{}/campaigns/{doomed}/model", server.address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let model = loop {
+        let model: Value = client
+            .get(&model_url)
+            .send()
+            .await
+            .expect("the server is up")
+            .json()
+            .await
+            .expect("JSON");
+        if model["status"] == "failed" || std::time::Instant::now() > deadline {
+            break model;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(model["status"], "failed", "{model}");
+    assert!(
+        model["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("3 times in a row")),
+        "{model}"
+    );
+    assert!(
+        server.wait_exit(Duration::from_millis(500)).await.is_none(),
+        "still up"
+    );
+    // Another campaign on the same server trains as usual.
+    let (_, healthy) = post(
+        format!("{}/campaigns", server.address),
+        grid_campaign("healthy"),
+    )
+    .await;
+    let healthy = healthy["id"].as_i64().expect("an id");
+    post(
+        format!("{}/labels", server.address),
+        json!({"labels": [{"campaign_id": healthy, "value": [1, 2], "reward": 1.0}]}),
+    )
+    .await;
+    let (status, round) = post(
+        format!("{}/rounds", server.address),
+        json!({"campaign_id": healthy, "batch_size": 2, "wait_for_model": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["model_version"], 1, "{round}");
+}
+on_both_backends!(
+    a_campaign_that_crashes_the_server_is_given_up,
+    a_campaign_that_crashes_the_server_is_given_up
+);
