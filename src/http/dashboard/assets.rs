@@ -1,7 +1,7 @@
 //! The dashboard's scripts and styles, compiled into the binary so that the pages work
 //! without any network beyond this server: uPlot (MIT, vendored unchanged with its licence
-//! beside it) and the dashboard's own script and stylesheet. The pages use system fonts,
-//! so there is no font to serve.
+//! beside it) and the dashboard's own script, stylesheet and icon. The pages use system
+//! fonts, so there is no font to serve.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -31,6 +31,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "uPlot.min.css",
         "text/css; charset=utf-8",
         include_bytes!("assets/uPlot.min.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/favicon.svg"),
     ),
     (
         "uPlot.LICENSE",
