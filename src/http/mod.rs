@@ -49,7 +49,8 @@ impl Method {
 }
 
 /// One route: the router serves `handler` at `method` and `path`, and the OpenAPI document
-/// must describe that pair (`http::openapi`'s tests check every entry of [`ROUTES`]).
+/// must describe that pair (`http::openapi`'s tests check every entry of [`ROUTES`] and
+/// [`dashboard::ROUTES`]).
 pub struct Route {
     pub method: Method,
     /// In axum's syntax, which is also OpenAPI's: `/rounds/{id}`.
@@ -83,9 +84,8 @@ const fn route(
 }
 
 /// Every route of the API. The router is built from this list and the browser dashboard's
-/// pages ([`dashboard::routes`], which are HTML, not API), so that an API route cannot be
-/// served without the OpenAPI test seeing it: add new API routes here, never with a
-/// `.route(..)` of their own.
+/// ([`dashboard::ROUTES`], HTML pages, not API), so that no route can be served without the
+/// OpenAPI test seeing it: add new API routes here, never with a `.route(..)` of their own.
 pub const ROUTES: &[Route] = &[
     route(Method::Get, "/healthz", |m| on(m, health::healthz)),
     route(Method::Post, "/campaigns", |m| on(m, campaigns::create)),
@@ -121,16 +121,16 @@ pub fn router(state: AppState) -> Router {
         })
     };
     // Routes sharing a path (GET and POST /campaigns) merge into one method router.
+    // The browser's pages come after the API's routes; `/signin` takes GET and POST.
     let routes = ROUTES
         .iter()
+        .chain(dashboard::ROUTES)
         .fold(Router::new(), |router, r| {
             router.route(
                 r.path,
                 (r.handler)(r.method.filter()).layer(body_limit(r.body)),
             )
         })
-        // The browser pages: outside the API and its OpenAPI document.
-        .merge(dashboard::routes().layer(body_limit(BodyLimit::Standard)))
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             error::ApiError::MethodNotAllowed("this path does not take that method".into())

@@ -1,12 +1,18 @@
 //! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' `#[utoipa::path]`
 //! annotations and the request and response types. `flowlab openapi` prints it;
 //! proto-docs/openapi.json is that output, and a test here fails when the file is stale or
-//! when a route of [`super::ROUTES`] is missing from the document.
+//! when a route of [`super::ROUTES`] or [`super::dashboard::ROUTES`] is missing from the
+//! document.
+//!
+//! The browser dashboard's routes are in it too, apart: tagged `dashboard`, each operation
+//! marked `x-flowlab-html: true`, with `text/html` answers for the pages. They are not part
+//! of the JSON API, and a browser's session cookie (scheme `session`) opens them.
 //!
 //! Most schemas are derived from the types the handlers (de)serialise. Where a handler builds
 //! its JSON with `json!` or returns a type from a module that stays free of utoipa, a
 //! documentation-only type beside the handler (or here) describes the shape.
 
+use super::dashboard::{self, assets, signin};
 use super::{campaigns, candidates, error, health, labels, metrics, model, preview, rounds};
 use crate::domain::{campaign, label, round, CandidateValue};
 use crate::gfn::{BackwardPolicy, GfnConfig, Objective, SpaceSpec};
@@ -127,6 +133,12 @@ pub enum RunStatus {
         rounds::abandon,
         labels::create,
         metrics::metrics,
+        dashboard::index,
+        dashboard::page,
+        dashboard::data,
+        assets::asset,
+        signin::form,
+        signin::submit,
     ),
     components(schemas(
         campaign::NewCampaign,
@@ -171,6 +183,7 @@ pub enum RunStatus {
         ModelStatus,
         TrainingRun,
         RunStatus,
+        signin::SignIn,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -180,20 +193,29 @@ pub enum RunStatus {
         (name = "labels", description = "Measurements posted by the lab"),
         (name = "candidates", description = "Every candidate of a campaign with its aggregates"),
         (name = "model", description = "The campaign's GFlowNet"),
+        (name = "dashboard", description = "The browser dashboard: HTML pages, the data their script polls, their assets and the sign-in form. Not part of the JSON API (each operation is marked `x-flowlab-html: true`); their answers follow the pages and may change with them."),
     )
 )]
 pub struct ApiDoc;
 
 /// The bearer token of the protocol: declared once as the document's security requirement, lifted
-/// on the open paths, and a 401 added to every other operation, so that the handlers'
-/// annotations need not repeat it.
+/// on the open paths, and a 401 added to every other operation of the JSON API, so that the
+/// handlers' annotations need not repeat it. The dashboard's operations say what they
+/// answer themselves (a page redirects to the sign-in form rather than answering 401) and
+/// also take the browser's session cookie, declared here as the scheme `session`.
 struct BearerAuth;
+
+/// The tag of the dashboard's operations.
+pub const DASHBOARD_TAG: &str = "dashboard";
+
+/// The extension that marks the dashboard's operations.
+pub const HTML_EXTENSION: &str = "x-flowlab-html";
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::content::ContentBuilder;
         use utoipa::openapi::security::{
-            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         };
         use utoipa::openapi::{HeaderBuilder, Ref, ResponseBuilder};
         const SCHEME: &str = "bearer";
@@ -212,6 +234,18 @@ impl utoipa::Modify for BearerAuth {
                         .build(),
                 ),
             );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "session",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    super::auth::SESSION_COOKIE,
+                    "The dashboard's session: set by `POST /signin` for the right token, \
+                     derived from it without containing it. Opens the dashboard's pages, their \
+                     data and `GET /campaigns/{id}/candidates` only, never a write.",
+                ))),
+            );
         openapi.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
         let unauthorized = ResponseBuilder::new()
             .description("`unauthorized`: the server requires a bearer token and the request has none, or another one")
@@ -229,8 +263,20 @@ impl utoipa::Modify for BearerAuth {
             )
             .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let open = super::auth::OPEN_PATHS.contains(&path.as_str());
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let browser = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|t| t == DASHBOARD_TAG));
+                let open = if browser {
+                    super::dashboard::is_open(path)
+                } else {
+                    super::auth::OPEN_PATHS.contains(&path.as_str())
+                };
+                if browser && !open {
+                    // Its annotation names the bearer header and the session, and its answers.
+                    continue;
+                }
                 if open {
                     // An empty requirement: this operation needs nothing.
                     operation.security = Some(vec![SecurityRequirement::default()]);
@@ -257,7 +303,7 @@ pub fn openapi_json() -> Result<String, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use std::collections::BTreeSet;
 
     fn document() -> Value {
@@ -297,18 +343,64 @@ mod tests {
         );
     }
 
+    /// (path, lower-case method) of each route.
+    fn pairs(routes: &[super::super::Route]) -> BTreeSet<(String, String)> {
+        routes
+            .iter()
+            .map(|r| (r.path.to_string(), r.method.as_str().to_ascii_lowercase()))
+            .collect()
+    }
+
+    /// Every operation of the document: (path, method, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("a path item")
+                    .iter()
+                    .filter(|(method, _)| *method != "parameters")
+                    .map(move |(method, op)| (path.clone(), method.clone(), op.clone()))
+            })
+            .collect()
+    }
+
+    /// The content types a response names; none for a redirect.
+    fn content_types(response: &Value) -> BTreeSet<String> {
+        response["content"]
+            .as_object()
+            .map(|content| content.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn is_dashboard(operation: &Value) -> bool {
+        operation["tags"]
+            .as_array()
+            .is_some_and(|tags| tags.contains(&Value::from(DASHBOARD_TAG)))
+    }
+
     #[test]
     fn every_route_is_documented_and_every_documented_operation_is_routed() {
         let doc = document();
-        let routed: BTreeSet<(String, String)> = super::super::ROUTES
-            .iter()
-            .map(|r| (r.path.to_string(), r.method.as_str().to_ascii_lowercase()))
-            .collect();
+        let api = pairs(super::super::ROUTES);
+        let browser = pairs(super::super::dashboard::ROUTES);
         assert_eq!(
-            routed.len(),
+            api.len(),
             super::super::ROUTES.len(),
             "ROUTES lists a route twice"
         );
+        assert_eq!(
+            browser.len(),
+            super::super::dashboard::ROUTES.len(),
+            "dashboard::ROUTES lists a route twice"
+        );
+        assert!(
+            api.is_disjoint(&browser),
+            "a route is both API and dashboard"
+        );
+        let routed: BTreeSet<(String, String)> = api.union(&browser).cloned().collect();
         let documented: BTreeSet<(String, String)> = doc["paths"]
             .as_object()
             .expect("paths")
@@ -329,6 +421,46 @@ mod tests {
         assert!(
             unrouted.is_empty(),
             "documented operations missing from http::ROUTES: {unrouted:?}"
+        );
+        // The dashboard's routes, and only they, are tagged and marked as the browser's.
+        for (path, method, operation) in operations(&doc) {
+            let dashboard = browser.contains(&(path.clone(), method.clone()));
+            assert_eq!(is_dashboard(&operation), dashboard, "{method} {path}'s tag");
+            let marked = operation.get(HTML_EXTENSION);
+            if dashboard {
+                assert_eq!(marked, Some(&Value::Bool(true)), "{method} {path}");
+            } else {
+                assert_eq!(marked, None, "{method} {path} is API, not HTML");
+            }
+        }
+    }
+
+    #[test]
+    fn the_dashboard_pages_answer_html_and_the_api_answers_json() {
+        let doc = document();
+        let mut pages = BTreeSet::new();
+        for (path, method, operation) in operations(&doc) {
+            let ok = operation["responses"]
+                .as_object()
+                .expect("responses")
+                .iter()
+                .find(|(status, _)| status.starts_with('2'))
+                .map(|(_, response)| content_types(response))
+                .unwrap_or_default();
+            if ok.contains("text/html") {
+                assert!(is_dashboard(&operation), "{method} {path} answers HTML");
+                pages.insert(format!("{} {path}", method.to_ascii_uppercase()));
+            } else if !is_dashboard(&operation) && path != "/metrics" {
+                assert!(ok.contains("application/json"), "{method} {path}: {ok:?}");
+            }
+        }
+        let expected = ["GET /", "GET /campaigns/{id}/dashboard", "GET /signin"];
+        assert_eq!(pages, expected.map(String::from).into());
+        // Prometheus' text format, as before the dashboard.
+        let metrics = &doc["paths"]["/metrics"]["get"]["responses"]["200"];
+        assert_eq!(
+            content_types(metrics),
+            ["text/plain; version=0.0.4".to_string()].into()
         );
     }
 
@@ -384,8 +516,17 @@ mod tests {
             for (method, operation) in item.as_object().expect("path item") {
                 for (status, response) in operation["responses"].as_object().expect("responses") {
                     let error = status.starts_with('4') || status.starts_with('5');
+                    // A dashboard page answers its errors with a page (HTML or text).
+                    let page = is_dashboard(operation)
+                        && response["content"].get("application/json").is_none();
+                    if page && error {
+                        assert!(
+                            !content_types(response).is_empty(),
+                            "{method} {path} {status} says what it answers"
+                        );
+                    }
                     // /healthz answers 503 with its own body, the database being down.
-                    if error && path != "/healthz" {
+                    if error && path != "/healthz" && !page {
                         assert_eq!(
                             response["content"]["application/json"]["schema"]["$ref"],
                             "#/components/schemas/ErrorBody",
@@ -419,6 +560,54 @@ mod tests {
             assert_eq!(
                 operation["security"] == serde_json::json!([{}]),
                 open,
+                "{} {}",
+                r.method.as_str(),
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_dashboard_takes_the_session_or_the_token_and_its_form_and_assets_are_open() {
+        let doc = document();
+        let session = &doc["components"]["securitySchemes"]["session"];
+        assert_eq!(
+            (&session["type"], &session["in"], &session["name"]),
+            (
+                &json!("apiKey"),
+                &json!("cookie"),
+                &json!(super::super::auth::SESSION_COOKIE)
+            )
+        );
+        for r in super::super::dashboard::ROUTES {
+            let method = r.method.as_str().to_ascii_lowercase();
+            let operation = &doc["paths"][r.path][&method];
+            let what = format!("{} {}", r.method.as_str(), r.path);
+            if super::super::dashboard::is_open(r.path) {
+                assert_eq!(operation["security"], json!([{}]), "{what}");
+                // No bearer 401 added: the form's refusal is a page.
+                let refusal = &operation["responses"]["401"]["content"];
+                assert!(refusal.get("application/json").is_none(), "{what}");
+            } else {
+                assert_eq!(
+                    operation["security"],
+                    json!([{"bearer": []}, {"session": []}]),
+                    "{what}"
+                );
+                // A page sends a browser to the form; its data answers 401.
+                let signs_in = if r.path.ends_with("/data") {
+                    "401"
+                } else {
+                    "303"
+                };
+                assert!(operation["responses"].get(signs_in).is_some(), "{what}");
+            }
+        }
+        // The JSON API needs the header: the cookie is named on the dashboard only.
+        for r in super::super::ROUTES {
+            let operation = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
+            assert!(
+                !operation["security"].to_string().contains("session"),
                 "{} {}",
                 r.method.as_str(),
                 r.path

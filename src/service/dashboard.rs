@@ -2,7 +2,9 @@
 //! progress per round, its model, its best candidates and its pending rounds. Everything
 //! is aggregated here from bounded store queries, so the pages stay small however many
 //! candidates a campaign holds: per round the store returns at most [`LEADERS_PER_ROUND`]
-//! candidates and a handful of counts.
+//! candidates and a handful of counts; the training runs and the proxy's predictions cover
+//! the same windows as `GET /campaigns/{id}/model` (its run history and its rounds), so
+//! that the charts and the API count the same things.
 
 use super::campaigns::{campaign_overview, CampaignOverview};
 use super::Service;
@@ -11,6 +13,7 @@ use crate::error::Error;
 use crate::gfn::{Space, SpaceSpec, State};
 use crate::proxy::prospective::{self, Outcome, ProspectiveQuality};
 use crate::store::dashboard::{PendingRound, RoundLeader, RunSummary};
+use crate::store::training::HISTORY_LIMIT;
 use crate::store::{
     CandidateRow, CandidateStatus, ProposalOutcome, RoundTally, Stats, ROUND_FIGURES_LIMIT,
 };
@@ -24,8 +27,8 @@ pub const CHART_ROUNDS: i64 = 500;
 pub const LEADERS_PER_ROUND: i64 = 10;
 /// Rows of the best-candidates table.
 pub const BEST_ROWS: i64 = 20;
-/// Rows of the training-run table.
-pub const RUN_ROWS: i64 = 20;
+/// Rows of the training-run table (the chart shows every run of the model's history).
+pub const RUN_ROWS: usize = 20;
 /// Rows of the pending-round table.
 pub const PENDING_ROWS: i64 = 50;
 
@@ -123,6 +126,19 @@ pub struct RoundPoint {
     pub prospective: ProspectiveQuality,
 }
 
+/// A labelled candidate that a round proposed with the proxy's prediction: what the proxy
+/// said then against what was measured since.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxyPoint {
+    pub round: i64,
+    /// The proxy's mean at proposal time, oracle units.
+    pub predicted: f64,
+    /// The proxy's standard deviation at proposal time.
+    pub std: f64,
+    /// Mean of the candidate's successful observations.
+    pub measured: f64,
+}
+
 /// Everything the dashboard of one campaign shows.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
@@ -130,8 +146,12 @@ pub struct Dashboard {
     pub overview: CampaignOverview,
     /// The newest [`CHART_ROUNDS`] rounds, oldest first.
     pub rounds: Vec<RoundPoint>,
-    /// Newest training runs first.
+    /// The training runs of the model's history (the newest [`HISTORY_LIMIT`]), newest first.
     pub runs: Vec<RunSummary>,
+    /// Every labelled candidate of the newest [`ROUND_FIGURES_LIMIT`] rounds that has a
+    /// stored prediction (the candidates behind the prospective figures), by ascending
+    /// prediction.
+    pub proxy: Vec<ProxyPoint>,
     /// The best labelled candidates, best first.
     pub best: Vec<CandidateRow>,
     /// Rounds with pending candidates, oldest first.
@@ -151,8 +171,10 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
     let outcomes = store.recent_round_outcomes(id, ROUND_FIGURES_LIMIT).await?;
     // A window of large batches holds hundreds of thousands of outcomes to sort: off the
     // async reactor, like the model endpoint's figures.
-    let rounds = tokio::task::spawn_blocking(move || {
-        round_points(space.as_ref(), maximize, tallies, &leaders, outcomes)
+    let (rounds, proxy) = tokio::task::spawn_blocking(move || {
+        let proxy = proxy_points(&outcomes);
+        let rounds = round_points(space.as_ref(), maximize, tallies, &leaders, outcomes);
+        (rounds, proxy)
     })
     .await
     .map_err(|e| Error::Internal(format!("dashboard figures task failed: {e}")))?;
@@ -168,11 +190,32 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
         .await?;
     Ok(Dashboard {
         rounds,
-        runs: store.run_summaries(id, RUN_ROWS).await?,
+        runs: store.run_summaries(id, HISTORY_LIMIT).await?,
+        proxy,
         best,
         pending: store.pending_rounds(id, PENDING_ROWS).await?,
         overview,
     })
+}
+
+/// The scatter of predictions against measurements, by ascending prediction (the order a
+/// chart's x axis needs).
+fn proxy_points(outcomes: &[ProposalOutcome]) -> Vec<ProxyPoint> {
+    let mut points: Vec<ProxyPoint> = outcomes
+        .iter()
+        .map(|o| ProxyPoint {
+            round: o.round_number,
+            predicted: o.proxy_mean,
+            std: o.proxy_std,
+            measured: o.mean_reward,
+        })
+        .collect();
+    points.sort_by(|a, b| {
+        a.predicted
+            .total_cmp(&b.predicted)
+            .then(a.measured.total_cmp(&b.measured))
+    });
+    points
 }
 
 /// Each round's point, oldest first, from the store's rows (tallies come newest first).
@@ -300,6 +343,27 @@ mod tests {
             value: value.to_string(),
             mean_reward,
         }
+    }
+
+    #[test]
+    fn proxy_points_come_by_ascending_prediction_with_their_measurements() {
+        let outcome = |round_number, proxy_mean, mean_reward| ProposalOutcome {
+            round_number,
+            proxy_mean,
+            proxy_std: 0.5,
+            mean_reward,
+        };
+        let points = proxy_points(&[
+            outcome(2, 3.0, 1.0),
+            outcome(2, -1.0, 4.0),
+            outcome(1, 3.0, 0.0),
+        ]);
+        let pairs: Vec<(i64, f64, f64)> = points
+            .iter()
+            .map(|p| (p.round, p.predicted, p.measured))
+            .collect();
+        assert_eq!(pairs, [(2, -1.0, 4.0), (1, 3.0, 0.0), (2, 3.0, 1.0)]);
+        assert!(proxy_points(&[]).is_empty());
     }
 
     #[test]

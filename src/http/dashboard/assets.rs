@@ -1,7 +1,7 @@
 //! The dashboard's scripts and styles, compiled into the binary so that the pages work
 //! without any network beyond this server: uPlot (MIT, vendored unchanged with its licence
-//! beside it) and the dashboard's own script and stylesheet. The pages use system fonts,
-//! so there is no font to serve.
+//! beside it) and the dashboard's own script, stylesheet and icon. The pages use system
+//! fonts, so there is no font to serve.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -33,6 +33,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("assets/uPlot.min.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/favicon.svg"),
+    ),
+    (
         "uPlot.LICENSE",
         "text/plain; charset=utf-8",
         include_bytes!("assets/uPlot.LICENSE"),
@@ -40,6 +45,24 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 /// `GET /dashboard/assets/{name}`: an embedded file, or 404.
+#[utoipa::path(
+    get,
+    path = "/dashboard/assets/{name}",
+    operation_id = "dashboard_asset",
+    tag = "dashboard",
+    summary = "A script, stylesheet or icon of the dashboard's pages, compiled into the binary",
+    params(("name" = String, Path, description = "`dashboard.js`, `dashboard.css`, `favicon.svg`, `uPlot.iife.min.js`, `uPlot.min.css` or `uPlot.LICENSE`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+            (String = "text/plain"),
+        )),
+        (status = 404, description = "No such asset", body = String, content_type = "text/plain"),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(file, _, _)| *file == name) {
         Some((_, content_type, bytes)) => (

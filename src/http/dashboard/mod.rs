@@ -2,7 +2,8 @@
 //! /campaigns/{id}/dashboard` shows one, and its script polls `GET
 //! /campaigns/{id}/dashboard/data` to stay current without reloading. These pages are not
 //! part of the JSON API: they are routed here, apart from [`super::ROUTES`], and the
-//! OpenAPI document does not describe them.
+//! OpenAPI document lists them under the tag `dashboard`, each operation marked
+//! `x-flowlab-html: true`, so that API clients can tell them apart.
 //!
 //! With an API token configured the pages need it too: `/signin` trades the token for a
 //! session cookie, which [`super::auth`] accepts on the reads in [`takes_session`] only, so
@@ -13,29 +14,35 @@ pub mod signin;
 pub mod views;
 
 use super::error::ApiError;
-use super::AppState;
+use super::{route, AppState, Method, Route};
 use crate::error::Error;
 use crate::service::dashboard;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::on;
+use axum::Json;
 use maud::Markup;
 use views::DashboardData;
 
 /// Scripts, styles and data from this server only; no inline script.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'";
 
-/// The dashboard's routes (none of them in [`super::ROUTES`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/campaigns/{id}/dashboard", get(page))
-        .route("/campaigns/{id}/dashboard/data", get(data))
-        .route("/dashboard/assets/{name}", get(assets::asset))
-        .route("/signin", get(signin::form).post(signin::submit))
-}
+/// The dashboard's routes: the browser's pages, their data and assets, apart from the JSON
+/// API's [`super::ROUTES`]. The OpenAPI document describes each of them too (tag
+/// `dashboard`, `x-flowlab-html`), which `http::openapi`'s tests check.
+pub const ROUTES: &[Route] = &[
+    route(Method::Get, "/", |m| on(m, index)),
+    route(Method::Get, "/campaigns/{id}/dashboard", |m| on(m, page)),
+    route(Method::Get, "/campaigns/{id}/dashboard/data", |m| {
+        on(m, data)
+    }),
+    route(Method::Get, "/dashboard/assets/{name}", |m| {
+        on(m, assets::asset)
+    }),
+    route(Method::Get, "/signin", |m| on(m, signin::form)),
+    route(Method::Post, "/signin", |m| on(m, signin::submit)),
+];
 
 /// Paths served without a token: the sign-in form and the static assets, which hold no data.
 pub fn is_open(path: &str) -> bool {
@@ -44,8 +51,8 @@ pub fn is_open(path: &str) -> bool {
 
 /// Whether a signed-in browser's session cookie may stand in for the bearer token: GET
 /// requests to the pages, their data and the candidate export they link. Never a write.
-pub fn takes_session(method: &Method, path: &str) -> bool {
-    if method != Method::GET {
+pub fn takes_session(method: &axum::http::Method, path: &str) -> bool {
+    if method != axum::http::Method::GET {
         return false;
     }
     if path == "/" {
@@ -118,12 +125,31 @@ fn campaign_id(raw: &str) -> Result<i64, Error> {
 }
 
 /// `?page=` of the index.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IndexQuery {
+    /// 1-based page number (anything else is page 1); past the end, an empty page.
+    #[param(value_type = Option<i64>)]
     page: Option<String>,
 }
 
 /// `GET /`: the campaigns, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard_index",
+    tag = "dashboard",
+    summary = "HTML page: the campaigns with their counts, best value and model, 20 a page, newest first",
+    params(IndexQuery),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 303, description = "A token is configured and the request has neither the bearer header nor a session: to `/signin?next=/`",
+            headers(("Location" = String, description = "`/signin?next=...`"))),
+        (status = 500, description = "A page saying that the server could not build this one (its log says why)", body = String, content_type = "text/html"),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn index(State(state): State<AppState>, Query(query): Query<IndexQuery>) -> Response {
     let page = query.page.and_then(|p| p.parse::<i64>().ok()).unwrap_or(1);
@@ -134,6 +160,23 @@ pub async fn index(State(state): State<AppState>, Query(query): Query<IndexQuery
 }
 
 /// `GET /campaigns/{id}/dashboard`: one campaign's page.
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/dashboard",
+    operation_id = "dashboard_page",
+    tag = "dashboard",
+    summary = "HTML page: one campaign's dashboard (charts, model, best candidates, pending rounds), redrawn from its data every 3 s",
+    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 303, description = "A token is configured and the request has neither the bearer header nor a session: to `/signin?next=...`",
+            headers(("Location" = String, description = "`/signin?next=/campaigns/{id}/dashboard`"))),
+        (status = 404, description = "A page saying that there is no such campaign", body = String, content_type = "text/html"),
+        (status = 500, description = "A page saying that the server could not build this one (its log says why)", body = String, content_type = "text/html"),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let found = match campaign_id(&id) {
@@ -147,6 +190,22 @@ pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Resp
 }
 
 /// `GET /campaigns/{id}/dashboard/data`: what the page's script redraws from.
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/dashboard/data",
+    operation_id = "dashboard_data",
+    tag = "dashboard",
+    summary = "The dashboard page's figures and tables, which its script polls; not part of the JSON API",
+    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "`series` (per round, oldest first), `runs`, `proxy` and `html` (the tables as HTML fragments) and `best`; the shape follows the page and may change with it", body = Object),
+        (status = 401, description = "`unauthorized`: a token is configured and the request has neither the bearer header nor a session", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
+        (status = 500, description = "`internal`", body = super::error::ErrorBody),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn data(
     State(state): State<AppState>,

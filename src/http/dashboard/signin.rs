@@ -32,19 +32,38 @@ pub fn location(path: &str) -> String {
 }
 
 /// `?next=` of the form.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Next {
+    /// Where to go after signing in: a path of this server (anything else is `/`).
     next: Option<String>,
 }
 
-/// The form's fields.
-#[derive(serde::Deserialize)]
+/// The form's fields (`application/x-www-form-urlencoded`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = SignInForm)]
 pub struct SignIn {
+    /// The server's API token.
     token: String,
+    /// Where to go once signed in: a path of this server (anything else is `/`).
     next: Option<String>,
 }
 
 /// `GET /signin`: the form; without a token configured there is nothing to sign in to.
+#[utoipa::path(
+    get,
+    path = "/signin",
+    operation_id = "dashboard_signin_form",
+    tag = "dashboard",
+    summary = "HTML page: the form that asks a browser for the API token",
+    params(Next),
+    responses(
+        (status = 200, description = "The form", body = String, content_type = "text/html"),
+        (status = 303, description = "No token is configured, so there is nothing to sign in to: to `next`",
+            headers(("Location" = String, description = "`next`, or `/`"))),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn form(State(state): State<AppState>, Query(query): Query<Next>) -> Response {
     let next = safe_next(query.next.as_deref().unwrap_or("/")).to_string();
@@ -56,6 +75,23 @@ pub async fn form(State(state): State<AppState>, Query(query): Query<Next>) -> R
 
 /// `POST /signin`: the right token sets the session cookie and goes on to `next`; a wrong
 /// one is refused with 401 and the form again.
+#[utoipa::path(
+    post,
+    path = "/signin",
+    operation_id = "dashboard_signin",
+    tag = "dashboard",
+    summary = "Trades the API token, sent by the form, for a session cookie that opens the dashboard's pages",
+    request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "The right token (or none configured): to `next`, with the session cookie",
+            headers(
+                ("Location" = String, description = "`next`, or `/`"),
+                ("Set-Cookie" = String, description = "`flowlab_session=...; HttpOnly; SameSite=Strict; Path=/`: derived from the token, never the token itself"),
+            )),
+        (status = 401, description = "Not this server's token: the form again, saying so", body = String, content_type = "text/html"),
+    ),
+    extensions(("x-flowlab-html" = json!(true))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     State(state): State<AppState>,

@@ -7,7 +7,8 @@ use crate::service::dashboard::{
     space_type, CampaignIndex, Dashboard, BEST_ROWS, CHART_ROUNDS, LEADERS_PER_ROUND, PENDING_ROWS,
     RUN_ROWS,
 };
-use crate::store::CandidateRow;
+use crate::store::training::HISTORY_LIMIT;
+use crate::store::{CandidateRow, ROUND_FIGURES_LIMIT};
 use maud::{html, Markup, DOCTYPE};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,8 @@ pub fn page(title: &str, header: Markup, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · flowlab" }
+                // An icon of its own, so the browser does not ask for a missing /favicon.ico.
+                link rel="icon" type="image/svg+xml" href={ (PREFIX) "favicon.svg" };
                 link rel="stylesheet" href={ (PREFIX) "uPlot.min.css" };
                 link rel="stylesheet" href={ (PREFIX) "dashboard.css" };
             }
@@ -50,7 +53,7 @@ pub fn index(index: &CampaignIndex) -> Markup {
                 p.empty { "No campaigns on this page. " a href="/" { "First page" } }
             } @else {
                 div.panel.table-wrap {
-                    table #campaigns {
+                    table #campaigns .cards {
                         thead { tr {
                             th { "Campaign" } th { "Space" }
                             th.num { "Candidates" } th.num { "Labelled" } th.num { "Failed" }
@@ -59,15 +62,15 @@ pub fn index(index: &CampaignIndex) -> Markup {
                         tbody {
                             @for s in &index.campaigns {
                                 tr data-campaign-id=(s.campaign.id) {
-                                    td { a href={ "/campaigns/" (s.campaign.id) "/dashboard" } { (s.campaign.spec.name) } }
-                                    td { (space_type(&s.campaign.spec.space)) }
-                                    td.num.candidates { (s.stats.candidates) }
-                                    td.num.labelled { (s.stats.labelled) }
-                                    td.num.failed { (s.stats.failed) }
-                                    td.num.pending { (s.stats.pending) }
-                                    td.num.best { (reward(s.best.as_ref().and_then(|b| b.mean_reward))) }
-                                    td { span class={ "status-" (s.model_status) } { (s.model_status) } " v" (s.model_version) }
-                                    td { (timestamp(s.last_activity.as_deref())) }
+                                    td.title { a href={ "/campaigns/" (s.campaign.id) "/dashboard" } { (s.campaign.spec.name) } }
+                                    td data-label="Space" { (space_type(&s.campaign.spec.space)) }
+                                    td.num.candidates data-label="Candidates" { (s.stats.candidates) }
+                                    td.num.labelled data-label="Labelled" { (s.stats.labelled) }
+                                    td.num.failed data-label="Failed" { (s.stats.failed) }
+                                    td.num.pending data-label="Pending" { (s.stats.pending) }
+                                    td.num.best data-label="Best" { (reward(s.best.as_ref().and_then(|b| b.mean_reward))) }
+                                    td data-label="Model" { span class={ "status-" (s.model_status) } { (s.model_status) } " v" (s.model_version) }
+                                    td data-label="Last activity" { (timestamp(s.last_activity.as_deref())) }
                                 }
                             }
                         }
@@ -108,8 +111,12 @@ pub fn dashboard(d: &Dashboard) -> Markup {
             h2 { "Model" }
             div.grid {
                 (chart("chart-prospective"))
+                (chart("chart-proxy"))
+                (chart("chart-runs"))
                 div.panel { h3.note { "Training runs (newest " (RUN_ROWS) ")" } div #runs .table-wrap { (runs(d)) } }
             }
+            p.note { "Predictions are the proxy's, stored when each round proposed its candidates, for the labelled ones of the newest "
+                (ROUND_FIGURES_LIMIT) " rounds; training runs are the newest " (HISTORY_LIMIT) ", as " code { "GET /campaigns/" (id) "/model" } " lists them." }
             h2 { "Where candidates came from" }
             div.grid { (chart("chart-sources")) }
             h2 { "Best candidates" }
@@ -160,20 +167,20 @@ fn runs(d: &Dashboard) -> Markup {
         return html! { p.empty { "No training yet: post labels and the model trains in the background." } };
     }
     html! {
-        table {
+        table.cards {
             thead { tr { th.num { "Run" } th { "Status" } th.num { "Steps" } th.num { "Loss" }
                 th.num { "Duration" } th.num { "Labels" } th.num { "Version" } th { "Started" } } }
-            tbody { @for r in &d.runs {
+            tbody { @for r in d.runs.iter().take(RUN_ROWS) {
                 tr {
-                    td.num { (r.id) }
-                    td { span class={ "status-" (r.status) } { (r.status) }
+                    td.num.title { span.card-only { "Run " } (r.id) }
+                    td data-label="Status" { span class={ "status-" (r.status) } { (r.status) }
                         @if let Some(e) = &r.error { br; span.note { (e) } } }
-                    td.num { (r.steps) }
-                    td.num { (reward(r.loss)) }
-                    td.num { (duration(r.duration_seconds)) }
-                    td.num { (r.labels) }
-                    td.num { (r.version.map(|v| v.to_string()).unwrap_or_else(|| "–".into())) }
-                    td { (timestamp(Some(&r.started_at))) }
+                    td.num data-label="Steps" { (r.steps) }
+                    td.num data-label="Loss" { (reward(r.loss)) }
+                    td.num data-label="Duration" { (duration(r.duration_seconds)) }
+                    td.num data-label="Labels" { (r.labels) }
+                    td.num data-label="Version" { (r.version.map(|v| v.to_string()).unwrap_or_else(|| "–".into())) }
+                    td data-label="Started" { (timestamp(Some(&r.started_at))) }
                 }
             } }
         }
@@ -256,6 +263,10 @@ pub struct DashboardData {
     /// The best mean reward, as `GET /campaigns/{id}` reports it.
     pub best: Option<f64>,
     pub series: Series,
+    /// The model's training runs, oldest first.
+    pub runs: RunSeries,
+    /// The proxy's predictions against the measurements, by ascending prediction.
+    pub proxy: ProxySeries,
     /// Fragments of HTML by the id of the element they replace.
     pub html: BTreeMap<&'static str, String>,
 }
@@ -272,6 +283,21 @@ pub struct Series {
     pub coverage_1sigma: Vec<Option<f64>>,
     /// Candidates proposed per round, by source.
     pub sources: BTreeMap<String, Vec<i64>>,
+}
+
+/// One entry per training run, oldest first.
+#[derive(Debug, Serialize)]
+pub struct RunSeries {
+    pub id: Vec<i64>,
+    /// Null for a run that has not succeeded.
+    pub loss: Vec<Option<f64>>,
+}
+
+/// One entry per labelled candidate with a stored prediction.
+#[derive(Debug, Serialize)]
+pub struct ProxySeries {
+    pub predicted: Vec<f64>,
+    pub measured: Vec<f64>,
 }
 
 impl DashboardData {
@@ -309,6 +335,14 @@ impl DashboardData {
                 spearman: pick(|r| r.prospective.spearman),
                 coverage_1sigma: pick(|r| r.prospective.coverage_1sigma),
                 sources,
+            },
+            runs: RunSeries {
+                id: d.runs.iter().rev().map(|r| r.id).collect(),
+                loss: d.runs.iter().rev().map(|r| r.loss).collect(),
+            },
+            proxy: ProxySeries {
+                predicted: d.proxy.iter().map(|p| p.predicted).collect(),
+                measured: d.proxy.iter().map(|p| p.measured).collect(),
             },
             html,
         }

@@ -26,8 +26,10 @@
     box.replaceChildren(p);
   }
 
-  // Draws `series` over the rounds `x` in the container `id`, or says what to do next
-  // when there is nothing to draw yet.
+  // Draws `series` over `x` in the container `id`, or says what to do next when there is
+  // nothing to draw yet: `spec.none` without any x, `empty` when every value is missing.
+  // `spec.whole` keeps the x ticks on whole numbers (rounds, runs); a series with
+  // `scatter` is drawn as points only, one with `guide` as a dashed line without points.
   function render(id, spec, x, series, empty) {
     const box = document.getElementById(id);
     if (!box) return;
@@ -38,7 +40,7 @@
         charts[id].destroy();
         delete charts[id];
       }
-      showEmpty(box, x.length === 0 ? "No rounds yet: ask for a batch with POST /rounds." : empty);
+      showEmpty(box, x.length === 0 ? spec.none : empty);
       return;
     }
     const data = [x, ...ys];
@@ -52,29 +54,44 @@
     box.replaceChildren();
     const text = cssVar("--text");
     const grid = cssVar("--border");
+    const muted = cssVar("--muted");
     const axis = (label) => ({
       label: label,
       stroke: text,
       grid: { stroke: grid, width: 1 },
       ticks: { stroke: grid, width: 1 },
     });
-    // Rounds are whole numbers: no ticks between them.
-    const rounds = Object.assign(axis(spec.x), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] });
+    const xAxis = axis(spec.x);
+    // Rounds and runs are whole numbers: no ticks between them.
+    if (spec.whole) xAxis.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+    let colour = 0;
     const chart = new uPlot(
       {
         title: spec.title,
-        width: Math.max(260, box.clientWidth - 4),
-        height: 240,
+        // Values under the pointer where there is one; on a touch screen, the names only.
+        legend: { live: hover },
+        width: chartWidth(box),
+        height: CHART_HEIGHT,
         scales: { x: { time: false }, y: spec.yRange ? { range: spec.yRange } : {} },
-        axes: [rounds, axis(spec.y)],
+        axes: [xAxis, axis(spec.y)],
         series: [{ label: spec.x }].concat(
-          series.map((s, i) => ({
-            label: s.label,
-            stroke: palette[i % palette.length],
-            width: 2,
-            spanGaps: true,
-            points: { show: true, size: 5 },
-          }))
+          series.map((s) => {
+            if (s.guide) {
+              return { label: s.label, stroke: muted, width: 1, dash: [4, 4], points: { show: false } };
+            }
+            const line = {
+              label: s.label,
+              stroke: palette[colour++ % palette.length],
+              width: 2,
+              spanGaps: true,
+              points: { show: true, size: 5 },
+            };
+            if (s.scatter) {
+              line.paths = () => null;
+              line.points = { show: true, size: 7, fill: line.stroke };
+            }
+            return line;
+          })
         ),
       },
       data,
@@ -84,9 +101,17 @@
     charts[id] = chart;
   }
 
+  const CHART_HEIGHT = 240;
+  const hover = window.matchMedia("(hover: hover)").matches;
+  function chartWidth(box) {
+    return Math.max(240, box.clientWidth - 4);
+  }
+
   function percent(values) {
     return values.map((v) => (v === null ? null : 100 * v));
   }
+
+  const noRounds = "No rounds yet: ask for a batch with POST /rounds.";
 
   function apply(data) {
     for (const [id, html] of Object.entries(data.html)) {
@@ -98,7 +123,7 @@
     const x = s.round;
     render(
       "chart-progress",
-      { title: "Best so far and top-10 mean", x: "round", y: "reward (oracle units)" },
+      { title: "Best so far and top-10 mean", x: "round", y: "reward (oracle units)", whole: true, none: noRounds },
       x,
       [
         { label: "best so far", values: s.best_so_far },
@@ -108,21 +133,21 @@
     );
     render(
       "chart-failed",
-      { title: "Failed share of each round's measurements", x: "round", y: "failed (%)", yRange: [0, 100] },
+      { title: "Failed share of each round's measurements", x: "round", y: "failed (%)", yRange: [0, 100], whole: true, none: noRounds },
       x,
       [{ label: "failed", values: percent(s.failed_fraction) }],
       "Nothing measured yet: post labels (failures too) to see this."
     );
     render(
       "chart-diversity",
-      { title: "Diversity of the top 10 (mean pairwise distance)", x: "round", y: "distance (space units)" },
+      { title: "Diversity of the top 10 (mean pairwise distance)", x: "round", y: "distance (space units)", whole: true, none: noRounds },
       x,
       [{ label: "top-10 diversity", values: s.top_diversity }],
       "Needs two labelled candidates: post labels to see it."
     );
     render(
       "chart-prospective",
-      { title: "Proxy predictions vs. measurements", x: "round", y: "ρ, share (unitless)" },
+      { title: "Proxy quality per round", x: "round", y: "ρ, share (unitless)", whole: true, none: noRounds },
       x,
       [
         { label: "Spearman ρ", values: s.spearman },
@@ -132,10 +157,40 @@
     );
     render(
       "chart-sources",
-      { title: "Where candidates came from", x: "round", y: "candidates" },
+      { title: "Where candidates came from", x: "round", y: "candidates", whole: true, none: noRounds },
       x,
       Object.entries(s.sources).map(([name, values]) => ({ label: name, values: values })),
       "No candidates yet: ask for a batch with POST /rounds."
+    );
+    const p = data.proxy;
+    render(
+      "chart-proxy",
+      {
+        title: "Measured vs. predicted at proposal",
+        x: "predicted reward",
+        y: "measured (oracle units)",
+        none: "No predictions to compare yet: they need labelled candidates of rounds proposed with a trained proxy.",
+      },
+      p.predicted,
+      [
+        { label: "candidates", values: p.measured, scatter: true },
+        { label: "measured = predicted", values: p.predicted, guide: true },
+      ],
+      ""
+    );
+    const r = data.runs;
+    render(
+      "chart-runs",
+      {
+        title: "Loss of each training run",
+        x: "training run (id)",
+        y: "loss",
+        whole: true,
+        none: "No training yet: post labels and the model trains in the background.",
+      },
+      r.id,
+      [{ label: "loss", values: r.loss }],
+      "No run has finished yet."
     );
   }
 
@@ -167,7 +222,7 @@
   window.addEventListener("resize", () => {
     for (const [id, chart] of Object.entries(charts)) {
       const box = document.getElementById(id);
-      if (box) chart.setSize({ width: Math.max(260, box.clientWidth - 4), height: 240 });
+      if (box) chart.setSize({ width: chartWidth(box), height: CHART_HEIGHT });
     }
   });
   refresh();
