@@ -33,6 +33,21 @@ pub async fn create_round(
             return Ok(Written::Existing(round(service, id).await?));
         }
     }
+    let space = campaign.spec.build_space()?;
+    if let Some(d) = request.min_distance {
+        // Beyond the space's largest distance no two candidates fit: refused before any
+        // work, rather than searching in vain.
+        if request.batch_size > 1 && d > space.diameter() {
+            return Err(Error::invalid(
+                "min_distance",
+                format!(
+                    "{d} is larger than the largest distance between two candidates of this space ({}), so no batch of {} fits",
+                    space.diameter(),
+                    request.batch_size
+                ),
+            ));
+        }
+    }
     if request.wait_for_model {
         // Failed observations count: a model trained before a batch that failed entirely
         // would propose the same failures again.
@@ -43,7 +58,6 @@ pub async fn create_round(
             .wait_for_model(campaign.id, needed, timeout)
             .await?;
     }
-    let space = campaign.spec.build_space()?;
     let model = service.trainer.model(campaign.id, space.clone()).await?;
     let training = campaign.spec.training;
     let sampler = Sampler {

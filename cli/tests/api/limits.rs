@@ -455,3 +455,34 @@ on_both_backends!(
     a_campaign_that_crashes_the_server_is_given_up,
     a_campaign_that_crashes_the_server_is_given_up
 );
+
+async fn an_impossible_min_distance_is_refused_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(grid_campaign("apart")).await;
+    let (status, body) = app
+        .round(json!({"campaign_id": id, "batch_size": 2, "min_distance": 1000.0}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid_value");
+    assert_eq!(field_of(&body), "min_distance", "{body}");
+    let stored = app
+        .query_i64(&format!(
+            "select count(*) from rounds where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(stored, 0, "nothing stored");
+    // One candidate has no pair to keep apart; a reachable distance is served as usual.
+    let (status, body) = app
+        .round(json!({"campaign_id": id, "batch_size": 1, "min_distance": 1000.0}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app
+        .round(json!({"campaign_id": id, "batch_size": 2, "min_distance": 3.0}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    an_impossible_min_distance_is_refused_at_once,
+    an_impossible_min_distance_is_refused_at_once
+);
