@@ -63,6 +63,7 @@ NOT_CLASSES = {
     "LabelsRequest": "Client.post_labels takes the list of Label",
     "RoundRequest": "the arguments of Client.create_round",
     "SpaceSpec": "Sequence, Grid and Set",
+    "SignInForm": "the dashboard's sign-in form, filled in by a browser",
 }
 
 #: Enumerations of the document and the Literal types of the client.
@@ -84,12 +85,25 @@ SPACE_CLASSES = {"sequence": flowlab.Sequence, "grid": flowlab.Grid, "set": flow
 
 
 def document_operations() -> dict[str, tuple[str, str]]:
+    """The JSON API's operations: the dashboard's browser pages (marked ``x-flowlab-html``)
+    are for people, not for this client."""
     found = {}
     for path, item in DOCUMENT["paths"].items():
         for method, operation in item.items():
-            if method in HTTP_METHODS:
+            if method in HTTP_METHODS and not operation.get("x-flowlab-html"):
                 found[operation["operationId"]] = (method.upper(), path)
     return found
+
+
+def test_the_document_marks_the_dashboard_pages() -> None:
+    """The filter above must leave something out, or it would hide nothing."""
+    pages = [
+        (method, path)
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and operation.get("x-flowlab-html")
+    ]
+    assert ("get", "/campaigns/{id}/dashboard") in pages
 
 
 def test_every_operation_of_the_document_is_covered_by_the_client() -> None:
