@@ -63,12 +63,19 @@ pub fn run(args: &DemoArgs, out: &mut impl Write) -> anyhow::Result<()> {
     outcome
 }
 
+/// The demo server's settings: a newcomer's machine may be slow, so rounds never give up
+/// on a training run, and a request outlives the longest wait it may hold.
+fn server_config(database_url: &str) -> Config {
+    let mut config = Config::for_database(database_url);
+    config.wait_timeout_seconds = 3600.0;
+    config.request_timeout_seconds = config.wait_timeout_seconds + 60.0;
+    config
+}
+
 async fn demo(args: &DemoArgs, task: &Task, out: &mut impl Write) -> anyhow::Result<()> {
     let database =
         Database::create(Backend::Sqlite, "flowlab_demo", DEFAULT_POSTGRES_ADMIN_URL).await?;
-    let mut config = Config::for_database(database.url());
-    // A newcomer's machine may be slow: never give up on a training run.
-    config.wait_timeout_seconds = 3600.0;
+    let config = server_config(database.url());
     let server = EmbeddedServer::start(config).await?;
     let database_path = database.sqlite_path().unwrap_or_default();
     writeln!(
@@ -202,4 +209,14 @@ async fn play(
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(e, score)| (task.to_value(&e.candidate).to_string(), score));
     Ok((rows, best, csv_rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_servers_settings_are_valid() {
+        assert_eq!(server_config("sqlite://unused.db").validate(), Ok(()));
+    }
 }

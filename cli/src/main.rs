@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // candle sizes its matrix-product thread pool from RAYON_NUM_THREADS at every call. Its
     // products here are small, where a second thread costs more than it brings (measured

@@ -695,6 +695,16 @@ fn run_baseline(
     }
 }
 
+/// The embedded server's settings for one flowlab run: rounds wait for training however
+/// slow the machine, and a request outlives the longest wait it may hold.
+fn server_config(database_url: &str, training_threads: usize) -> ::flowlab::config::Config {
+    let mut config = ::flowlab::config::Config::for_database(database_url);
+    config.training_threads = training_threads;
+    config.wait_timeout_seconds = WAIT_FOR_MODEL_SECONDS;
+    config.request_timeout_seconds = WAIT_FOR_MODEL_SECONDS + 60.0;
+    config
+}
+
 /// A flowlab variant on a fresh embedded server: one campaign, the initial batch imported,
 /// `rounds` rounds, then the server is stopped (cancelling the training run the last labels
 /// started) and its database removed.
@@ -713,9 +723,7 @@ async fn run_flowlab(
         DEFAULT_POSTGRES_ADMIN_URL,
     )
     .await?;
-    let mut config = ::flowlab::config::Config::for_database(database.url());
-    config.training_threads = args.campaign.training_threads;
-    config.wait_timeout_seconds = WAIT_FOR_MODEL_SECONDS;
+    let config = server_config(database.url(), args.campaign.training_threads);
     let server = EmbeddedServer::start(config).await?;
     let looped = flowlab_rounds(
         args,
@@ -1065,6 +1073,12 @@ fn write_plots(args: &LoopBenchArgs, runs: &[RunOutcome]) -> anyhow::Result<()> 
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_servers_settings_are_valid() {
+        let config = server_config("sqlite://unused.db", 1);
+        assert_eq!(config.validate(), Ok(()));
+    }
 
     fn args(methods: Vec<Method>) -> LoopBenchArgs {
         LoopBenchArgs {
