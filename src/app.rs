@@ -54,6 +54,7 @@ impl App {
                 lease_ttl: Duration::from_secs_f64(config.lease_ttl_seconds),
                 owner: format!("{}-{}", hostname(), std::process::id()),
                 keep_checkpoints: config.keep_checkpoints,
+                slice: Duration::from_secs_f64(config.training_slice_seconds),
             },
             metrics.clone(),
         );

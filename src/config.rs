@@ -107,6 +107,14 @@ pub struct Config {
         default_value_t = 3
     )]
     pub keep_checkpoints: i64,
+    /// Seconds a campaign's training run computes before the next waiting run gets a turn:
+    /// runs take turns, so a long one cannot hold up the others.
+    #[arg(
+        long = "training-slice",
+        env = "FLOWLAB_TRAINING_SLICE",
+        default_value_t = 2.0
+    )]
+    pub training_slice_seconds: f64,
 }
 
 /// Shortest API token accepted: a guessable token protects nothing.
@@ -139,6 +147,7 @@ impl std::fmt::Debug for Config {
             max_body_bytes,
             max_label_body_bytes,
             keep_checkpoints,
+            training_slice_seconds,
         } = self;
         f.debug_struct("Config")
             .field("bind", bind)
@@ -156,6 +165,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", max_body_bytes)
             .field("max_label_body_bytes", max_label_body_bytes)
             .field("keep_checkpoints", keep_checkpoints)
+            .field("training_slice_seconds", training_slice_seconds)
             .finish()
     }
 }
@@ -200,6 +210,7 @@ impl Config {
         seconds_within("--lease-ttl", self.lease_ttl_seconds, 1.0)?;
         seconds_within("--header-timeout", self.header_timeout_seconds, 0.1)?;
         seconds_within("--request-timeout", self.request_timeout_seconds, 1.0)?;
+        seconds_within("--training-slice", self.training_slice_seconds, 0.01)?;
         if self.request_timeout_seconds <= self.wait_timeout_seconds {
             return Err(format!(
                 "--request-timeout ({} s) must be longer than --wait-timeout ({} s), or waiting rounds would be cut off",
@@ -242,6 +253,7 @@ impl Config {
             max_body_bytes: 1 << 20,
             max_label_body_bytes: 8 << 20,
             keep_checkpoints: 3,
+            training_slice_seconds: 2.0,
         }
     }
 }
@@ -294,7 +306,7 @@ mod tests {
     #[test]
     fn out_of_range_durations_and_limits_are_refused_not_a_panic() {
         type Setter = fn(&mut Config);
-        let cases: [(&str, Setter); 10] = [
+        let cases: [(&str, Setter); 11] = [
             ("--wait-timeout", |c| c.wait_timeout_seconds = 1e20),
             ("--wait-timeout", |c| c.wait_timeout_seconds = f64::NAN),
             ("--lease-ttl", |c| c.lease_ttl_seconds = 1e20),
@@ -305,6 +317,7 @@ mod tests {
             ("--max-body", |c| c.max_body_bytes = 10),
             ("--max-label-body", |c| c.max_label_body_bytes = usize::MAX),
             ("--keep-checkpoints", |c| c.keep_checkpoints = 0),
+            ("--training-slice", |c| c.training_slice_seconds = 0.0),
         ];
         for (flag, set) in cases {
             let mut c = Config::for_database("sqlite::memory:");

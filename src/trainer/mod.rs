@@ -49,6 +49,8 @@ pub struct TrainerConfig {
     pub owner: String,
     /// Checkpoint versions kept per campaign, the newest included.
     pub keep_checkpoints: i64,
+    /// Longest turn of one run on the compute thread while other runs wait for theirs.
+    pub slice: Duration,
 }
 
 /// A cheap handle on the trainer, held by the HTTP state.

@@ -1,9 +1,9 @@
 //! The training recipe: one run of a campaign, synchronous, no database, only the engine
-//! and the reward arithmetic. The compute thread ([`super::compute`]) runs it.
+//! and the reward arithmetic. The compute thread ([`super::compute`]) runs it in turns.
 //!
 //! May import `gfn`, `proxy`, `domain` and `model`; never the store, sqlx or axum.
 
-use super::compute::{JobError, TrainJob, TrainOutput};
+use super::compute::{JobError, TrainJob, TrainOutput, Turn};
 use crate::domain::campaign::CampaignSpec;
 use crate::gfn::propose::reward_walk;
 use crate::gfn::{Exploration, GflowNet, Space, State, Trajectory};
@@ -17,7 +17,7 @@ use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The reported loss is the mean over this many last steps (one step's loss is noisy).
 const LOSS_WINDOW: usize = 10;
@@ -228,99 +228,273 @@ fn proxy_log_rewards(
     Ok(surrogate.log_rewards(reward, &predictions))
 }
 
-/// Trains the campaign's model on its data: fits the surrogate on the labelled and failed
-/// candidates (see [`fit_surrogate`]), then resumes the GFlowNet from the given checkpoint
-/// (or starts a fresh seeded one) and takes `training.steps` steps, each on a batch mixed as
-/// `training.mix` says: measured candidates (labelled and failed) replayed by rank,
-/// forward trajectories from the policy, and mutations and crossovers of the elites, walked
-/// on the proxy's reward (`gfn::propose::reward_walk`) and replayed by rank — the off-policy
-/// data of Genetic GFN (Kim et al. 2024).
+/// Trains the campaign's model on its data, in one go: [`Training`] from start to finish.
+#[cfg(test)]
+pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
+    let mut training = Training::start(job)?;
+    while !training.advance(None)? {}
+    training.finish()
+}
+
+/// The training run as the compute thread takes it: a job of turns (see
+/// [`super::compute`]). The first turn prepares the run ([`Training::start`]), each turn
+/// then takes steps until its deadline, and the last one writes the checkpoint.
+pub(crate) fn in_turns(job: TrainJob) -> impl FnMut(Instant) -> Turn<TrainOutput> + Send {
+    let mut waiting = Some(job);
+    let mut training: Option<Training> = None;
+    move |deadline| {
+        if let Some(job) = waiting.take() {
+            match Training::start(job) {
+                Ok(started) => training = Some(started),
+                Err(e) => return Turn::Finished(Err(e)),
+            }
+        }
+        let Some(run) = training.as_mut() else {
+            return Turn::Finished(Err(JobError::Failed(
+                "the training run was already finished".into(),
+            )));
+        };
+        match run.advance(Some(deadline)) {
+            Err(e) => Turn::Finished(Err(e)),
+            Ok(false) => Turn::Unfinished,
+            Ok(true) => match training.take() {
+                Some(run) => Turn::Finished(run.finish()),
+                None => Turn::Unfinished,
+            },
+        }
+    }
+}
+
+/// One training run of a campaign, between its turns on the compute thread.
+///
+/// [`Training::start`] fits the surrogate on the labelled and failed candidates (see
+/// [`fit_surrogate`]), then resumes the GFlowNet from the given checkpoint (or starts a
+/// fresh seeded one). [`Training::advance`] takes `training.steps` steps, each on a batch
+/// mixed as `training.mix` says: measured candidates (labelled and failed) replayed by
+/// rank, forward trajectories from the policy, and mutations and crossovers of the elites,
+/// walked on the proxy's reward (`gfn::propose::reward_walk`) and replayed by rank — the
+/// off-policy data of Genetic GFN (Kim et al. 2024).
 ///
 /// One reward: once a proxy exists, every terminal the run trains on — measured, sampled or
 /// generated — is rewarded by the proxy's acquisition with the feasibility model, so one
 /// value never has two targets; measured values enter through the fit. Before a proxy
 /// (fewer than [`MIN_PROXY_LABELS`] successes and no failures) the measured rewards are the
 /// only data. Checks `cancel` before every step.
-pub(crate) fn train(job: TrainJob) -> Result<TrainOutput, JobError> {
-    let _entered =
-        tracing::info_span!("train", campaign_id = job.campaign_id, run = job.run_number).entered();
-    crash_if_switched_on(&job.spec.name);
-    let started = Instant::now();
-    let data = MeasuredData::read(&job)?;
-    let space = data.space.clone();
-    let reward = job.spec.reward;
-    let mut rng = StdRng::seed_from_u64(run_seed(job.spec.training.seed, job.run_number));
-    let (mut net, resumed_from) = start_network(&job, &space, &mut rng)?;
-    let surrogate = fit_surrogate(&job, &data, &mut rng)?;
-    if job.cancel.load(Ordering::Relaxed) {
-        return Err(JobError::Cancelled);
+pub(crate) struct Training {
+    job: TrainJob,
+    data: MeasuredData,
+    surrogate: Option<Surrogate>,
+    net: GflowNet,
+    rng: StdRng,
+    resumed_from: Option<i64>,
+    elites: Vec<State>,
+    measured: Replay,
+    measured_count: usize,
+    generated: Replay,
+    mix: BatchMix,
+    explore: Exploration,
+    /// Steps taken so far in this run.
+    step: usize,
+    /// Losses of the last [`LOSS_WINDOW`] steps taken.
+    recent: VecDeque<f32>,
+    log_z: f32,
+    skipped_steps: usize,
+    /// Time spent computing, turns only (not waiting for them).
+    busy: Duration,
+}
+
+impl Training {
+    /// Reads the job's data, fits the surrogate and readies the network and the replay
+    /// buffers.
+    pub(crate) fn start(job: TrainJob) -> Result<Self, JobError> {
+        let started = Instant::now();
+        let span =
+            tracing::info_span!("train", campaign_id = job.campaign_id, run = job.run_number);
+        let _entered = span.enter();
+        crash_if_switched_on(&job.spec.name);
+        let data = MeasuredData::read(&job)?;
+        let space = data.space.clone();
+        let reward = job.spec.reward;
+        let mut rng = StdRng::seed_from_u64(run_seed(job.spec.training.seed, job.run_number));
+        let (mut net, resumed_from) = start_network(&job, &space, &mut rng)?;
+        let surrogate = fit_surrogate(&job, &data, &mut rng)?;
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err(JobError::Cancelled);
+        }
+        let rewarder = Rewarder {
+            surrogate: surrogate.as_ref(),
+            space: space.as_ref(),
+            reward: &reward,
+        };
+        let elites = data.elites(reward.maximize, job.spec.training.elites);
+        let measured = rewarder.measured(&data)?;
+        let measured_count = measured.len();
+        if resumed_from.is_none() {
+            start_log_z(&mut net, &rewarder, &measured, &mut rng)?;
+        }
+        let measured = Replay::new(measured);
+        let batch_size = job.spec.training.batch_size.max(1);
+        let mut mix = BatchMix::of(&job.spec, surrogate.is_some(), batch_size);
+        let walk = job.spec.training.pool_walk;
+        let generated = match mix.local {
+            0 => Replay::new(Vec::new()),
+            _ => Replay::new(rewarder.generated(&elites, batch_size, walk, &mut rng)?),
+        };
+        // Without elites to mutate, the local-search share replays measured candidates
+        // instead.
+        if generated.is_empty() {
+            mix.labelled += mix.local;
+            mix.local = 0;
+        }
+        let log_z = net.log_z()?;
+        let explore = Exploration {
+            temperature: 1.0,
+            epsilon: job.spec.training.epsilon as f32,
+        };
+        Ok(Self {
+            data,
+            surrogate,
+            net,
+            rng,
+            resumed_from,
+            elites,
+            measured,
+            measured_count,
+            generated,
+            mix,
+            explore,
+            step: 0,
+            recent: VecDeque::with_capacity(LOSS_WINDOW),
+            log_z,
+            skipped_steps: 0,
+            busy: started.elapsed(),
+            job,
+        })
     }
-    let rewarder = Rewarder {
-        surrogate: surrogate.as_ref(),
-        space: space.as_ref(),
-        reward: &reward,
-    };
-    let elites = data.elites(reward.maximize, job.spec.training.elites);
-    let measured = rewarder.measured(&data)?;
-    let measured_count = measured.len();
-    if resumed_from.is_none() {
-        start_log_z(&mut net, &rewarder, &measured, &mut rng)?;
+
+    /// Takes steps until the run's `training.steps` are done (true) or `deadline` has
+    /// passed (false; at least one step is taken first). A step with a non-finite loss or
+    /// gradient is skipped and counted, and a run whose every step is skipped fails.
+    pub(crate) fn advance(&mut self, deadline: Option<Instant>) -> Result<bool, JobError> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "train",
+            campaign_id = self.job.campaign_id,
+            run = self.job.run_number
+        );
+        let _entered = span.enter();
+        let steps = self.job.spec.training.steps;
+        let mix = self.mix;
+        let rewarder = Rewarder {
+            surrogate: self.surrogate.as_ref(),
+            space: self.data.space.as_ref(),
+            reward: &self.job.spec.reward,
+        };
+        let mut batch: Vec<(State, f32)> = Vec::with_capacity(mix.total());
+        let mut first = true;
+        while self.step < steps {
+            if !first && deadline.is_some_and(|d| Instant::now() >= d) {
+                self.busy += started.elapsed();
+                return Ok(false);
+            }
+            first = false;
+            if self.job.cancel.load(Ordering::Relaxed) {
+                tracing::info!(step = self.step, "training cancelled");
+                return Err(JobError::Cancelled);
+            }
+            let step = self.step;
+            self.step += 1;
+            batch.clear();
+            self.measured
+                .sample(mix.labelled, &mut self.rng, &mut batch);
+            self.generated.sample(mix.local, &mut self.rng, &mut batch);
+            let mut trajectories = self.net.sample_backward(&batch, &mut self.rng)?;
+            if rewarder.surrogate.is_some() && mix.forward > 0 {
+                let mut forward: Vec<Trajectory> =
+                    self.net
+                        .sample_forward(mix.forward, self.explore, &mut self.rng)?;
+                let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
+                let rewards = rewarder.log_rewards(&ends)?.unwrap_or_default();
+                for (t, lr) in forward.iter_mut().zip(rewards) {
+                    t.log_reward = lr;
+                }
+                trajectories.extend(forward);
+            }
+            if trajectories.is_empty() {
+                return Err(JobError::Failed("no trajectories to train on".into()));
+            }
+            let report = self.net.train_step(&trajectories)?;
+            self.job.step_counter.inc();
+            if report.skipped {
+                self.skipped_steps += 1;
+                if self.skipped_steps == steps {
+                    return Err(JobError::Failed(format!(
+                        "training diverged: every step had a non-finite loss or gradient (last loss {})",
+                        report.loss
+                    )));
+                }
+                continue;
+            }
+            if self.recent.len() == LOSS_WINDOW {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(report.loss);
+            self.log_z = report.log_z;
+            if step % 500 == 499 {
+                tracing::debug!(step = step + 1, loss = report.loss, "training");
+            }
+        }
+        self.busy += started.elapsed();
+        Ok(true)
     }
-    let measured = Replay::new(measured);
-    let batch_size = job.spec.training.batch_size.max(1);
-    let mut mix = BatchMix::of(&job.spec, surrogate.is_some(), batch_size);
-    let walk = job.spec.training.pool_walk;
-    let generated = match mix.local {
-        0 => Replay::new(Vec::new()),
-        _ => Replay::new(rewarder.generated(&elites, batch_size, walk, &mut rng)?),
-    };
-    // Without elites to mutate, the local-search share replays measured candidates instead.
-    if generated.is_empty() {
-        mix.labelled += mix.local;
-        mix.local = 0;
+
+    /// The run's checkpoint and figures, once every step is taken.
+    pub(crate) fn finish(self) -> Result<TrainOutput, JobError> {
+        let span = tracing::info_span!(
+            "train",
+            campaign_id = self.job.campaign_id,
+            run = self.job.run_number
+        );
+        let _entered = span.enter();
+        let total_steps = self.net.steps();
+        let quality = self.surrogate.as_ref().and_then(Surrogate::quality);
+        let loss = self.recent.iter().map(|l| f64::from(*l)).sum::<f64>()
+            / self.recent.len().max(1) as f64;
+        let model = Model {
+            gfn: self.net,
+            surrogate: self.surrogate,
+            elites: self.elites,
+        };
+        let checkpoint = model
+            .to_bytes()
+            .map_err(|e| JobError::Failed(format!("writing the checkpoint failed: {e}")))?;
+        let seconds = self.busy.as_secs_f64();
+        let steps = self.job.spec.training.steps;
+        let mix = self.mix;
+        tracing::info!(steps, loss, seconds, "training finished");
+        let metrics = json!({
+            "loss": loss,
+            "log_z": self.log_z,
+            "steps": steps,
+            "total_steps": total_steps,
+            "skipped_steps": self.skipped_steps,
+            "batch_size": self.job.spec.training.batch_size.max(1),
+            "candidates": self.data.terminals.len(),
+            "failed_candidates": self.data.failed.len(),
+            "replayed_measured": self.measured_count,
+            "mix": {"labelled": mix.labelled, "forward": mix.forward, "local_search": mix.local},
+            "proxy": quality,
+            "resumed_from": self.resumed_from,
+            "seconds": seconds,
+        });
+        Ok(TrainOutput {
+            steps: steps as u64,
+            total_steps,
+            loss,
+            checkpoint,
+            metrics,
+        })
     }
-    let sources = BatchSources {
-        measured: &measured,
-        generated: &generated,
-        mix,
-        rewarder: &rewarder,
-    };
-    let progress = run_steps(&job, &mut net, &sources, &mut rng)?;
-    let total_steps = net.steps();
-    let quality = surrogate.as_ref().and_then(Surrogate::quality);
-    let model = Model {
-        gfn: net,
-        surrogate,
-        elites,
-    };
-    let checkpoint = model
-        .to_bytes()
-        .map_err(|e| JobError::Failed(format!("writing the checkpoint failed: {e}")))?;
-    let seconds = started.elapsed().as_secs_f64();
-    let steps = job.spec.training.steps;
-    tracing::info!(steps, loss = progress.loss, seconds, "training finished");
-    let metrics = json!({
-        "loss": progress.loss,
-        "log_z": progress.log_z,
-        "steps": steps,
-        "total_steps": total_steps,
-        "skipped_steps": progress.skipped_steps,
-        "batch_size": batch_size,
-        "candidates": data.terminals.len(),
-        "failed_candidates": data.failed.len(),
-        "replayed_measured": measured_count,
-        "mix": {"labelled": mix.labelled, "forward": mix.forward, "local_search": mix.local},
-        "proxy": quality,
-        "resumed_from": resumed_from,
-        "seconds": seconds,
-    });
-    Ok(TrainOutput {
-        steps: steps as u64,
-        total_steps,
-        loss: progress.loss,
-        checkpoint,
-        metrics,
-    })
 }
 
 /// The run's measured candidates, parsed: labelled ones with their scores (pooled over
@@ -505,90 +679,6 @@ fn start_log_z(
     Ok(())
 }
 
-/// Where each step's batch comes from.
-struct BatchSources<'a> {
-    measured: &'a Replay,
-    generated: &'a Replay,
-    mix: BatchMix,
-    rewarder: &'a Rewarder<'a>,
-}
-
-/// What the steps left behind.
-struct Progress {
-    /// Mean loss over the last [`LOSS_WINDOW`] steps.
-    loss: f64,
-    log_z: f32,
-    skipped_steps: usize,
-}
-
-/// Takes `training.steps` steps, checking `cancel` before each; a step with a non-finite
-/// loss or gradient is skipped and counted, and a run whose every step is skipped fails.
-fn run_steps(
-    job: &TrainJob,
-    net: &mut GflowNet,
-    sources: &BatchSources<'_>,
-    rng: &mut StdRng,
-) -> Result<Progress, JobError> {
-    let steps = job.spec.training.steps;
-    let mix = sources.mix;
-    let explore = Exploration {
-        temperature: 1.0,
-        epsilon: job.spec.training.epsilon as f32,
-    };
-    let mut recent: VecDeque<f32> = VecDeque::with_capacity(LOSS_WINDOW);
-    let mut batch: Vec<(State, f32)> = Vec::with_capacity(mix.total());
-    let mut log_z = net.log_z()?;
-    let mut skipped_steps = 0;
-    for step in 0..steps {
-        if job.cancel.load(Ordering::Relaxed) {
-            tracing::info!(step, "training cancelled");
-            return Err(JobError::Cancelled);
-        }
-        batch.clear();
-        sources.measured.sample(mix.labelled, rng, &mut batch);
-        sources.generated.sample(mix.local, rng, &mut batch);
-        let mut trajectories = net.sample_backward(&batch, rng)?;
-        if sources.rewarder.surrogate.is_some() && mix.forward > 0 {
-            let mut forward: Vec<Trajectory> = net.sample_forward(mix.forward, explore, rng)?;
-            let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
-            let rewards = sources.rewarder.log_rewards(&ends)?.unwrap_or_default();
-            for (t, lr) in forward.iter_mut().zip(rewards) {
-                t.log_reward = lr;
-            }
-            trajectories.extend(forward);
-        }
-        if trajectories.is_empty() {
-            return Err(JobError::Failed("no trajectories to train on".into()));
-        }
-        let report = net.train_step(&trajectories)?;
-        job.step_counter.inc();
-        if report.skipped {
-            skipped_steps += 1;
-            if skipped_steps == steps {
-                return Err(JobError::Failed(format!(
-                    "training diverged: every step had a non-finite loss or gradient (last loss {})",
-                    report.loss
-                )));
-            }
-            continue;
-        }
-        if recent.len() == LOSS_WINDOW {
-            recent.pop_front();
-        }
-        recent.push_back(report.loss);
-        log_z = report.log_z;
-        if step % 500 == 499 {
-            tracing::debug!(step = step + 1, loss = report.loss, "training");
-        }
-    }
-    let loss = recent.iter().map(|l| f64::from(*l)).sum::<f64>() / recent.len().max(1) as f64;
-    Ok(Progress {
-        loss,
-        log_z,
-        skipped_steps,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +723,44 @@ mod tests {
         let net = GflowNet::from_checkpoint(space, &out.checkpoint).expect("loads");
         assert_eq!(net.steps(), 20);
         assert_eq!(out.metrics["candidates"], 3);
+    }
+
+    #[test]
+    fn a_run_taken_one_step_per_turn_trains_exactly_as_in_one_go() {
+        let whole = train(job(12, None)).expect("in one go");
+        let mut turns = in_turns(job(12, None));
+        let mut taken = 0;
+        let sliced = loop {
+            taken += 1;
+            assert!(taken <= 100, "the run never finished");
+            // A deadline already passed: each turn takes exactly one step.
+            match turns(Instant::now()) {
+                Turn::Unfinished => {}
+                Turn::Finished(result) => break result.expect("in turns"),
+            }
+        };
+        assert_eq!(taken, 12, "one step per turn");
+        assert_eq!((sliced.steps, sliced.loss), (whole.steps, whole.loss));
+        let space: Arc<dyn Space> = Arc::from(grid_spec(1).space.build().expect("space"));
+        let states = space.enumerate(100).expect("small space");
+        let outputs = |bytes: &[u8]| {
+            let net = GflowNet::from_checkpoint(space.clone(), bytes).expect("loads");
+            net.outputs(&states).expect("outputs")
+        };
+        assert_eq!(outputs(&sliced.checkpoint), outputs(&whole.checkpoint));
+    }
+
+    #[test]
+    fn a_run_cancelled_between_turns_ends_cancelled() {
+        let j = job(1_000_000, None);
+        let cancel = j.cancel.clone();
+        let mut turns = in_turns(j);
+        assert!(matches!(turns(Instant::now()), Turn::Unfinished));
+        cancel.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            turns(Instant::now()),
+            Turn::Finished(Err(JobError::Cancelled))
+        ));
     }
 
     #[test]

@@ -33,9 +33,10 @@ const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// of memory say) before the campaign is marked `failed`: a restart must not crash again.
 const MAX_ABANDONED_RUNS: i64 = 3;
 
-/// Runs at a time: one compute thread, so one run. A second would only hold a lease while
-/// waiting in the compute queue, keeping other processes from training that campaign.
-const MAX_RUNS: usize = 1;
+/// Runs at a time. They take turns on the one compute thread (`--training-slice` each), so
+/// a long run no longer holds up the others; more would spread this process's training
+/// thin while holding leases that another replica could use.
+const MAX_RUNS: usize = 8;
 
 /// Milliseconds since the Unix epoch on this machine's clock. Lease times are compared on
 /// the database's clock ([`Store::clock_ms`]); this is only the fallback for recording a
@@ -87,7 +88,7 @@ impl Supervisor {
     /// job, waits for its run to be recorded and its lease released, and joins the compute
     /// thread.
     pub(super) async fn run(mut self) {
-        let (submitter, thread) = match compute::start(self.config.threads) {
+        let (submitter, thread) = match compute::start(self.config.threads, self.config.slice) {
             Ok((submitter, thread)) => (Some(submitter), Some(thread)),
             Err(reason) => {
                 // Runs then fail with this reason instead of the server refusing to start.
@@ -460,7 +461,7 @@ async fn compute_under_lease(
         ))
     })?;
     let mut reply = submitter
-        .submit(move || recipe::train(job))
+        .submit_turns(recipe::in_turns(job))
         .map_err(RunError::Job)?;
 
     let period = (context.config.lease_ttl / 3).max(Duration::from_millis(100));

@@ -4,7 +4,9 @@
 //! Per backend it measures `POST /labels` throughput (labels per second, in batches) and
 //! `POST /rounds` latency (p50/p99) on a `sequence` space of 20 tokens × length 32, first
 //! with no training anywhere ("idle"), then while one campaign runs a long training
-//! ("busy"). Targets: at least 20,000 labels/s on each backend, busy p99 at most 2× idle p99.
+//! ("busy"); last, a neighbour campaign gets labels and a `wait_for_model` round while the
+//! long run still trains. Targets: at least 20,000 labels/s on each backend, busy p99 at
+//! most 2× idle p99, and the neighbour's round served.
 //!
 //! Progress goes to stderr, one line per phase; stdout gets one JSON line
 //! `{"results":[{...}, ...]}`. This is CLI code: errors are `anyhow`, and nothing a response
@@ -32,6 +34,11 @@ const ALPHABET: [&str; 20] = [
 const SEQUENCE_LENGTH: usize = 32;
 /// Throughput target, in labels per second.
 const TARGET_LABELS_PER_SECOND: f64 = 20_000.0;
+/// Labels and training steps of the neighbour campaign, whose `wait_for_model` round must be
+/// served while the long run trains.
+const NEIGHBOUR_LABELS: usize = 100;
+const NEIGHBOUR_STEPS: usize = 100;
+
 /// Latency target: busy p99 over idle p99.
 const TARGET_BUSY_OVER_IDLE: f64 = 2.0;
 /// How often the model endpoint is polled while waiting for the trainer.
@@ -124,7 +131,12 @@ pub struct ApiBenchResult {
     pub training_seen: bool,
     /// Whether it still said `training` after the busy rounds (the whole phase was busy).
     pub training_after: bool,
-    /// Both targets hold (and training was seen).
+    /// Whether a neighbour campaign's `wait_for_model` round, asked while the long run
+    /// trained, was served from a model trained on its labels.
+    pub neighbour_served: bool,
+    /// How long that round took, its training included, in seconds.
+    pub neighbour_wait_seconds: f64,
+    /// Both targets hold, training was seen and the neighbour was served.
     pub meets_targets: bool,
 }
 
@@ -313,6 +325,30 @@ async fn measure(
         "[{name}] rounds busy (training campaign): p50 {:.1} ms, p99 {:.1} ms",
         own.p50, own.p99
     );
+    // (4) A neighbour's training while the long run goes on: a campaign gets labels and a
+    // round that waits for its model. Runs take turns, so its short run is not queued
+    // behind the long one.
+    let neighbour = client
+        .create_campaign(
+            "bench-neighbour",
+            json!({"training": {"steps": NEIGHBOUR_STEPS}}),
+        )
+        .await?;
+    let body = label_body(neighbour, NEIGHBOUR_LABELS, &mut rng)?;
+    client.post_labels(body).await?;
+    let started = Instant::now();
+    let (status, round) = client
+        .post(
+            "/rounds",
+            &json!({"campaign_id": neighbour, "batch_size": args.round_batch, "wait_for_model": true}),
+        )
+        .await?;
+    let neighbour_wait_seconds = started.elapsed().as_secs_f64();
+    let neighbour_served = status == 201 && round["model_version"].as_i64().unwrap_or(0) >= 1;
+    eprintln!(
+        "[{name}] neighbour's wait_for_model round while the long run trains: {} in {neighbour_wait_seconds:.1} s",
+        if neighbour_served { "served".to_string() } else { format!("answered {status}: {round}") }
+    );
     let training_after = client
         .model(training_campaign)
         .await?
@@ -323,6 +359,7 @@ async fn measure(
 
     let busy_over_idle_p99 = busy.p99 / idle.p99;
     let meets_targets = training_seen
+        && neighbour_served
         && labels_per_second >= TARGET_LABELS_PER_SECOND
         && busy_over_idle_p99 <= TARGET_BUSY_OVER_IDLE;
     eprintln!(
@@ -353,6 +390,8 @@ async fn measure(
         training_threads: args.training_threads,
         training_seen,
         training_after,
+        neighbour_served,
+        neighbour_wait_seconds,
         meets_targets,
     })
 }

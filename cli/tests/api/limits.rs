@@ -486,3 +486,56 @@ on_both_backends!(
     an_impossible_min_distance_is_refused_at_once,
     an_impossible_min_distance_is_refused_at_once
 );
+
+/// A campaign training a million steps does not hold up another's training: runs take
+/// turns on the compute thread, so the second campaign's `wait_for_model` round is served
+/// while the first is still training (first come, first served would answer 503 after
+/// the wait).
+async fn a_long_training_run_does_not_hold_up_another_campaign(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| c.wait_timeout_seconds = 60.0).await;
+    let slow = app
+        .create_campaign(
+            json!({"name": "hog", "space": {"type": "grid", "dims": 4, "size": 8},
+                                "training": {"steps": 1000000, "batch_size": 64}}),
+        )
+        .await;
+    let (status, _) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [{"campaign_id": slow, "value": [1, 2, 3, 4], "reward": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The long run must have started before the short campaign's labels arrive.
+    let running = format!(
+        "select count(*) from training_runs where campaign_id = {slow} and status = 'running'"
+    );
+    let mut waited = 0;
+    while app.query_i64(&running).await == 0 {
+        assert!(waited < 300, "the long run never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let quick = app.create_campaign(grid_campaign("quick")).await;
+    let labels: Vec<Value> = (0..6)
+        .map(|i| json!({"campaign_id": quick, "value": [i, 5 - i], "reward": i as f64}))
+        .collect();
+    let (status, _) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200);
+    let (status, round) = app
+        .round(json!({"campaign_id": quick, "batch_size": 2, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert!(round["model_version"].as_i64().unwrap_or(0) >= 1, "{round}");
+    let (_, hog) = app.get(&format!("/campaigns/{slow}/model")).await;
+    assert_eq!(
+        hog["status"], "training",
+        "the long run is still going: {hog}"
+    );
+    assert_eq!(app.query_i64(&running).await, 1);
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_long_training_run_does_not_hold_up_another_campaign,
+    a_long_training_run_does_not_hold_up_another_campaign
+);
