@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 pub struct ModelBody {
     #[serde(flatten)]
     pub overview: ModelOverview,
+    /// The checkpoint version rounds draw from now; see [`ModelDetail`].
+    pub serving_version: Option<i64>,
     /// The prospective figures summarised over `rounds`.
     pub prospective: ProspectiveSummary,
     /// The newest rounds, newest first, at most [`ROUND_FIGURES_LIMIT`].
@@ -60,6 +62,11 @@ pub struct RoundFigures {
 pub struct ModelDetail {
     #[serde(flatten)]
     pub overview: super::openapi::ModelOverview,
+    /// The checkpoint version rounds draw from now: `version` as a rule, an older one when
+    /// the newest checkpoint cannot be loaded (the server logs a warning, and the next
+    /// training run starts a fresh network); null before any checkpoint, or when none loads.
+    #[schema(required)]
+    pub serving_version: Option<i64>,
     /// Prospective figures over the rounds in `rounds` that have them: medians of the
     /// per-round Spearman and RMSE, coverage pooled over their candidates. Unlike `proxy`
     /// (a random split of the labels), these score predictions made before the labels
@@ -89,6 +96,7 @@ pub async fn get(
 ) -> Result<Json<ModelBody>, ApiError> {
     let id = parse_id(&id, "campaign")?;
     let overview = state.store.model_overview(id).await?;
+    let serving_version = crate::service::models::serving_version(&state, id).await?;
     let tallies = state
         .store
         .recent_round_tallies(id, ROUND_FIGURES_LIMIT)
@@ -103,6 +111,7 @@ pub async fn get(
             .map_err(|e| ApiError::Internal(format!("round figures task failed: {e}")))?;
     Ok(Json(ModelBody {
         overview,
+        serving_version,
         prospective,
         rounds,
     }))
@@ -217,6 +226,7 @@ mod tests {
         let (rounds, prospective) = round_figures(vec![tally(1)], &[]);
         let body = ModelBody {
             overview: overview.clone(),
+            serving_version: None,
             prospective,
             rounds,
         };

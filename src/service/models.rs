@@ -7,6 +7,21 @@ use crate::gfn::propose::canonical;
 use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError};
 use rand::SeedableRng;
 
+/// The checkpoint version rounds draw from now: the newest one that loads, an older one
+/// when the newest cannot be loaded (damaged, say); `None` before any checkpoint, or when
+/// none loads (rounds then fail until a training run writes one that does).
+pub async fn serving_version(service: &Service, campaign_id: i64) -> Result<Option<i64>, Error> {
+    let campaign = service.store.campaign(campaign_id).await?;
+    let space = campaign.spec.build_space()?;
+    match service.trainer.model(campaign_id, space).await {
+        Ok(model) => Ok(model.map(|(version, _)| version)),
+        Err(error) => {
+            tracing::warn!(campaign_id, %error, "no checkpoint of the campaign loads");
+            Ok(None)
+        }
+    }
+}
+
 /// Largest preview.
 pub const MAX_PREVIEW: usize = 1000;
 

@@ -347,12 +347,17 @@ async fn old_checkpoints_are_pruned_and_a_corrupt_one_falls_back(backend: Backen
         .await;
     assert_eq!(status, 201, "{round}");
     assert_eq!(round["model_version"], json!(newest - 1), "{round}");
+    // The model status says so: the newest version, and the older one rounds draw from.
+    let (_, model) = app.get(&format!("/campaigns/{id}/model")).await;
+    assert_eq!(model["version"], json!(newest), "{model}");
+    assert_eq!(model["serving_version"], json!(newest - 1), "{model}");
     // The next training resumes from nothing it cannot read: a fresh network, a new version.
     let round = play_and_train(&app, id, 2).await;
     assert_eq!(round["model_version"], json!(newest - 1));
     let (_, model) = app.get(&format!("/campaigns/{id}/model")).await;
     assert_eq!(model["status"], "ready", "{model}");
     assert_eq!(model["version"], json!(newest + 1), "{model}");
+    assert_eq!(model["serving_version"], json!(newest + 1), "{model}");
     app.assert_healthy().await;
 }
 on_both_backends!(

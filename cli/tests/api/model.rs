@@ -98,7 +98,7 @@ async fn model_before_any_label_is_untrained(backend: Backend) {
         m,
         json!({"version": 0, "status": "untrained", "error": null, "trained_on_labels": 0,
                "trained_on_observations": 0, "steps": 0, "loss": null, "proxy": null,
-               "updated_at": null, "history": [],
+               "updated_at": null, "history": [], "serving_version": null,
                "prospective": {"rounds": 0, "n": 0, "median_spearman": null,
                                "median_rmse": null, "coverage_1sigma": null,
                                "coverage_2sigma": null},

@@ -148,8 +148,13 @@ class RoundFigures:
 
 @dataclass(frozen=True)
 class ModelDetail(ModelOverview):
-    """``GET /campaigns/{id}/model``: the overview plus per-round figures."""
+    """``GET /campaigns/{id}/model``: the overview plus per-round figures.
 
+    ``serving_version`` is the checkpoint rounds draw from: ``version`` as a rule, an older
+    one when the newest cannot be loaded, ``None`` before any checkpoint.
+    """
+
+    serving_version: Optional[int]
     prospective: ProspectiveSummary
     rounds: list[RoundFigures]
 
