@@ -19,6 +19,7 @@ use super::space::{Space, State};
 use super::train::{Exploration, GflowNet, GfnError};
 use rand::{Rng, RngCore};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Spaces with at most this many states are enumerated when sampling alone cannot find
 /// enough unseen terminals, so `exhausted` is only ever reported when the space ran out.
@@ -51,6 +52,17 @@ pub struct ProposalRequest<'a> {
     pub min_distance: Option<f64>,
     /// Terminals already in the batch (a top-up): new ones keep `min_distance` from them too.
     pub apart_from: &'a [State],
+    /// Raised when the proposal is no longer wanted: the work stops with
+    /// [`GfnError::Cancelled`] at the next candidate it considers.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// `Err(Cancelled)` once `cancel` is raised.
+fn check(cancel: Option<&AtomicBool>) -> Result<(), GfnError> {
+    match cancel {
+        Some(flag) if flag.load(Ordering::Relaxed) => Err(GfnError::Cancelled),
+        _ => Ok(()),
+    }
 }
 
 /// A reward estimate of terminals, higher is better (the caller's `log R` under the proxy).
@@ -197,7 +209,9 @@ pub fn propose(
         explore,
         min_distance,
         apart_from,
+        cancel,
     } = request;
+    check(cancel)?;
     let mut chosen: Vec<State> = Vec::with_capacity(n);
     let mut sources: Vec<Source> = Vec::with_capacity(n);
     let mut chosen_text: HashSet<String> = HashSet::with_capacity(n);
@@ -210,6 +224,7 @@ pub fn propose(
     };
     if let (Some(screen), Some(policy)) = (screening, gfn) {
         let pool = screened_pool(space, policy, screen, n, explore, rng)?;
+        check(cancel)?;
         let keep: Vec<bool> = {
             let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.states.len());
             pool.states
@@ -237,6 +252,7 @@ pub fn propose(
                 if taken[i] {
                     continue;
                 }
+                check(cancel)?;
                 let mut others = chosen.iter().chain(apart_from);
                 let crowded = others.any(|c| {
                     space.near_duplicate(c, x) || (radius > 0.0 && space.distance(c, x) < radius)
@@ -295,6 +311,7 @@ pub fn propose(
         // Oversample: a draw may repeat or fall too close to another.
         let want = (n - chosen.len()).max(8) * (2 + attempt);
         for t in policy.sample_forward(want, ex, rng)? {
+            check(cancel)?;
             let x = t.terminal();
             let text = canonical(space, x);
             if seen.contains(&text) || chosen_text.contains(&text) || !fits(x, &chosen) {
@@ -327,6 +344,7 @@ pub fn propose(
             }
             let mut left = remaining.len();
             for x in remaining {
+                check(cancel)?;
                 if chosen.len() >= n {
                     break;
                 }
@@ -479,6 +497,7 @@ mod tests {
             },
             min_distance: None,
             apart_from: &[],
+            cancel: None,
         }
     }
 
@@ -613,6 +632,26 @@ mod tests {
         )
         .expect("uniform");
         assert!(first.sources.iter().all(|&s| s == Source::Uniform));
+    }
+
+    #[test]
+    fn a_called_off_proposal_stops_with_cancelled() {
+        let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 16).expect("grid"));
+        let mut rng = StdRng::seed_from_u64(3);
+        let policy = net(&space, &mut rng);
+        let seen = HashSet::new();
+        let flag = AtomicBool::new(false);
+        let mut wanted = request(20, &seen);
+        wanted.cancel = Some(&flag);
+        let drawn = propose(space.as_ref(), None, &policy, wanted, None, &mut rng);
+        assert_eq!(
+            drawn.map(|p| p.states.len()).ok(),
+            Some(20),
+            "not called off"
+        );
+        flag.store(true, Ordering::Relaxed);
+        let drawn = propose(space.as_ref(), None, &policy, wanted, None, &mut rng);
+        assert!(matches!(drawn, Err(GfnError::Cancelled)), "{drawn:?}");
     }
 
     #[test]

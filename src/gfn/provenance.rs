@@ -120,6 +120,7 @@ mod tests {
             },
             min_distance: None,
             apart_from: &[],
+            cancel: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub enum GfnError {
     NotTerminal(State),
     #[error("scoring candidates failed: {0}")]
     Score(String),
+    /// The work was called off (its client went away, or its deadline passed).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Network and optimisation settings of a GFlowNet.

@@ -13,6 +13,7 @@ use crate::store::{CandidateRow, LabelRow, ProposedValue, RoundInsert, RoundRow}
 use rand::SeedableRng;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,7 +199,11 @@ impl Sampler {
             .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        // Dropped with this future (the client went away, or the request's deadline
+        // passed), the guard calls off the blocking work, which then frees its permit.
+        let cancel = CancelOnDrop::default();
         let job = DrawJob {
+            cancel: cancel.0.clone(),
             space: self.space.clone(),
             model: self.model.clone(),
             reward: self.reward,
@@ -210,18 +215,34 @@ impl Sampler {
             n,
             seed,
         };
-        tokio::task::spawn_blocking(move || {
+        let drawn = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             job.run()
         })
         .await
-        .map_err(|e| Error::Internal(format!("sampling task failed: {e}")))?
-        .map_err(|e| Error::Internal(format!("sampling failed: {e}")))
+        .map_err(|e| Error::Internal(format!("sampling task failed: {e}")))?;
+        drop(cancel);
+        drawn.map_err(|e| match e {
+            GfnError::Cancelled => Error::Unavailable("the round was called off".into()),
+            e => Error::Internal(format!("sampling failed: {e}")),
+        })
+    }
+}
+
+/// A flag raised when the guard is dropped: a draw's blocking work watches it.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
 /// One draw, owned, for the blocking thread.
 struct DrawJob {
+    /// Raised when the draw is no longer wanted.
+    cancel: Arc<AtomicBool>,
     space: Arc<dyn Space>,
     model: Option<Arc<Model>>,
     reward: RewardSpec,
@@ -250,10 +271,17 @@ impl DrawJob {
             explore: self.explore,
             min_distance: self.min_distance,
             apart_from: &self.apart_from,
+            cancel: Some(&self.cancel),
         };
         let surrogate = self.model.as_deref().and_then(|m| m.surrogate.as_ref());
         let reward = self.reward;
+        let cancel = &self.cancel;
         let score = |states: &[SpaceState]| -> Result<Vec<f64>, GfnError> {
+            // Scoring runs between every stage of the screened draw (local search, each
+            // refinement pass): the natural place to notice the draw was called off.
+            if cancel.load(Ordering::Relaxed) {
+                return Err(GfnError::Cancelled);
+            }
             let Some(s) = surrogate else {
                 return Ok(vec![0.0; states.len()]);
             };

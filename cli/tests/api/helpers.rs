@@ -195,6 +195,11 @@ impl TestApp {
             .expect("response")
     }
 
+    /// Sampling permits free right now (each draw of a round or preview holds one).
+    pub fn free_sampling_permits(&self) -> usize {
+        self._server.service().sampling.available_permits()
+    }
+
     /// Waits until this server's trainer has nothing queued or running: every label posted
     /// before has been trained on. Deterministic, unlike polling the model.
     pub async fn train_until_idle(&self) {

@@ -544,3 +544,48 @@ on_both_backends!(
     a_long_training_run_does_not_hold_up_another_campaign,
     a_long_training_run_does_not_hold_up_another_campaign
 );
+
+/// A round whose client goes away stops working: its draw is called off and frees its
+/// sampling permit at once, instead of computing for minutes for nobody (here 10,000
+/// values of different lengths each kept `min_distance` from all the others: about 5e7
+/// edit distances).
+async fn a_round_whose_client_leaves_stops_drawing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let free = app.free_sampling_permits();
+    let alphabet: Vec<String> = (0..20).map(|i| format!("{}", (b'A' + i) as char)).collect();
+    let id = app
+        .create_campaign(json!({"name": "left", "space": {"type": "sequence",
+            "alphabet": alphabet, "min_length": 1, "max_length": 64}}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let sent = impatient
+        .post(app.url("/rounds"))
+        .json(&json!({"campaign_id": id, "batch_size": 10000, "min_distance": 3}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the round answered within 500 ms: {sent:?}");
+    // The permit comes back within a few candidates of the client leaving.
+    let mut waited = 0;
+    while app.free_sampling_permits() < free {
+        assert!(
+            waited < 100,
+            "the draw kept its permit for 10 s after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(campaign["stats"]["rounds"], 0, "nothing stored: {campaign}");
+    assert_eq!(
+        campaign["stats"]["candidates"], 0,
+        "nothing stored: {campaign}"
+    );
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_round_whose_client_leaves_stops_drawing,
+    a_round_whose_client_leaves_stops_drawing
+);
