@@ -219,7 +219,7 @@ pub fn propose(
         Some(d) if d > 0.0 => chosen
             .iter()
             .chain(apart_from)
-            .all(|c| space.distance(c, x) >= d),
+            .all(|c| space.distance_at_least(c, x, d)),
         _ => true,
     };
     if let (Some(screen), Some(policy)) = (screening, gfn) {
@@ -255,7 +255,8 @@ pub fn propose(
                 check(cancel)?;
                 let mut others = chosen.iter().chain(apart_from);
                 let crowded = others.any(|c| {
-                    space.near_duplicate(c, x) || (radius > 0.0 && space.distance(c, x) < radius)
+                    space.near_duplicate(c, x)
+                        || (radius > 0.0 && !space.distance_at_least(c, x, radius))
                 });
                 if crowded || !fits(x, &chosen) {
                     continue;

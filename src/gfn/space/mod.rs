@@ -220,6 +220,14 @@ pub trait Space: Send + Sync + std::fmt::Debug {
     /// Distance between two terminal states, used for batch diversity.
     fn distance(&self, x: &State, y: &State) -> f64;
 
+    /// Whether `distance(x, y) >= d`. A batch's spacing rules only need this answer, and
+    /// a space may give it for much less than the distance (a cheap lower bound first, a
+    /// computation that stops once the answer is known); this default computes the
+    /// distance.
+    fn distance_at_least(&self, x: &State, y: &State, d: f64) -> bool {
+        self.distance(x, y) >= d
+    }
+
     /// Whether every state has exactly one parent (then `P_B` is fixed to 1).
     fn is_tree(&self) -> bool;
 

@@ -305,6 +305,50 @@ fn levenshtein(x: &[u16], y: &[u16]) -> usize {
     prev[y.len()]
 }
 
+/// Whether the token edit distance of `x` and `y` is at least `k`, in `O(len k)`: the length
+/// difference is a lower bound, and otherwise only the cells within `k - 1` of the diagonal
+/// are computed (a path through any other cell costs at least `k`), with every value capped
+/// at `k` and a stop as soon as a whole row reaches it.
+fn levenshtein_at_least(x: &[u16], y: &[u16], k: usize) -> bool {
+    if k == 0 || x.len().abs_diff(y.len()) >= k {
+        return true;
+    }
+    let band = k - 1;
+    let n = y.len();
+    // Cells never written hold `k`: they lie outside the band of every row so far.
+    let mut prev = vec![k; n + 1];
+    let mut cur = vec![k; n + 1];
+    for (j, cell) in prev.iter_mut().enumerate().take(band.min(n) + 1) {
+        *cell = j;
+    }
+    for (i, a) in x.iter().enumerate() {
+        let row = i + 1;
+        let lo = row.saturating_sub(band);
+        let hi = (row + band).min(n);
+        if lo > 0 {
+            // Left of the band: at least `k` away from the diagonal.
+            cur[lo - 1] = k;
+        }
+        let mut row_min = k;
+        for j in lo..=hi {
+            let value = if j == 0 {
+                row
+            } else {
+                let substitute = prev[j - 1] + usize::from(*a != y[j - 1]);
+                substitute.min(prev[j] + 1).min(cur[j - 1] + 1)
+            }
+            .min(k);
+            cur[j] = value;
+            row_min = row_min.min(value);
+        }
+        if row_min >= k {
+            return true;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[n] >= k
+}
+
 impl Space for SequenceSpace {
     fn n_actions(&self) -> usize {
         self.n_tokens() + 1
@@ -421,6 +465,18 @@ impl Space for SequenceSpace {
         }
     }
 
+    fn distance_at_least(&self, x: &State, y: &State, d: f64) -> bool {
+        if !(d > 0.0) {
+            return true;
+        }
+        if x.0.len() == y.0.len() {
+            return self.distance(x, y) >= d;
+        }
+        // The distances are whole numbers: at least `d` is at least its ceiling.
+        let k = d.ceil().min(usize::MAX as f64) as usize;
+        levenshtein_at_least(&x.0, &y.0, k)
+    }
+
     /// Substitutes one token (four times in five when a length change is also allowed),
     /// else inserts or deletes one at a random position.
     fn mutate(&self, x: &State, rng: &mut dyn RngCore) -> State {
@@ -469,7 +525,7 @@ impl Space for SequenceSpace {
     }
 
     fn near_duplicate(&self, x: &State, y: &State) -> bool {
-        self.distance(x, y) <= 1.0
+        !self.distance_at_least(x, y, 2.0)
     }
 
     fn is_tree(&self) -> bool {
@@ -949,6 +1005,20 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn the_bounded_edit_distance_answers_as_the_full_one(
+            x in prop::collection::vec(0u16..4, 0..24),
+            y in prop::collection::vec(0u16..4, 0..24),
+            k in 0usize..30,
+        ) {
+            prop_assert_eq!(levenshtein_at_least(&x, &y, k), levenshtein(&x, &y) >= k);
+            let seq = space(&["a", "b", "c", "d"], 1, 24, "");
+            let (sx, sy) = (State(x.clone()), State(y.clone()));
+            for d in [0.0, 0.5, 1.0, 2.0, 2.5, k as f64] {
+                prop_assert_eq!(seq.distance_at_least(&sx, &sy, d), seq.distance(&sx, &sy) >= d);
+            }
+        }
 
         #[test]
         fn sequence_walks_keep_the_space_invariants(
