@@ -708,3 +708,88 @@ on_both_backends!(
     a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns,
     a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns
 );
+
+/// A server in 1.5 GiB of address space: a stored campaign whose training would need more
+/// kills a server whose limit admits it, and only fails its run on a server with the default
+/// limit, which stays up and refuses such campaigns at once.
+async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend) {
+    use crate::durability::Server;
+    const ADDRESS_SPACE: u64 = 1536 << 20;
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    let client = reqwest::Client::new();
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let answer = client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("a response");
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Admitted by a server whose limit is 1 TiB: 512 trajectories of 513 states a step.
+    let admits_all = ["--lease-ttl", "1", "--max-step-memory", "1099511627776"];
+    let Some(mut server) = Server::start_limited(&database.url, &admits_all, ADDRESS_SPACE) else {
+        eprintln!("prlimit is missing: the memory-capped server is not tested");
+        return;
+    };
+    let big = json!({"name": "big", "space": {"type": "sequence", "alphabet": ["A", "B"],
+        "min_length": 512, "max_length": 512}, "training": {"steps": 5, "batch_size": 512}});
+    let (status, created) = post(format!("{}/campaigns", server.address), big.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().expect("an id");
+    let label = json!({"labels": [{"campaign_id": id, "value": "AB".repeat(256), "reward": 1.0}]});
+    let (status, body) = post(format!("{}/labels", server.address), label).await;
+    assert_eq!(status, 200, "{body}");
+    // Its training asks for more than the address space holds: the process aborts (SIGABRT,
+    // Rust's answer to an allocation that fails).
+    let exit = server.wait_exit(Duration::from_secs(120)).await;
+    assert!(
+        exit.is_some_and(|e| std::os::unix::process::ExitStatusExt::signal(&e) == Some(6)),
+        "the training the limit let through ran the server out of memory: {exit:?}"
+    );
+    // The same campaign on a server with the default limit: its run fails, the server lives.
+    let server = Server::start_limited(&database.url, &["--lease-ttl", "1"], ADDRESS_SPACE)
+        .expect("prlimit");
+    let model_url = format!("{}/campaigns/{id}/model", server.address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let model = loop {
+        let model: Value = client
+            .get(&model_url)
+            .send()
+            .await
+            .expect("the server is up")
+            .json()
+            .await
+            .expect("JSON");
+        if model["status"] == "failed" || std::time::Instant::now() > deadline {
+            break model;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(model["status"], "failed", "{model}");
+    assert!(
+        model["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a training step needs") && e.contains("limit 512 MiB")),
+        "{model}"
+    );
+    let mut bigger = big;
+    bigger["training"]["batch_size"] = json!(4096);
+    let (status, body) = post(format!("{}/campaigns", server.address), bigger).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(field_of(&body), "training.batch_size", "{body}");
+    let health = client
+        .get(format!("{}/healthz", server.address))
+        .send()
+        .await
+        .expect("the server is up");
+    assert_eq!(health.status().as_u16(), 200);
+}
+on_both_backends!(
+    a_refused_campaign_leaves_a_memory_capped_server_alive,
+    a_refused_campaign_leaves_a_memory_capped_server_alive
+);
