@@ -105,6 +105,7 @@ pub struct SpaceShape {
 }
 
 impl SpaceShape {
+    /// The shape of `space`, read off its [`Space`] methods.
     pub fn of(space: &dyn Space) -> Self {
         let actions = space.n_actions();
         let state_codes = space.max_state_codes();
