@@ -72,8 +72,10 @@ const FALLBACK_LEAST: u128 = 8;
 /// reconstruction and the states gathered for one network call.
 const REFINE_COPIES: u128 = 3;
 
-/// The budget of a process that sets none, in bytes: 512 MiB.
-pub const DEFAULT_BUDGET: u64 = 512 << 20;
+/// The budget of a process that sets none, in bytes: 256 MiB. Up to 8 training runs take
+/// turns (each holding its networks, moments and pool between turns, one of them stepping)
+/// while 2 rounds draw: about 10 budgets at worst, 2.5 GiB, within a 4 GiB machine.
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
 
 /// The chunk of network work (`gfn::memory`) that a budget allows: an eighth of it, between
 /// 1 MiB and 64 MiB.
@@ -713,8 +715,10 @@ mod tests {
     fn a_long_sequence_with_a_large_batch_names_the_batch_size_and_what_fits() {
         let cost = cost_of(&sequence(2, 512, json!({"batch_size": 4096})));
         let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET));
+        // Priced as a server with that budget prices it.
+        let cost = cost.under(DEFAULT_BUDGET);
         assert_eq!(field, "training.batch_size", "{reason}");
-        assert!(reason.contains("limit 512 MiB"), "{reason}");
+        assert!(reason.contains("limit 256 MiB"), "{reason}");
         // The batch it names fits, one more does not.
         let fits: usize = reason
             .split("at most ")
@@ -746,12 +750,15 @@ mod tests {
 
     #[test]
     fn a_round_too_large_names_the_batch_size_and_what_fits() {
-        let cost = cost_of(&sequence(1024, 8, json!({})));
+        let mut spec = sequence(1024, 8, json!({}));
+        spec.model.hidden = 64;
+        let cost = cost_of(&spec);
         cost.admit_campaign(DEFAULT_BUDGET).expect("admitted");
         let (field, reason) = refusal(cost.admit_round(10_000, DEFAULT_BUDGET));
         assert_eq!(field, "batch_size", "{reason}");
+        let priced = cost.under(DEFAULT_BUDGET);
         let fits = largest_fitting(MAX_BATCH_SIZE, |n| {
-            cost.round_bytes(n) <= u128::from(DEFAULT_BUDGET)
+            priced.round_bytes(n) <= u128::from(DEFAULT_BUDGET)
         });
         assert!(
             reason.contains(&format!("at most {fits} candidates")),
@@ -759,10 +766,11 @@ mod tests {
         );
         assert!(cost.admit_round(fits, DEFAULT_BUDGET).is_ok());
         assert!(cost.admit_round(fits + 1, DEFAULT_BUDGET).is_err());
-        // 1000 walks of 9 states with 2050 outputs each, the weights and a 2 MiB chunk.
-        let (field, reason) = refusal(cost.admit_preview(1000, 1000, 16 << 20));
+        // 1000 walks of 9 states with 2050 outputs each (8.7 MB), the weights (2.6 MB) and
+        // a 1 MiB chunk: over 8 MiB; a tenth of the walks is not.
+        let (field, reason) = refusal(cost.admit_preview(1000, 1000, 8 << 20));
         assert_eq!(field, "n", "{reason}");
-        assert!(cost.admit_preview(100, 1000, 16 << 20).is_ok());
+        assert!(cost.admit_preview(100, 1000, 8 << 20).is_ok());
     }
 
     #[test]
@@ -784,7 +792,8 @@ mod tests {
 
     #[test]
     fn a_budget_gives_an_eighth_to_each_chunk_within_bounds() {
-        assert_eq!(chunk_bytes_for(DEFAULT_BUDGET), 64 << 20);
+        assert_eq!(chunk_bytes_for(DEFAULT_BUDGET), 32 << 20);
+        assert_eq!(chunk_bytes_for(512 << 20), 64 << 20);
         assert_eq!(chunk_bytes_for(256 << 20), 32 << 20);
         assert_eq!(chunk_bytes_for(1 << 40), 64 << 20);
         assert_eq!(chunk_bytes_for(1 << 20), 1 << 20);

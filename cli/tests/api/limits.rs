@@ -559,7 +559,7 @@ fn assert_too_large(status: u16, body: &Value, field: &str) {
     assert_eq!(field_of(body), field, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("needs") && message.contains("limit 512 MiB"),
+        message.contains("needs") && message.contains("limit 256 MiB"),
         "the figures: {message}"
     );
 }
@@ -774,7 +774,7 @@ async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend
     assert!(
         model["error"]
             .as_str()
-            .is_some_and(|e| e.contains("a training step needs") && e.contains("limit 512 MiB")),
+            .is_some_and(|e| e.contains("a training step needs") && e.contains("limit 256 MiB")),
         "{model}"
     );
     let mut bigger = big;
