@@ -17,7 +17,7 @@
 //! they vary: every trajectory is as long as the space allows, every state holds as many
 //! codes as it can, every temporary of the loss is alive at once. What the labels cost (the
 //! proxy's training data, the seen-set of a round) grows with the campaign's data, not its
-//! settings, and is left to the label limits. `tests/step_memory.rs` runs real steps and
+//! settings, and is not priced here. `tests/step_memory.rs` runs real steps and
 //! checks that these figures bound their peak resident memory.
 //!
 //! Pure arithmetic: no I/O, nothing allocated beyond a few numbers.
