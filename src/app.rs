@@ -42,6 +42,10 @@ impl App {
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, Error> {
         crate::gfn::device::select(config.device)
             .map_err(|e| Error::invalid("device", e.to_string()))?;
+        // Network work without gradients runs in chunks of a share of the step budget.
+        crate::gfn::memory::set_chunk_bytes(crate::domain::cost::chunk_bytes_for(
+            config.max_step_memory_bytes,
+        ));
         tracing::info!(device = %config.device, database = %redact_url(&config.database_url), "connecting");
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
@@ -55,6 +59,7 @@ impl App {
                 owner: format!("{}-{}", hostname(), std::process::id()),
                 keep_checkpoints: config.keep_checkpoints,
                 slice: Duration::from_secs_f64(config.training_slice_seconds),
+                max_step_memory: config.max_step_memory_bytes,
             },
             metrics.clone(),
         );

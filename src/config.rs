@@ -115,7 +115,21 @@ pub struct Config {
         default_value_t = 2.0
     )]
     pub training_slice_seconds: f64,
+    /// Most memory, in bytes, that one step may need: a training step of a campaign, or the
+    /// draw of one round or preview. Campaigns, rounds and previews that would need more are
+    /// refused with 400 (the estimate is in `domain::cost`).
+    #[arg(
+        long = "max-step-memory",
+        env = "FLOWLAB_MAX_STEP_MEMORY",
+        default_value_t = crate::domain::cost::DEFAULT_BUDGET
+    )]
+    pub max_step_memory_bytes: u64,
 }
+
+/// Smallest `--max-step-memory`: below it not even a small campaign trains.
+pub const MIN_STEP_MEMORY: u64 = 64 << 20;
+/// Largest `--max-step-memory` (1 TiB): beyond it the limit is a typo.
+pub const MAX_STEP_MEMORY: u64 = 1 << 40;
 
 /// Shortest API token accepted: a guessable token protects nothing.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -148,6 +162,7 @@ impl std::fmt::Debug for Config {
             max_label_body_bytes,
             keep_checkpoints,
             training_slice_seconds,
+            max_step_memory_bytes,
         } = self;
         f.debug_struct("Config")
             .field("bind", bind)
@@ -166,6 +181,7 @@ impl std::fmt::Debug for Config {
             .field("max_label_body_bytes", max_label_body_bytes)
             .field("keep_checkpoints", keep_checkpoints)
             .field("training_slice_seconds", training_slice_seconds)
+            .field("max_step_memory_bytes", max_step_memory_bytes)
             .finish()
     }
 }
@@ -231,6 +247,11 @@ impl Config {
         if !(1..=1000).contains(&self.keep_checkpoints) {
             return Err("--keep-checkpoints must be in 1..=1000".into());
         }
+        if !(MIN_STEP_MEMORY..=MAX_STEP_MEMORY).contains(&self.max_step_memory_bytes) {
+            return Err(format!(
+                "--max-step-memory must be between {MIN_STEP_MEMORY} bytes (64 MiB) and {MAX_STEP_MEMORY} bytes (1 TiB)"
+            ));
+        }
         self.device.check_supported()?;
         Ok(())
     }
@@ -254,6 +275,7 @@ impl Config {
             max_label_body_bytes: 8 << 20,
             keep_checkpoints: 3,
             training_slice_seconds: 2.0,
+            max_step_memory_bytes: crate::domain::cost::DEFAULT_BUDGET,
         }
     }
 }
@@ -306,7 +328,7 @@ mod tests {
     #[test]
     fn out_of_range_durations_and_limits_are_refused_not_a_panic() {
         type Setter = fn(&mut Config);
-        let cases: [(&str, Setter); 11] = [
+        let cases: [(&str, Setter); 13] = [
             ("--wait-timeout", |c| c.wait_timeout_seconds = 1e20),
             ("--wait-timeout", |c| c.wait_timeout_seconds = f64::NAN),
             ("--lease-ttl", |c| c.lease_ttl_seconds = 1e20),
@@ -318,6 +340,8 @@ mod tests {
             ("--max-label-body", |c| c.max_label_body_bytes = usize::MAX),
             ("--keep-checkpoints", |c| c.keep_checkpoints = 0),
             ("--training-slice", |c| c.training_slice_seconds = 0.0),
+            ("--max-step-memory", |c| c.max_step_memory_bytes = 1 << 20),
+            ("--max-step-memory", |c| c.max_step_memory_bytes = u64::MAX),
         ];
         for (flag, set) in cases {
             let mut c = Config::for_database("sqlite::memory:");

@@ -3,6 +3,7 @@
 //! Synchronous and pure: imports no tokio, sqlx or axum.
 
 pub mod campaign;
+pub mod cost;
 pub mod label;
 pub mod round;
 

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod exact;
 pub mod kernels;
+pub mod memory;
 pub mod objective;
 pub mod policy;
 pub mod propose;

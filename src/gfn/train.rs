@@ -112,6 +112,16 @@ impl GfnConfig {
     }
 }
 
+/// [`GflowNet::forward_row_bytes`] of a network with `hidden` units per layer over an
+/// encoding of `encoding` inputs and `actions` actions: `encoding + 3 hidden + 6 actions`
+/// f32 values (the output layer holds `2 actions` columns, alive three times over).
+pub fn forward_row_bytes(encoding: usize, hidden: usize, actions: usize) -> usize {
+    encoding
+        .saturating_add(hidden.saturating_mul(3))
+        .saturating_add(actions.saturating_mul(6))
+        .saturating_mul(std::mem::size_of::<f32>())
+}
+
 /// Exploration used when sampling forward: the policy's logits are divided by
 /// `temperature`, then mixed with the uniform distribution over valid actions with weight
 /// `epsilon`.
@@ -266,13 +276,38 @@ impl GflowNet {
         )?)
     }
 
-    /// Network outputs for `states` as row-major `[n, 2A]` values, without gradients.
+    /// Bytes one row of a forward pass without gradients may hold at its peak: the
+    /// encoding, the input, product and activation of a hidden layer, and the output layer's
+    /// product, its biased copy and the host copy, all f32 (see [`GflowNet::outputs`]).
+    pub fn forward_row_bytes(&self) -> usize {
+        forward_row_bytes(
+            self.space.encoding_dim(),
+            self.config.hidden,
+            self.space.n_actions(),
+        )
+    }
+
+    /// Network outputs for `states` as row-major `[n, 2A]` values, without gradients. The
+    /// network runs on chunks of rows that fit in the process's chunk
+    /// ([`super::memory::chunk_bytes`]): a wide encoding gets fewer rows per chunk.
     pub fn outputs(&self, states: &[State]) -> Result<Vec<f32>, GfnError> {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.mlp.forward(&self.encode(states)?)?;
-        Ok(out.flatten_all()?.to_vec1::<f32>()?)
+        self.outputs_in_chunks(
+            states,
+            super::memory::rows_per_chunk(self.forward_row_bytes()),
+        )
+    }
+
+    /// [`GflowNet::outputs`] in chunks of `rows` states.
+    fn outputs_in_chunks(&self, states: &[State], rows: usize) -> Result<Vec<f32>, GfnError> {
+        let mut values = Vec::with_capacity(states.len() * 2 * self.space.n_actions());
+        for chunk in states.chunks(rows.max(1)) {
+            let out = self.mlp.forward(&self.encode(chunk)?)?;
+            values.extend(out.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(values)
     }
 
     /// Forward-policy probabilities `P_F(a | s)` for each state, row-major `[n, A]`, masked
@@ -472,6 +507,26 @@ mod tests {
             clipped_moved < 1e-3 * lr,
             "clipped step moved {clipped_moved}"
         );
+    }
+
+    #[test]
+    fn outputs_in_chunks_are_the_outputs_of_one_call() {
+        let (gfn, _) = grid_net(GfnConfig::default(), 34);
+        let states = gfn.space.enumerate(100).expect("a 4 x 4 grid");
+        assert_eq!(states.len(), 16);
+        let whole = gfn
+            .outputs_in_chunks(&states, states.len())
+            .expect("one call");
+        assert_eq!(whole.len(), states.len() * 2 * gfn.space.n_actions());
+        for rows in [1, 3, 7] {
+            let chunked = gfn.outputs_in_chunks(&states, rows).expect("chunks");
+            assert_eq!(chunked, whole, "chunks of {rows}");
+        }
+        // Rows per chunk shrink as rows widen.
+        let narrow = crate::gfn::memory::rows_per_chunk(forward_row_bytes(8, 16, 3));
+        let wide = crate::gfn::memory::rows_per_chunk(forward_row_bytes(524_288, 16, 3));
+        assert!(wide * 1000 < narrow, "{wide} vs {narrow}");
+        assert!(wide >= 1);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub struct BestCandidate {
     request_body(content = NewCampaign, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; every default filled in", body = Campaign),
-        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value`", body = super::error::ErrorBody),
+        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value` (also when a training step or a round of one candidate would need more memory than `--max-step-memory`: the field to lower, `training.batch_size` say, and the figures)", body = super::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not JSON", body = super::error::ErrorBody),
         (status = 500, description = "`internal`", body = super::error::ErrorBody),

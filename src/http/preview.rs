@@ -54,7 +54,7 @@ fn default_n() -> usize {
     params(("id" = i64, Path, description = "Campaign id"), PreviewQuery),
     responses(
         (status = 200, description = "The values drawn", body = ModelSample),
-        (status = 400, description = "`invalid_value`: `n` out of range, or a bad or unknown query parameter", body = super::error::ErrorBody),
+        (status = 400, description = "`invalid_value`: `n` out of range or needing more memory than `--max-step-memory`, or a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
         (status = 500, description = "`internal`", body = super::error::ErrorBody),
     )

@@ -25,7 +25,7 @@ use serde_json::Value;
     responses(
         (status = 201, description = "A new round", body = Round),
         (status = 200, description = "The round that already holds this `key`; nothing stored", body = Round),
-        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value`", body = super::error::ErrorBody),
+        (status = 400, description = "`malformed_json`, `invalid_body` or `invalid_value` (also `batch_size` when drawing that many would need more memory than `--max-step-memory`)", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = super::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not JSON", body = super::error::ErrorBody),

@@ -46,7 +46,7 @@ impl Validation {
         rng: &mut impl Rng,
     ) -> candle_core::Result<Option<Self>> {
         let k = resamples.len();
-        let cap = rows_per_batch(k, input_dim).max(256).min(n);
+        let cap = validation_rows(k, input_dim).max(256).min(n);
         let mut chosen: Vec<u32> = (0..n as u32).collect();
         if cap < n {
             for i in 0..cap {
@@ -157,9 +157,9 @@ pub const EVAL_EVERY: usize = 10;
 /// Fewest left-out rows every member needs for early stopping.
 const MIN_VALIDATION_ROWS: usize = 3;
 
-/// Most bytes of inputs one batched product may broadcast (`members x rows x inputs`
-/// floats), for predictions and validation: bounds memory whatever the input width.
-const BATCH_BYTES: usize = 64 << 20;
+/// Bytes of inputs (`members x rows x inputs` floats) that fix how many rows a fit sets
+/// aside for validation (see [`validation_rows`]).
+const VALIDATION_BYTES: usize = 64 << 20;
 
 /// Names of the parameters, in layer order, as stored in checkpoints.
 const PARAMS: [&str; 6] = ["w1", "b1", "w2", "b2", "w3", "b3"];
@@ -171,14 +171,37 @@ pub struct Ensemble {
     params: Vec<Var>,
     members: usize,
     input_dim: usize,
+    /// Width of each hidden layer.
+    hidden: usize,
     target: Target,
     /// Optimisation steps the fit ran (0 for an ensemble loaded from a checkpoint).
     steps_run: usize,
 }
 
-/// Rows of `input_dim` inputs that one batched product over `members` may hold.
-fn rows_per_batch(members: usize, input_dim: usize) -> usize {
-    (BATCH_BYTES / (members.max(1) * input_dim.max(1) * std::mem::size_of::<f32>())).max(1)
+/// Most rows a fit measures its validation loss on: as many rows of `input_dim` inputs as
+/// [`VALIDATION_BYTES`] holds for every member.
+fn validation_rows(members: usize, input_dim: usize) -> usize {
+    (VALIDATION_BYTES / (members.max(1) * input_dim.max(1) * std::mem::size_of::<f32>())).max(1)
+}
+
+/// Bytes one row of a batched product over `members` takes at its peak: the broadcast
+/// inputs, and a hidden layer's product, biased copy and activation, per member (f32).
+pub fn row_bytes(members: usize, input_dim: usize, hidden: usize) -> usize {
+    members
+        .max(1)
+        .saturating_mul(
+            input_dim
+                .saturating_add(hidden.saturating_mul(3))
+                .saturating_add(2),
+        )
+        .saturating_mul(std::mem::size_of::<f32>())
+}
+
+/// Rows that one batched product (predictions, validation) takes at once: as many as fit in
+/// the engine's chunk ([`crate::gfn::memory::chunk_bytes`]), so that wide inputs or a wide
+/// hidden layer get fewer rows.
+fn rows_per_batch(members: usize, input_dim: usize, hidden: usize) -> usize {
+    crate::gfn::memory::rows_per_chunk(row_bytes(members, input_dim, hidden))
 }
 
 /// Per member, the mean over the rows where `mask` is 1 of the loss of `out` against `y`
@@ -253,6 +276,7 @@ impl Ensemble {
             params,
             members: k,
             input_dim,
+            hidden: h,
             target,
             steps_run: 0,
         };
@@ -336,7 +360,8 @@ impl Ensemble {
         let d = self.input_dim;
         let n = x.len() / d;
         let mut out = vec![Vec::with_capacity(n); self.members];
-        for chunk in x.chunks(rows_per_batch(self.members, d) * d) {
+        let rows = rows_per_batch(self.members, d, self.hidden);
+        for chunk in x.chunks(rows * d.max(1)) {
             let rows = chunk.len() / d;
             let xs = Tensor::from_slice(chunk, (1, rows, d), &Device::Cpu)?
                 .broadcast_as((self.members, rows, d))?
@@ -361,7 +386,7 @@ impl Ensemble {
     /// inputs `x` (`[rows, in]`) and labels `y` (`[rows, 1]`), in chunks of bounded bytes.
     fn masked_loss(&self, x: &Tensor, y: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<f32>> {
         let rows = x.dim(0)?;
-        let chunk = rows_per_batch(self.members, self.input_dim);
+        let chunk = rows_per_batch(self.members, self.input_dim, self.hidden);
         let mut sum = Tensor::zeros(self.members, DType::F32, x.device())?;
         let mut start = 0;
         while start < rows {
@@ -434,6 +459,7 @@ impl Ensemble {
             params,
             members: k,
             input_dim,
+            hidden: h,
             target,
             steps_run: 0,
         })
@@ -534,8 +560,13 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_bytes_not_rows() {
-        assert_eq!(rows_per_batch(5, 524_288), 6);
-        assert_eq!(rows_per_batch(32, 1 << 30), 1);
-        assert!(rows_per_batch(5, 40) > 2048);
+        let chunk = crate::gfn::memory::chunk_bytes();
+        // 5 members of 524,288 inputs and 64 hidden units: (524288 + 192 + 2) * 4 bytes each.
+        assert_eq!(rows_per_batch(5, 524_288, 64), chunk / (5 * 524_482 * 4));
+        assert_eq!(rows_per_batch(32, 1 << 30, 64), 1);
+        assert!(rows_per_batch(5, 40, 64) > 2048);
+        // A wide hidden layer costs rows even when the inputs are narrow.
+        assert!(rows_per_batch(5, 2, 1024) * 100 < rows_per_batch(5, 2, 1));
+        assert_eq!(validation_rows(5, 524_288), 6);
     }
 }

@@ -19,6 +19,16 @@ pub mod prospective;
 pub mod surrogate;
 
 pub use features::FeatureSet;
+
+/// What a step of the campaign `spec` over its built `space` costs in memory, with the width
+/// of the proxy's inputs that its `training.proxy.features` give (see `domain::cost`).
+pub fn campaign_cost(
+    spec: &crate::domain::campaign::CampaignSpec,
+    space: &dyn crate::gfn::Space,
+) -> crate::domain::cost::CampaignCost {
+    let inputs = features::FeatureMap::new(spec.training.proxy.features, space).dim();
+    crate::domain::cost::CampaignCost::new(spec, space, inputs)
+}
 pub use surrogate::{acquisition, spearman, Prediction, ProxyQuality, Surrogate};
 
 use crate::domain::campaign::{RewardSpec, Transform};
@@ -149,6 +159,47 @@ pub fn training_log_rewards(spec: &RewardSpec, scores: &[f64]) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::domain::campaign::Acquisition;
+
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    fn the_campaign_cost_counts_the_inputs_and_parameters_of_the_proxy() {
+        use rand::SeedableRng;
+        let body = serde_json::json!({"name": "p", "space": {"type": "sequence",
+            "alphabet": ["A", "C", "G"], "min_length": 4, "max_length": 4},
+            "training": {"proxy": {"members": 3, "hidden": 7, "features": "onehot+kmer"}}});
+        let spec = serde_json::from_value::<crate::domain::campaign::NewCampaign>(body)
+            .expect("a campaign")
+            .validate()
+            .expect("valid");
+        let space = spec.space.build().expect("space");
+        let cost = campaign_cost(&spec, space.as_ref());
+        let map = features::FeatureMap::new(spec.training.proxy.features, space.as_ref());
+        // The k-mer counts widen the inputs beyond the encoding (12): 3 + 9 + 27 more.
+        assert_eq!(cost.proxy_inputs, map.dim());
+        assert_eq!(cost.proxy_inputs, 12 + 3 + 9 + 27);
+        let d = map.dim();
+        let x = vec![0.5f32; 4 * d];
+        let y = [0.0, 1.0, 2.0, 3.0];
+        let settings = ensemble::FitSettings {
+            members: 3,
+            hidden: 7,
+            steps: 1,
+            batch_size: 2,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            patience: 0,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let fitted =
+            ensemble::Ensemble::fit(&x, d, &y, ensemble::Target::Regression, &settings, &mut rng)
+                .expect("a fit");
+        let counted: usize = fitted
+            .named_tensors("")
+            .iter()
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        assert_eq!(cost.proxy_parameters(), counted as u128);
+    }
 
     fn spec(transform: Transform, beta: f64, maximize: bool) -> RewardSpec {
         RewardSpec {

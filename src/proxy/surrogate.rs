@@ -88,10 +88,6 @@ const FEASIBILITY_PREFIX: &str = "proxy.feasibility.";
 /// improvement before a fit stops.
 const PATIENCE: usize = 5;
 
-/// Most bytes of inputs encoded at once when predicting, so a pool of thousands of long
-/// sequences never needs its whole encoding in memory.
-const ENCODE_BYTES: usize = 64 << 20;
-
 fn fit_settings(spec: &ProxySpec) -> FitSettings {
     FitSettings {
         members: spec.members,
@@ -220,7 +216,11 @@ impl Surrogate {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = (ENCODE_BYTES / (self.map.dim().max(1) * std::mem::size_of::<f32>())).max(1);
+        // At most one chunk of the engine's ([`crate::gfn::memory::chunk_bytes`]) encoded
+        // at once, so a pool of thousands of long sequences never needs its whole encoding
+        // in memory; the ensembles chunk their products again.
+        let rows =
+            crate::gfn::memory::rows_per_chunk(self.map.dim().max(1) * std::mem::size_of::<f32>());
         let mut members = vec![Vec::with_capacity(states.len()); self.regression.members()];
         let mut feasible = self
             .feasibility

@@ -7,9 +7,14 @@ use crate::error::Error;
 use crate::store::training::ModelOverview;
 use crate::store::{CandidateRow, CandidateStatus, Stats};
 
-/// Validates the settings (every default filled in) and stores the campaign.
+/// Validates the settings (every default filled in), refuses a campaign whose training step
+/// or round of one candidate would need more memory than `--max-step-memory`, and stores
+/// the campaign.
 pub async fn create_campaign(service: &Service, new: NewCampaign) -> Result<Campaign, Error> {
     let spec = new.validate()?;
+    let space = spec.build_space()?;
+    crate::proxy::campaign_cost(&spec, space.as_ref())
+        .admit_campaign(service.config.max_step_memory_bytes)?;
     service.store.insert_campaign(&spec).await
 }
 

@@ -40,6 +40,11 @@ pub async fn sample_preview(
     }
     let campaign = service.store.campaign(campaign_id).await?;
     let space = campaign.spec.build_space()?;
+    crate::proxy::campaign_cost(&campaign.spec, space.as_ref()).admit_preview(
+        n,
+        MAX_PREVIEW,
+        service.config.max_step_memory_bytes,
+    )?;
     let model = service.trainer.model(campaign_id, space.clone()).await?;
     let version = model.as_ref().map_or(0, |(v, _)| *v);
     let permit = service

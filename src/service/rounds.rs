@@ -49,6 +49,12 @@ pub async fn create_round(
             ));
         }
     }
+    // Refused before any wait or work: a batch whose draw would need more memory than
+    // `--max-step-memory`.
+    crate::proxy::campaign_cost(&campaign.spec, space.as_ref()).admit_round(
+        request.batch_size as usize,
+        service.config.max_step_memory_bytes,
+    )?;
     if request.wait_for_model {
         // Failed observations count: a model trained before a batch that failed entirely
         // would propose the same failures again.

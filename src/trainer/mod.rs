@@ -51,6 +51,10 @@ pub struct TrainerConfig {
     pub keep_checkpoints: i64,
     /// Longest turn of one run on the compute thread while other runs wait for theirs.
     pub slice: Duration,
+    /// Most bytes a training step may need (`--max-step-memory`): a campaign stored before
+    /// the limit, or under a larger one, fails its run with the reason instead of running
+    /// the process out of memory.
+    pub max_step_memory: u64,
 }
 
 /// A cheap handle on the trainer, held by the HTTP state.

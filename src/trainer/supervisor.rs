@@ -413,6 +413,13 @@ async fn compute_under_lease(
     cancel: &Arc<AtomicBool>,
     resume: Option<i64>,
 ) -> Result<(TrainOutput, bool), RunError> {
+    // Before reading anything: a campaign stored before the limit was lowered (or before it
+    // existed) fails its run with the reason instead of running the process out of memory.
+    let space = campaign.spec.build_space()?;
+    crate::proxy::campaign_cost(&campaign.spec, space.as_ref())
+        .admit_training(context.config.max_step_memory)
+        .map_err(|e| RunError::Job(JobError::Failed(format!("refused: {e}"))))?;
+    drop(space);
     let store = &context.store;
     let labelled = store.labelled_data(campaign.id).await?;
     let mut data = Vec::with_capacity(labelled.len());

@@ -27,7 +27,43 @@ impl Server {
 
     /// With more flags and environment variables.
     pub fn start_with_env(database_url: &str, flags: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowlab"))
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_flowlab")),
+            database_url,
+            flags,
+            env,
+        )
+    }
+
+    /// With more flags, in at most `bytes` of address space (`prlimit --as`): an allocation
+    /// beyond it fails, and the process aborts as it would on a machine out of memory.
+    /// `None` where `prlimit` (util-linux) is missing.
+    pub fn start_limited(database_url: &str, flags: &[&str], bytes: u64) -> Option<Self> {
+        let found = Command::new("prlimit")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return None;
+        }
+        let mut command = Command::new("prlimit");
+        // No core file from the abort that running out of it ends in.
+        command
+            .arg(format!("--as={bytes}"))
+            .arg("--core=0")
+            .arg(env!("CARGO_BIN_EXE_flowlab"));
+        Some(Self::spawn(command, database_url, flags, &[]))
+    }
+
+    fn spawn(
+        mut command: Command,
+        database_url: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut child = command
             .args([
                 "serve",
                 "--bind",

@@ -90,6 +90,16 @@ impl TestApp {
         Self::spawn_with_config(Config::for_database(database_url)).await
     }
 
+    /// Another app on an existing database, its configuration adjusted by `configure`.
+    pub async fn spawn_on_configured(
+        database_url: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config::for_database(database_url);
+        configure(&mut config);
+        Self::spawn_with_config(config).await
+    }
+
     async fn spawn_with_config(config: Config) -> Self {
         let server = EmbeddedServer::start(config).await.expect("app starts");
         let api = ApiClient::new(server.base_url()).expect("HTTP client");

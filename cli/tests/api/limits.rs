@@ -545,12 +545,262 @@ on_both_backends!(
     a_long_training_run_does_not_hold_up_another_campaign
 );
 
+/// Campaigns listed by `GET /campaigns`.
+async fn campaign_count(app: &TestApp) -> usize {
+    let (status, list) = app.get("/campaigns").await;
+    assert_eq!(status, 200, "{list}");
+    list["campaigns"].as_array().map_or(0, Vec::len)
+}
+
+/// The refusal of a step too large: 400 `invalid_value` naming `field`, with the figures.
+fn assert_too_large(status: u16, body: &Value, field: &str) {
+    assert_eq!(status, 400, "{body}");
+    assert_error(body, "invalid_value");
+    assert_eq!(field_of(body), field, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs") && message.contains("limit 256 MiB"),
+        "the figures: {message}"
+    );
+}
+
+fn alphabet(tokens: usize) -> Vec<String> {
+    (0..tokens).map(|i| format!("t{i}")).collect()
+}
+
+async fn a_campaign_whose_training_step_would_not_fit_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Two tokens, 512 of them, 4096 trajectories a step: tens of GiB for one step.
+    let (status, body) = app
+        .post_json(
+            "/campaigns",
+            &json!({"name": "long", "space": {"type": "sequence", "alphabet": ["A", "B"],
+                "min_length": 512, "max_length": 512},
+                "training": {"batch_size": 4096}}),
+        )
+        .await;
+    assert_too_large(status, &body, "training.batch_size");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("GiB") && message.contains("at most"),
+        "{message}"
+    );
+    // A grid of 16 dimensions of 1024 at the defaults: no batch is small enough.
+    let (status, body) = app
+        .post_json(
+            "/campaigns",
+            &json!({"name": "vast", "space": {"type": "grid", "dims": 16, "size": 1024}}),
+        )
+        .await;
+    assert_too_large(status, &body, "space");
+    // 1024 tokens, 512 of them: the encoding alone is half a million wide.
+    let (status, body) = app
+        .post_json(
+            "/campaigns",
+            &json!({"name": "wide", "space": {"type": "sequence", "alphabet": alphabet(1024),
+                "min_length": 1, "max_length": 512, "separator": "-"}}),
+        )
+        .await;
+    assert_too_large(status, &body, "space");
+    assert_eq!(campaign_count(&app).await, 0, "nothing stored");
+    // The same long sequence with a batch that fits is admitted.
+    app.create_campaign(json!({"name": "long", "space": {"type": "sequence",
+        "alphabet": ["A", "B"], "min_length": 512, "max_length": 512},
+        "training": {"batch_size": 8}}))
+        .await;
+    assert_eq!(campaign_count(&app).await, 1);
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_campaign_whose_training_step_would_not_fit_is_refused,
+    a_campaign_whose_training_step_would_not_fit_is_refused
+);
+
+async fn a_round_whose_draw_would_not_fit_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // 1024 tokens, up to 8 of them: admitted, but 10,000 candidates at once (80,000 walks
+    // with the network's 2050 outputs for each of their states) are not.
+    let id = app
+        .create_campaign(json!({"name": "tokens", "space": {"type": "sequence",
+            "alphabet": alphabet(1024), "min_length": 1, "max_length": 8, "separator": "-"},
+            "model": {"hidden": 16}, "training": {"steps": 5, "batch_size": 4}}))
+        .await;
+    let (status, body) = app
+        .round(json!({"campaign_id": id, "batch_size": 10000, "key": "huge"}))
+        .await;
+    assert_too_large(status, &body, "batch_size");
+    let stored = app
+        .query_i64(&format!(
+            "select count(*) from rounds where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(stored, 0, "nothing stored");
+    let candidates = app
+        .query_i64(&format!(
+            "select count(*) from candidates where campaign_id = {id}"
+        ))
+        .await;
+    assert_eq!(candidates, 0, "nothing stored");
+    // A batch that fits is drawn as usual, under the same key.
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": 20, "key": "huge"}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(round["candidates"].as_array().map(Vec::len), Some(20));
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_round_whose_draw_would_not_fit_is_refused,
+    a_round_whose_draw_would_not_fit_is_refused
+);
+
+async fn a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns(backend: Backend) {
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    // Stored under the default budget, which admits it.
+    let long = json!({"name": "long", "space": {"type": "sequence", "alphabet": ["A", "B"],
+        "min_length": 512, "max_length": 512}, "training": {"steps": 5, "batch_size": 8}});
+    let id = {
+        let app = TestApp::spawn_on(&database.url).await;
+        app.create_campaign(long.clone()).await
+    };
+    // The smallest budget: the campaign no longer fits.
+    let app =
+        TestApp::spawn_on_configured(&database.url, |c| c.max_step_memory_bytes = 64 << 20).await;
+    let (status, body) = app.post_json("/campaigns", &long).await;
+    assert_eq!(status, 400, "refused under the smaller budget: {body}");
+    let refusal = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(refusal.contains("limit 64 MiB"), "{body}");
+    // A preview of 1000 walks of 513 states is refused; five are drawn.
+    let (status, body) = app
+        .get(&format!("/campaigns/{id}/model/sample?n=1000"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(field_of(&body), "n", "{body}");
+    let (status, body) = app.get(&format!("/campaigns/{id}/model/sample?n=5")).await;
+    assert_eq!(status, 200, "a small preview: {body}");
+    assert_eq!(body["values"].as_array().map(Vec::len), Some(5), "{body}");
+    // Not even a round of one fits now.
+    let (status, body) = app.round(json!({"campaign_id": id, "batch_size": 1})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(field_of(&body), "batch_size", "{body}");
+    // Labels schedule training, which fails with the reason instead of running the server
+    // out of memory.
+    let value = "AB".repeat(256);
+    let (status, body) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [{"campaign_id": id, "value": value, "reward": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.train_until_idle().await;
+    let (_, model) = app.get(&format!("/campaigns/{id}/model")).await;
+    assert_eq!(model["status"], "failed", "{model}");
+    assert!(
+        model["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a training step needs") && e.contains("limit 64 MiB")),
+        "{model}"
+    );
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns,
+    a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns
+);
+
+/// A server in 1.5 GiB of address space: a stored campaign whose training would need more
+/// kills a server whose limit admits it, and only fails its run on a server with the default
+/// limit, which stays up and refuses such campaigns at once.
+async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend) {
+    use crate::durability::Server;
+    const ADDRESS_SPACE: u64 = 1536 << 20;
+    let database = crate::helpers::TestDatabase::create(backend).await;
+    let client = reqwest::Client::new();
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let answer = client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("a response");
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Admitted by a server whose limit is 1 TiB: 512 trajectories of 513 states a step.
+    let admits_all = ["--lease-ttl", "1", "--max-step-memory", "1099511627776"];
+    let Some(mut server) = Server::start_limited(&database.url, &admits_all, ADDRESS_SPACE) else {
+        eprintln!("prlimit is missing: the memory-capped server is not tested");
+        return;
+    };
+    let big = json!({"name": "big", "space": {"type": "sequence", "alphabet": ["A", "B"],
+        "min_length": 512, "max_length": 512}, "training": {"steps": 5, "batch_size": 512}});
+    let (status, created) = post(format!("{}/campaigns", server.address), big.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().expect("an id");
+    let label = json!({"labels": [{"campaign_id": id, "value": "AB".repeat(256), "reward": 1.0}]});
+    let (status, body) = post(format!("{}/labels", server.address), label).await;
+    assert_eq!(status, 200, "{body}");
+    // Its training asks for more than the address space holds: the process aborts (SIGABRT,
+    // Rust's answer to an allocation that fails).
+    let exit = server.wait_exit(Duration::from_secs(120)).await;
+    assert!(
+        exit.is_some_and(|e| std::os::unix::process::ExitStatusExt::signal(&e) == Some(6)),
+        "the training the limit let through ran the server out of memory: {exit:?}"
+    );
+    // The same campaign on a server with the default limit: its run fails, the server lives.
+    let server = Server::start_limited(&database.url, &["--lease-ttl", "1"], ADDRESS_SPACE)
+        .expect("prlimit");
+    let model_url = format!("{}/campaigns/{id}/model", server.address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let model = loop {
+        let model: Value = client
+            .get(&model_url)
+            .send()
+            .await
+            .expect("the server is up")
+            .json()
+            .await
+            .expect("JSON");
+        if model["status"] == "failed" || std::time::Instant::now() > deadline {
+            break model;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(model["status"], "failed", "{model}");
+    assert!(
+        model["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a training step needs") && e.contains("limit 256 MiB")),
+        "{model}"
+    );
+    let mut bigger = big;
+    bigger["training"]["batch_size"] = json!(4096);
+    let (status, body) = post(format!("{}/campaigns", server.address), bigger).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(field_of(&body), "training.batch_size", "{body}");
+    let health = client
+        .get(format!("{}/healthz", server.address))
+        .send()
+        .await
+        .expect("the server is up");
+    assert_eq!(health.status().as_u16(), 200);
+}
+on_both_backends!(
+    a_refused_campaign_leaves_a_memory_capped_server_alive,
+    a_refused_campaign_leaves_a_memory_capped_server_alive
+);
+
 /// A round whose client goes away stops working: its draw is called off and frees its
 /// sampling permit at once, instead of computing for many seconds for nobody (here 10,000
 /// values of different lengths each kept 12 edits from all the others: about 5e7 edit
 /// distances).
 async fn a_round_whose_client_leaves_stops_drawing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // A budget that admits the round: what is tested is what happens when its client leaves.
+    let app = TestApp::spawn_configured(backend, |c| c.max_step_memory_bytes = 1 << 40).await;
     let free = app.free_sampling_permits();
     let alphabet: Vec<String> = (0..20).map(|i| format!("{}", (b'A' + i) as char)).collect();
     let id = app

@@ -109,6 +109,11 @@ impl Space for GridSpace {
         self.dims * (self.size - 1)
     }
 
+    /// A point is its `dims` coordinates, however far it is from the origin.
+    fn max_state_codes(&self) -> usize {
+        self.dims
+    }
+
     fn encoding_dim(&self) -> usize {
         self.dims * self.size
     }

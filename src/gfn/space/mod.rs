@@ -205,6 +205,12 @@ pub trait Space: Send + Sync + std::fmt::Debug {
     /// Largest number of non-stop moves in any trajectory.
     fn max_depth(&self) -> usize;
 
+    /// Most codes any state holds (the length of its [`State`]): what a stored state costs.
+    /// The default suits spaces whose moves each add at most one code to the initial state's.
+    fn max_state_codes(&self) -> usize {
+        self.initial().0.len() + self.max_depth()
+    }
+
     /// Width of the encoding the networks read.
     fn encoding_dim(&self) -> usize;
 
