@@ -153,6 +153,7 @@ fn measured_round(n: usize) -> u128 {
         explore: Exploration::default(),
         min_distance: None,
         apart_from: &[],
+        cancel: None,
     };
     let screening = Screening {
         pool: training.pool,
