@@ -466,7 +466,11 @@ impl Space for SequenceSpace {
     }
 
     fn distance_at_least(&self, x: &State, y: &State, d: f64) -> bool {
-        if !(d > 0.0) {
+        // As `distance(x, y) >= d` answers: never for NaN, always for d <= 0.
+        if d.is_nan() {
+            return false;
+        }
+        if d <= 0.0 {
             return true;
         }
         if x.0.len() == y.0.len() {
