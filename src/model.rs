@@ -25,15 +25,6 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model of the network alone.
-    pub fn from_gfn(gfn: GflowNet) -> Self {
-        Self {
-            gfn,
-            surrogate: None,
-            elites: Vec::new(),
-        }
-    }
-
     /// Safetensors bytes of the whole model.
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let (mut tensors, mut meta) = self.gfn.checkpoint_parts().map_err(|e| e.to_string())?;

@@ -200,8 +200,6 @@ mod sql {
     }
 
     pub mod sqlite {
-        pub const SUCCESSFUL_LABELS: &str =
-            "select coalesce((select successes from campaigns where id = $1), 0)";
         pub const OBSERVATIONS: &str = "select coalesce(max(successes), 0), coalesce(max(observations), 0) from campaigns where id = $1";
         pub const LABELLED_DATA: &str = "select value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by id";
         pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
@@ -275,11 +273,9 @@ mod sql {
             "update campaigns set model_status = case when exists (select 1 from checkpoints where campaign_id = $1) then 'ready' else 'untrained' end where id = $1 and model_status = 'training' and ",
             no_other_lease!("$2", "$3", "$4")
         );
-        pub const IMPORT_CHECKPOINT: &str = "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics, trained_on_observations) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $2, $3, $4, null, $5, $3 returning version";
     }
 
     pub mod postgres {
-        pub const SUCCESSFUL_LABELS: &str = super::sqlite::SUCCESSFUL_LABELS;
         pub const OBSERVATIONS: &str = super::sqlite::OBSERVATIONS;
         pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
         pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
@@ -322,7 +318,6 @@ mod sql {
         pub const END_RUN: &str = "update training_runs set status = $2, error = $3, finished_at = now() where id = $1 and status = 'running'";
         pub const MARK_FAILED: &str = super::sqlite::MARK_FAILED;
         pub const RESTORE_STATUS: &str = super::sqlite::RESTORE_STATUS;
-        pub const IMPORT_CHECKPOINT: &str = super::sqlite::IMPORT_CHECKPOINT;
     }
 }
 
@@ -347,15 +342,6 @@ macro_rules! write_tx {
 }
 
 impl Store {
-    /// Number of successful observations stored for the campaign (the sum of its
-    /// candidates' `n_success`); failed observations never count.
-    pub async fn successful_label_count(&self, campaign_id: i64) -> Result<i64, Error> {
-        let (n,): (i64,) = on_backend!(self, SUCCESSFUL_LABELS, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
-        });
-        Ok(n)
-    }
-
     /// The campaign's observations: `(successful, all)`, failed ones included in `all`.
     /// Training is scheduled, and waited for, on `all`.
     pub async fn observation_counts(&self, campaign_id: i64) -> Result<(i64, i64), Error> {
@@ -774,38 +760,6 @@ impl Store {
             };
             tx.commit().await?;
             Ok(())
-        })
-    }
-
-    /// Stores a checkpoint made elsewhere (a pretrained or restored model) as the campaign's
-    /// newest version, outside any lease, and marks the model `ready`; it counts as trained
-    /// on `trained_on_labels` observations, successful and in all. The bytes are not
-    /// checked here: the trainer resumes from them, and a checkpoint that does not load for
-    /// the campaign's space makes its next run fail.
-    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
-    pub async fn import_checkpoint(
-        &self,
-        campaign_id: i64,
-        weights: &[u8],
-        trained_on_labels: i64,
-        steps: i64,
-        metrics: &str,
-    ) -> Result<i64, Error> {
-        write_tx!(self, |tx, q| {
-            let (version,): (i64,) = sqlx::query_as(q::IMPORT_CHECKPOINT)
-                .bind(campaign_id)
-                .bind(weights)
-                .bind(trained_on_labels)
-                .bind(steps)
-                .bind(metrics)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query(q::MARK_READY)
-                .bind(campaign_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(version)
         })
     }
 }
