@@ -40,13 +40,13 @@ const ACTION: u128 = 8;
 /// proxy's prediction (five `f64`).
 const SCORED: u128 = 48;
 
-/// Candidates of the trainer's local-search pool per trajectory of a batch
-/// (`LOCAL_SEARCH_POOL_PER_TRAJECTORY` in the trainer's recipe).
-const LOCAL_POOL_PER_TRAJECTORY: u128 = 16;
-/// Uniform draws that estimate a fresh network's log Z (`LOG_Z_ESTIMATE_SAMPLES` there).
-const LOG_Z_SAMPLES: u128 = 256;
+/// Candidates of the trainer's local-search pool per trajectory of a batch: the training
+/// recipe draws its local-search trajectories from a pool this many times the batch.
+pub const LOCAL_POOL_PER_TRAJECTORY: usize = 16;
+/// Uniform draws whose proxy reward estimates a fresh network's log Z in the recipe.
+pub const LOG_Z_SAMPLES: usize = 256;
 /// Rows a proxy ensemble's fit takes per member and step (the surrogate's fit batch).
-const PROXY_FIT_BATCH: u128 = 64;
+pub const PROXY_FIT_BATCH: usize = 64;
 /// Ensembles a surrogate fits: the regression and, once candidates fail, the feasibility.
 const PROXY_ENSEMBLES: u128 = 2;
 /// Per row of a training step's forward pass: f32 values per action of the output and the
@@ -268,7 +268,7 @@ impl CampaignCost {
         if self.training_local_search {
             // The local-search pool the run replays: chains walked on the proxy's reward,
             // every visited state kept with its score.
-            bytes += LOCAL_POOL_PER_TRAJECTORY
+            bytes += LOCAL_POOL_PER_TRAJECTORY as u128
                 * (self.pool_walk as u128 + 1)
                 * (shape.state_bytes() + SCORED);
         }
@@ -287,8 +287,8 @@ impl CampaignCost {
         let mut bytes = self.policy_parameters() * 9 * F32;
         bytes += self.proxy_parameters() * 6 * F32;
         let proxy_row = self.proxy_inputs as u128 + 3 * self.proxy_hidden as u128 + 2;
-        bytes += self.proxy_members as u128 * PROXY_FIT_BATCH * proxy_row * 2 * F32;
-        bytes += LOG_Z_SAMPLES * shape.path_bytes();
+        bytes += self.proxy_members as u128 * PROXY_FIT_BATCH as u128 * proxy_row * 2 * F32;
+        bytes += LOG_Z_SAMPLES as u128 * shape.path_bytes();
         if self.objective == Objective::Subtb {
             let nodes = shape.states() + 1;
             bytes += nodes * nodes * F32;

@@ -93,7 +93,7 @@ fn fit_settings(spec: &ProxySpec) -> FitSettings {
         members: spec.members,
         hidden: spec.hidden,
         steps: spec.steps,
-        batch_size: 64,
+        batch_size: crate::domain::cost::PROXY_FIT_BATCH,
         lr: 3e-3,
         weight_decay: 1e-4,
         patience: PATIENCE,

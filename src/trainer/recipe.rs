@@ -35,8 +35,8 @@ pub(crate) fn run_seed(seed: u64, run_number: u64) -> u64 {
 pub(crate) const MIN_PROXY_LABELS: usize = 4;
 
 /// Local-search candidates scored by the proxy per trajectory of a training batch: the run
-/// draws its local-search trajectories from this pool.
-const LOCAL_SEARCH_POOL_PER_TRAJECTORY: usize = 16;
+/// draws its local-search trajectories from this pool (one figure with the memory estimate).
+const LOCAL_SEARCH_POOL_PER_TRAJECTORY: usize = crate::domain::cost::LOCAL_POOL_PER_TRAJECTORY;
 
 fn parse_states(space: &dyn Space, texts: &[&str]) -> Result<Vec<State>, JobError> {
     texts
@@ -97,8 +97,9 @@ const RANK_WEIGHT_K: f64 = 0.1;
 /// no failure contradicts it.
 const PSEUDO_POSITIVES_PER_FAILURE: f64 = 0.25;
 
-/// Uniform draws whose proxy reward estimates a fresh network's log Z.
-const LOG_Z_ESTIMATE_SAMPLES: usize = 256;
+/// Uniform draws whose proxy reward estimates a fresh network's log Z (one figure with the
+/// memory estimate).
+const LOG_Z_ESTIMATE_SAMPLES: usize = crate::domain::cost::LOG_Z_SAMPLES;
 
 /// Mutations in each random walk that draws a pseudo-positive terminal.
 const PSEUDO_POSITIVE_WALK: usize = 32;
