@@ -409,22 +409,7 @@ async fn a_campaign_that_crashes_the_server_is_given_up(backend: Backend) {
         server = Server::start_with_env(&database.url, &flags, &crash);
     }
     // The fourth start gives the campaign up instead of training it.
-    let model_url = format!("{}/campaigns/{doomed}/model", server.address);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let model = loop {
-        let model: Value = client
-            .get(&model_url)
-            .send()
-            .await
-            .expect("the server is up")
-            .json()
-            .await
-            .expect("JSON");
-        if model["status"] == "failed" || std::time::Instant::now() > deadline {
-            break model;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let model = model_once_failed(&client, &server.address, doomed).await;
     assert_eq!(model["status"], "failed", "{model}");
     assert!(
         model["error"]
@@ -754,22 +739,7 @@ async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend
     // The same campaign on a server with the default limit: its run fails, the server lives.
     let server = Server::start_limited(&database.url, &["--lease-ttl", "1"], ADDRESS_SPACE)
         .expect("prlimit");
-    let model_url = format!("{}/campaigns/{id}/model", server.address);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let model = loop {
-        let model: Value = client
-            .get(&model_url)
-            .send()
-            .await
-            .expect("the server is up")
-            .json()
-            .await
-            .expect("JSON");
-        if model["status"] == "failed" || std::time::Instant::now() > deadline {
-            break model;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let model = model_once_failed(&client, &server.address, id).await;
     assert_eq!(model["status"], "failed", "{model}");
     assert!(
         model["error"]
@@ -839,3 +809,24 @@ on_both_backends!(
     a_round_whose_client_leaves_stops_drawing,
     a_round_whose_client_leaves_stops_drawing
 );
+
+/// `GET /campaigns/{id}/model` of the server at `address` once its status is `failed`, or
+/// as it is after 60 s.
+async fn model_once_failed(client: &reqwest::Client, address: &str, id: i64) -> Value {
+    let model_url = format!("{address}/campaigns/{id}/model");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let model: Value = client
+            .get(&model_url)
+            .send()
+            .await
+            .expect("the server is up")
+            .json()
+            .await
+            .expect("JSON");
+        if model["status"] == "failed" || std::time::Instant::now() > deadline {
+            return model;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
