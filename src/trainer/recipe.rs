@@ -260,7 +260,9 @@ pub(crate) fn in_turns(job: TrainJob) -> impl FnMut(Instant) -> Turn<TrainOutput
             Ok(false) => Turn::Unfinished,
             Ok(true) => match training.take() {
                 Some(run) => Turn::Finished(run.finish()),
-                None => Turn::Unfinished,
+                None => Turn::Finished(Err(JobError::Failed(
+                    "the training run vanished between its steps and its checkpoint".into(),
+                ))),
             },
         }
     }
