@@ -123,7 +123,7 @@ impl Metrics {
         let candidates_by_source = IntCounterVec::new(
             Opts::new(
                 "flowlab_candidates_proposed_by_source_total",
-                "Candidates proposed by the rounds created, by how they were made: `uniform`, `policy`, `policy+local` or `local`.",
+                "Candidates proposed by the rounds created, by how they were made: `uniform`, `policy`, `policy+local`, `local` or `elite+policy`.",
             ),
             &["source"],
         )?;

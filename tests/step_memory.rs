@@ -161,6 +161,8 @@ fn measured_round(n: usize) -> u128 {
         backtrack: training.refine_backtrack,
         rule: BatchRule::Greedy,
         local_share: training.pool_local_search,
+        conservative_share: training.pool_conservative,
+        conservative_delta: training.conservative_delta,
         elites: &elites,
         spread: training.pool_spread,
         walk: training.pool_walk,

@@ -133,6 +133,13 @@ pub struct TrainingSpec {
     /// Share of a round's scored pool that comes from local search around the elites rather
     /// than from the policy, in [0, 1].
     pub pool_local_search: f64,
+    /// Share of a round's scored pool that comes from conservative search around the
+    /// elites: each an elite with a share `conservative_delta` of its moves redrawn by the
+    /// policy (δ-CS, Kim et al. 2024). In [0, 1], and with `pool_local_search` at most 1;
+    /// the rest of the pool is sampled from the policy.
+    pub pool_conservative: f64,
+    /// Share of an elite's moves that conservative search redraws, in (0, 1].
+    pub conservative_delta: f64,
     /// A round first takes the best of its pool at least this share of the space's
     /// diameter apart, then fills the rest by score; in [0, 1], 0 ranks by score alone.
     pub pool_spread: f64,
@@ -175,10 +182,14 @@ impl Default for TrainingSpec {
             proxy: ProxySpec::default(),
             elites: 32,
             pool: 8,
-            // Chosen on the bench's tuning seeds (100-102): at a lab's budget of a few
-            // rounds, half of the pool from local search around the elites, taken best
-            // first, beat pure policy pools on every task there (see README).
+            // Chosen on the bench's tuning seeds (100-105): at a lab's budget of a few
+            // rounds, half of the pool from local search around the elites and half from
+            // conservative search (elites with a tenth of their moves redrawn by the
+            // policy), taken best first, beat pools of local search alone and local search
+            // with policy samples on three of the four tasks there (see README).
             pool_local_search: 0.5,
+            pool_conservative: 0.5,
+            conservative_delta: 0.1,
             pool_spread: 0.1,
             pool_walk: 10,
             refine: 2,
@@ -202,14 +213,23 @@ pub struct TrainingMix {
     /// Backward trajectories from mutations and crossovers of the elites, rewarded by the
     /// proxy.
     pub local_search: f64,
+    /// Forward walks of conservative search around the elites (each an elite with a share
+    /// `training.conservative_delta` of its moves redrawn by the policy), rewarded by the
+    /// proxy: the policy learns what to put in the places a round's conservative search
+    /// redraws.
+    pub conservative: f64,
 }
 
 impl Default for TrainingMix {
     fn default() -> Self {
         Self {
+            // Chosen on the bench's tuning seeds (100-105) with the round defaults below:
+            // training the policy on conservative search's own walks, instead of on its
+            // free samples, made conservative search's candidates better (see README).
             labelled: 0.25,
-            forward: 0.5,
+            forward: 0.0,
             local_search: 0.25,
+            conservative: 0.5,
         }
     }
 }
@@ -319,6 +339,7 @@ impl TrainingSpec {
             ("labelled", mix.labelled),
             ("forward", mix.forward),
             ("local_search", mix.local_search),
+            ("conservative", mix.conservative),
         ] {
             if !share(v) {
                 return Err(Error::invalid(
@@ -327,7 +348,7 @@ impl TrainingSpec {
                 ));
             }
         }
-        if mix.labelled + mix.forward + mix.local_search <= 0.0 {
+        if mix.labelled + mix.forward + mix.local_search + mix.conservative <= 0.0 {
             return Err(Error::invalid(
                 "training.mix",
                 "the shares must not all be 0",
@@ -374,6 +395,27 @@ impl TrainingSpec {
             return Err(Error::invalid(
                 "training.pool_local_search",
                 "must be in [0, 1]",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.pool_conservative) {
+            return Err(Error::invalid(
+                "training.pool_conservative",
+                "must be in [0, 1]",
+            ));
+        }
+        if self.pool_local_search + self.pool_conservative > 1.0 + 1e-9 {
+            return Err(Error::invalid(
+                "training.pool_conservative",
+                format!(
+                    "{} with pool_local_search {} is more than the whole pool (their sum must be at most 1)",
+                    self.pool_conservative, self.pool_local_search
+                ),
+            ));
+        }
+        if !(self.conservative_delta > 0.0 && self.conservative_delta <= 1.0) {
+            return Err(Error::invalid(
+                "training.conservative_delta",
+                "must be in (0, 1]",
             ));
         }
         if self.refine > 20 {

@@ -104,6 +104,10 @@ pub enum CandidateSource {
     /// a short walk on the proxy's reward).
     #[serde(rename = "local")]
     Local,
+    /// A best labelled candidate with some of its moves redrawn by the GFlowNet
+    /// (conservative search).
+    #[serde(rename = "elite+policy")]
+    ElitePolicy,
     /// First seen in a label: a value no round proposed (an initial data set).
     #[serde(rename = "imported")]
     Imported,

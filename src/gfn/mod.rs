@@ -5,6 +5,7 @@
 //! the web or storage layers. The service calls into it from blocking threads.
 
 pub mod checkpoint;
+pub mod conservative;
 pub mod device;
 pub mod exact;
 pub mod kernels;

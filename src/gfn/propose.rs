@@ -13,6 +13,7 @@
 //! for a share of them in the pool (`local_share`), and their [`Source`] then says so.
 //! Whatever the screened stage cannot fill is drawn as before.
 
+use super::conservative::conservative_search;
 use super::provenance::Source;
 use super::refine::{refine, RefineSettings};
 use super::space::{Space, State};
@@ -91,6 +92,11 @@ pub struct Screening<'a> {
     /// Share of the pool made by local search around `elites`, the rest sampled from the
     /// policy.
     pub local_share: f64,
+    /// Share of the pool made by conservative search around `elites` (see
+    /// [`super::conservative`]): elites with a share `conservative_delta` of their moves
+    /// redrawn by the policy. `local_share + conservative_share` is at most 1.
+    pub conservative_share: f64,
+    pub conservative_delta: f64,
     /// Best labelled candidates, best first.
     pub elites: &'a [State],
     /// The first pass keeps candidates at least this share of the space's diameter apart;
@@ -106,6 +112,8 @@ impl std::fmt::Debug for Screening<'_> {
         f.debug_struct("Screening")
             .field("pool", &self.pool)
             .field("local_share", &self.local_share)
+            .field("conservative_share", &self.conservative_share)
+            .field("conservative_delta", &self.conservative_delta)
             .field("elites", &self.elites.len())
             .field("refine", &self.refine)
             .field("rule", &self.rule)
@@ -115,7 +123,7 @@ impl std::fmt::Debug for Screening<'_> {
 
 /// Index into a best-first list of `n`, drawn with a bias to the front (`floor(n u^2)`):
 /// the best are picked most, the rest still now and then.
-fn rank_biased(n: usize, rng: &mut dyn RngCore) -> usize {
+pub(super) fn rank_biased(n: usize, rng: &mut dyn RngCore) -> usize {
     let u: f64 = rng.random();
     ((u * u * n as f64) as usize).min(n.saturating_sub(1))
 }
@@ -385,11 +393,15 @@ fn screened_pool(
     rng: &mut impl Rng,
 ) -> Result<Pool, GfnError> {
     let pool_n = n.saturating_mul(screen.pool.max(1));
-    let local_n = if screen.elites.is_empty() {
-        0
-    } else {
-        ((pool_n as f64 * screen.local_share).round() as usize).min(pool_n)
+    let share = |s: f64| {
+        if screen.elites.is_empty() {
+            0
+        } else {
+            ((pool_n as f64 * s.clamp(0.0, 1.0)).round() as usize).min(pool_n)
+        }
     };
+    let local_n = share(screen.local_share);
+    let conservative_n = share(screen.conservative_share).min(pool_n - local_n);
     let (mut states, mut scores) = reward_walk(
         space,
         screen.elites,
@@ -399,7 +411,18 @@ fn screened_pool(
         rng,
     )?;
     let mut sources = vec![Source::Local; states.len()];
-    let samples = policy.sample_forward(pool_n - local_n, explore, rng)?;
+    let near = conservative_search(
+        policy,
+        screen.elites,
+        conservative_n,
+        screen.conservative_delta,
+        explore,
+        rng,
+    )?;
+    scores.extend((screen.score)(&near)?);
+    sources.extend(std::iter::repeat_n(Source::ElitePolicy, near.len()));
+    states.extend(near);
+    let samples = policy.sample_forward(pool_n - local_n - conservative_n, explore, rng)?;
     let depths: Vec<usize> = samples.iter().map(|t| t.states.len() - 1).collect();
     let terminals: Vec<State> = samples.into_iter().map(|t| t.terminal().clone()).collect();
     let sample_scores = (screen.score)(&terminals)?;
@@ -515,6 +538,8 @@ mod tests {
         let screening = Screening {
             pool: 10,
             local_share: 0.5,
+            conservative_share: 0.0,
+            conservative_delta: 0.1,
             elites: &elites,
             spread: 0.0,
             walk: 0,
@@ -598,6 +623,8 @@ mod tests {
         let screening = Screening {
             pool: 10,
             local_share: 0.5,
+            conservative_share: 0.0,
+            conservative_delta: 0.1,
             elites: &elites,
             spread: 0.0,
             walk: 0,
@@ -675,6 +702,8 @@ mod tests {
         let screening = Screening {
             pool: 4,
             local_share: 0.5,
+            conservative_share: 0.0,
+            conservative_delta: 0.1,
             elites: &seen_states,
             spread: 0.0,
             walk: 0,
@@ -710,6 +739,8 @@ mod tests {
             let screening = Screening {
                 pool: 40,
                 local_share: 1.0,
+                conservative_share: 0.0,
+                conservative_delta: 0.1,
                 elites: &elites,
                 spread,
                 walk: 0,

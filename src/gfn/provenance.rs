@@ -23,24 +23,30 @@ pub enum Source {
     PolicyLocal,
     /// Made by local search (mutations, crossovers, reward walks) around labelled elites.
     Local,
+    /// A labelled elite with some of its moves redrawn by the trained policy (conservative
+    /// search, see [`super::conservative`]).
+    ElitePolicy,
 }
 
 impl Source {
     /// Every source, in a fixed order (for metrics that must exist from the start).
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::Uniform,
         Source::Policy,
         Source::PolicyLocal,
         Source::Local,
+        Source::ElitePolicy,
     ];
 
-    /// The stored and reported text: `uniform`, `policy`, `policy+local` or `local`.
+    /// The stored and reported text: `uniform`, `policy`, `policy+local`, `local` or
+    /// `elite+policy`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Uniform => "uniform",
             Self::Policy => "policy",
             Self::PolicyLocal => "policy+local",
             Self::Local => "local",
+            Self::ElitePolicy => "elite+policy",
         }
     }
 }
@@ -83,7 +89,10 @@ mod tests {
     #[test]
     fn text_forms_are_the_documented_ones_and_parse_back() {
         let texts: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(texts, ["uniform", "policy", "policy+local", "local"]);
+        assert_eq!(
+            texts,
+            ["uniform", "policy", "policy+local", "local", "elite+policy"]
+        );
         for source in Source::ALL {
             assert_eq!(source.as_str().parse::<Source>(), Ok(source));
             assert_eq!(source.to_string(), source.as_str());
@@ -169,6 +178,8 @@ mod tests {
         let screening = |local_share: f64| Screening {
             pool: 10,
             local_share,
+            conservative_share: 0.0,
+            conservative_delta: 0.1,
             elites: &elites,
             spread: 0.0,
             walk: 2,

@@ -105,6 +105,21 @@ impl GflowNet {
         explore: Exploration,
         rng: &mut impl Rng,
     ) -> Result<Vec<SampledPath>, GfnError> {
+        self.walk_forward(starts, &[], explore, rng)
+    }
+
+    /// Walks forward from each of `starts` as [`Self::sample_forward_from`] does, except that
+    /// step `t` of walk `i` takes `guides[i][t]` when that is `Some` action valid there; a
+    /// `None`, an invalid action or a step past the guide's end is drawn from the policy.
+    /// `log_pf` is the policy's probability of every move taken, forced ones included.
+    /// Missing guides (`guides` shorter than `starts`) leave those walks unguided.
+    pub fn walk_forward(
+        &self,
+        starts: &[State],
+        guides: &[Vec<Option<usize>>],
+        explore: Exploration,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<SampledPath>, GfnError> {
         let space = self.space.as_ref();
         let a = space.n_actions();
         let stop = space.stop_action();
@@ -133,7 +148,16 @@ impl GflowNet {
                 let s = &current[k];
                 space.forward_mask(s, &mut mask);
                 explore_weights(&out[k * 2 * a..k * 2 * a + a], &mask, explore, &mut weights);
-                let action = draw(&weights, rng);
+                let forced = guides
+                    .get(i)
+                    .and_then(|g| g.get(paths[i].actions.len()))
+                    .copied()
+                    .flatten()
+                    .filter(|&f| f < a && mask[f]);
+                let action = match forced {
+                    Some(f) => f,
+                    None => draw(&weights, rng),
+                };
                 paths[i].actions.push(action);
                 paths[i].log_pf += weights[action].max(f64::MIN_POSITIVE).ln();
                 if action != stop {

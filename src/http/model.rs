@@ -43,7 +43,7 @@ pub struct RoundFigures {
     pub model_version: i64,
     /// Candidates the round holds.
     pub proposed: i64,
-    /// Candidates by source (`uniform`, `policy`, `policy+local`, `local`; `unknown` for
+    /// Candidates by source (`uniform`, `policy`, `policy+local`, `local`, `elite+policy`; `unknown` for
     /// candidates proposed before sources were recorded); sources the round did not use are
     /// absent.
     pub sources: BTreeMap<String, i64>,

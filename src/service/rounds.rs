@@ -302,6 +302,8 @@ impl DrawJob {
             (Some(m), Some(_)) => Some(Screening {
                 pool: training.pool,
                 local_share: training.pool_local_search,
+                conservative_share: training.pool_conservative,
+                conservative_delta: training.conservative_delta,
                 elites: &m.elites,
                 spread: training.pool_spread,
                 walk: training.pool_walk,

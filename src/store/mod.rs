@@ -123,6 +123,38 @@ pub fn redact_url(url: &str) -> String {
     format!("{main}?{}", query.join("&"))
 }
 
+/// Rebuilds SQLite's `candidates` table when its `source` check predates `elite+policy`.
+/// SQLite cannot alter a CHECK constraint, and the rebuild needs foreign keys off (labels
+/// refer to candidates), which cannot be switched inside a migration's transaction: so it
+/// runs here, on one connection, in a transaction of its own, and only while needed.
+async fn widen_sqlite_sources(pool: &sqlx::SqlitePool) -> Result<(), Error> {
+    let mut conn = pool.acquire().await?;
+    let schema: Option<String> = sqlx::query_scalar(
+        "select sql from sqlite_master where type = 'table' and name = 'candidates'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if schema.is_none_or(|sql| sql.contains("'elite+policy'")) {
+        return Ok(());
+    }
+    sqlx::raw_sql("pragma foreign_keys = off")
+        .execute(&mut *conn)
+        .await?;
+    let rebuilt = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(include_str!("sqlite_widen_sources.sql"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    sqlx::raw_sql("pragma foreign_keys = on")
+        .execute(&mut *conn)
+        .await?;
+    rebuilt?;
+    Ok(())
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://...` or `postgres://...`). SQLite files are created when
     /// missing and run in WAL mode with a busy timeout, so readers never block the writer.
@@ -156,7 +188,10 @@ impl Store {
     /// Applies the pending migrations of this backend.
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Sqlite(pool) => {
+                sqlx::migrate!("./migrations/sqlite").run(pool).await?;
+                widen_sqlite_sources(pool).await?;
+            }
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -255,6 +290,97 @@ mod tests {
                 (before - 1000..=after + 1000).contains(&database),
                 "{url}: {before} <= {database} <= {after}"
             );
+        }
+    }
+
+    /// A database last migrated before conservative search keeps its candidates, labels and
+    /// id sequence through the rebuild that widens the `source` check, and then stores the
+    /// new source.
+    #[tokio::test]
+    async fn an_older_sqlite_database_is_rebuilt_to_accept_elite_policy() {
+        let path =
+            std::env::temp_dir().join(format!("flowlab-widen-sources-{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let url = format!("sqlite://{}", path.display());
+        let store = super::Store::connect(&url).await.expect("connects");
+        let super::Store::Sqlite(pool) = &store else {
+            panic!("a SQLite store");
+        };
+        let mut older = sqlx::migrate!("./migrations/sqlite");
+        older.migrations = std::borrow::Cow::Owned(
+            older
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 6)
+                .cloned()
+                .collect(),
+        );
+        older.run(pool).await.expect("the older migrations");
+        sqlx::raw_sql(
+            "insert into campaigns (name, spec) values ('old', '{}');
+             insert into candidates (campaign_id, value, status, source)
+                 values (1, 'x', 'labelled', 'local'), (1, 'y', 'pending', 'policy'),
+                        (1, 'z', 'pending', 'policy');
+             delete from candidates where id = 3;
+             insert into labels (campaign_id, candidate_id, reward) values (1, 1, 0.5);",
+        )
+        .execute(pool)
+        .await
+        .expect("older rows");
+        let refused = sqlx::query(
+            "insert into candidates (campaign_id, value, status, source)
+             values (1, 'w', 'pending', 'elite+policy')",
+        )
+        .execute(pool)
+        .await;
+        assert!(refused.is_err(), "the old check refuses the new source");
+
+        store.migrate().await.expect("migrates");
+        store
+            .migrate()
+            .await
+            .expect("migrating again changes nothing");
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("select id, value, source from candidates order by id")
+                .fetch_all(pool)
+                .await
+                .expect("candidates");
+        assert_eq!(
+            rows,
+            vec![
+                (1, "x".to_string(), Some("local".to_string())),
+                (2, "y".to_string(), Some("policy".to_string())),
+            ]
+        );
+        let id: i64 = sqlx::query_scalar(
+            "insert into candidates (campaign_id, value, status, source)
+             values (1, 'w', 'pending', 'elite+policy') returning id",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("the new source is stored");
+        assert_eq!(id, 4, "ids continue the old sequence");
+        let orphans: Vec<(String, i64, String, i64)> = sqlx::query_as("pragma foreign_key_check")
+            .fetch_all(pool)
+            .await
+            .expect("the check");
+        assert!(orphans.is_empty(), "{orphans:?}");
+        let label_of: i64 = sqlx::query_scalar("select candidate_id from labels")
+            .fetch_one(pool)
+            .await
+            .expect("the label");
+        assert_eq!(label_of, 1);
+        let refused = sqlx::query(
+            "insert into labels (campaign_id, candidate_id, reward) values (1, 99, 1.0)",
+        )
+        .execute(pool)
+        .await;
+        assert!(refused.is_err(), "foreign keys are enforced again");
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::compute::{JobError, TrainJob, TrainOutput, Turn};
 use crate::domain::campaign::CampaignSpec;
+use crate::gfn::conservative::conservative_paths;
 use crate::gfn::propose::reward_walk;
 use crate::gfn::{Exploration, GflowNet, Space, State, Trajectory};
 use crate::model::Model;
@@ -57,6 +58,7 @@ struct BatchMix {
     labelled: usize,
     forward: usize,
     local: usize,
+    conservative: usize,
 }
 
 impl BatchMix {
@@ -67,22 +69,25 @@ impl BatchMix {
                 labelled: batch_size,
                 forward: 0,
                 local: 0,
+                conservative: 0,
             };
         }
         let mix = spec.training.mix;
-        let total = mix.labelled + mix.forward + mix.local_search;
+        let total = mix.labelled + mix.forward + mix.local_search + mix.conservative;
         let share = |weight: f64| (batch_size as f64 * weight / total).round() as usize;
         let forward = share(mix.forward).min(batch_size);
         let local = share(mix.local_search).min(batch_size - forward);
+        let conservative = share(mix.conservative).min(batch_size - forward - local);
         Self {
-            labelled: batch_size - forward - local,
+            labelled: batch_size - forward - local - conservative,
             forward,
             local,
+            conservative,
         }
     }
 
     fn total(self) -> usize {
-        self.labelled + self.forward + self.local
+        self.labelled + self.forward + self.local + self.conservative
     }
 }
 
@@ -349,6 +354,11 @@ impl Training {
             mix.labelled += mix.local;
             mix.local = 0;
         }
+        // Conservative search needs elites too.
+        if elites.is_empty() {
+            mix.labelled += mix.conservative;
+            mix.conservative = 0;
+        }
         let log_z = net.log_z()?;
         let explore = Exploration {
             temperature: 1.0,
@@ -412,10 +422,23 @@ impl Training {
                 .sample(mix.labelled, &mut self.rng, &mut batch);
             self.generated.sample(mix.local, &mut self.rng, &mut batch);
             let mut trajectories = self.net.sample_backward(&batch, &mut self.rng)?;
-            if rewarder.surrogate.is_some() && mix.forward > 0 {
+            if rewarder.surrogate.is_some() && mix.forward + mix.conservative > 0 {
                 let mut forward: Vec<Trajectory> =
                     self.net
                         .sample_forward(mix.forward, self.explore, &mut self.rng)?;
+                let near = conservative_paths(
+                    &self.net,
+                    &self.elites,
+                    mix.conservative,
+                    self.job.spec.training.conservative_delta,
+                    self.explore,
+                    &mut self.rng,
+                )?;
+                forward.extend(near.into_iter().map(|p| Trajectory {
+                    states: p.states,
+                    actions: p.actions,
+                    log_reward: 0.0,
+                }));
                 let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
                 let rewards = rewarder.log_rewards(&ends)?.unwrap_or_default();
                 for (t, lr) in forward.iter_mut().zip(rewards) {

@@ -346,10 +346,11 @@ async fn metrics_count_requests_rounds_labels_and_training(backend: Backend) {
     assert_eq!(m.get("flowlab_candidates_proposed_total", &[]), 6.0);
     // The same candidates by source, as the rounds reported them; every source's series
     // exists, at 0 when unused.
-    let mut by_source: BTreeMap<String, f64> = ["uniform", "policy", "policy+local", "local"]
-        .into_iter()
-        .map(|s| (s.to_string(), 0.0))
-        .collect();
+    let mut by_source: BTreeMap<String, f64> =
+        ["uniform", "policy", "policy+local", "local", "elite+policy"]
+            .into_iter()
+            .map(|s| (s.to_string(), 0.0))
+            .collect();
     for round in [&first, &second, &waited] {
         for c in round["candidates"].as_array().expect("candidates") {
             let source = c["source"].as_str().expect("a source").to_string();

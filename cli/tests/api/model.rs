@@ -659,7 +659,7 @@ async fn rounds_report_sources_counts_and_prospective_proxy_figures(backend: Bac
     for c in &proposed {
         let source = c["source"].as_str().expect("a source");
         assert!(
-            ["uniform", "policy", "policy+local", "local"].contains(&source),
+            ["uniform", "policy", "policy+local", "local", "elite+policy"].contains(&source),
             "{c}"
         );
         *sources.entry(source.to_string()).or_default() += 1;
@@ -751,4 +751,92 @@ async fn rounds_report_sources_counts_and_prospective_proxy_figures(backend: Bac
 on_both_backends!(
     rounds_report_sources_counts_and_prospective_proxy_figures,
     rounds_report_sources_counts_and_prospective_proxy_figures
+);
+
+/// Positions at which two equal-length DNA strings differ.
+fn hamming(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).filter(|(x, y)| x != y).count()
+}
+
+async fn conservative_search_proposes_elites_redrawn_by_the_policy(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let delta = 0.25;
+    let id = app
+        .create_campaign(json!({
+            "name": "conservative",
+            "space": {"type": "sequence", "alphabet": ["A", "C", "G", "T"],
+                      "min_length": 12, "max_length": 12},
+            "model": {"hidden": 16},
+            "training": {"steps": 20, "batch_size": 8, "proxy": {"steps": 50, "members": 2},
+                         "pool": 4, "refine": 0, "pool_local_search": 0.0,
+                         "pool_conservative": 1.0, "conservative_delta": delta,
+                         "pool_spread": 0.0,
+                         "mix": {"labelled": 0.5, "forward": 0.0, "local_search": 0.0,
+                                 "conservative": 0.5}}
+        }))
+        .await;
+    let (status, first) = app
+        .round(json!({"campaign_id": id, "batch_size": 16}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let measured: Vec<String> = first["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| c["value"].as_str().expect("a string").to_string())
+        .collect();
+    let labels: Vec<Value> = first["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| {
+            let value = c["value"].as_str().unwrap_or_default();
+            json!({"candidate_id": c["id"], "reward": value.matches('G').count() as f64})
+        })
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, second) = app
+        .round(json!({"campaign_id": id, "batch_size": 8, "wait_for_model": true}))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let proposed = second["candidates"].as_array().expect("candidates");
+    let near: Vec<usize> = proposed
+        .iter()
+        .filter(|c| c["source"] == "elite+policy")
+        .map(|c| {
+            let value = c["value"].as_str().expect("a string");
+            measured
+                .iter()
+                .map(|m| hamming(m, value))
+                .min()
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    // The whole pool is conservative search: the batch is made of it unless the pool ran
+    // out of unseen values, which 32 draws around 16 elites do not.
+    assert!(near.len() >= 6, "{second}");
+    // Each redraws one position plus each other with probability delta: at most 1 + 11/4
+    // positions on average, far from the ~6 of a random string's nearest labelled one.
+    let mean = near.iter().sum::<usize>() as f64 / near.len() as f64;
+    assert!(near.iter().all(|&d| d >= 1), "{near:?}");
+    assert!(mean <= 1.0 + 11.0 * delta + 1.0, "{near:?}");
+
+    // The source is stored: the candidate listing and the model history report it.
+    let (status, listed) = app
+        .get(&format!("/campaigns/{id}/candidates?limit=100"))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let stored = listed["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter(|c| c["source"] == "elite+policy")
+        .count();
+    assert_eq!(stored, near.len(), "{listed}");
+}
+on_both_backends!(
+    conservative_search_proposes_elites_redrawn_by_the_policy,
+    conservative_search_proposes_elites_redrawn_by_the_policy
 );

@@ -108,13 +108,15 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
     let (status, body) = app.post_json("/campaigns", &campaign()).await;
     assert_eq!(status, 201, "{body}");
     let training = &body["training"];
-    assert_eq!(training["mix"]["forward"], 0.5, "{body}");
+    assert_eq!(training["mix"]["forward"], 0.0, "{body}");
+    assert_eq!(training["mix"]["conservative"], 0.5, "{body}");
+    assert_eq!(training["pool_conservative"], 0.5, "{body}");
     assert_eq!(training["proxy"]["members"], 3, "{body}");
     assert_eq!(training["proxy"]["hidden"], 64, "{body}");
     for (patch, field) in [
         (json!({"mix": {"labelled": -1.0}}), "training.mix.labelled"),
         (
-            json!({"mix": {"labelled": 0.0, "forward": 0.0, "local_search": 0.0}}),
+            json!({"mix": {"labelled": 0.0, "forward": 0.0, "local_search": 0.0, "conservative": 0.0}}),
             "training.mix",
         ),
         (json!({"proxy": {"members": 0}}), "training.proxy.members"),
@@ -123,6 +125,18 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
         (
             json!({"pool_local_search": 1.5}),
             "training.pool_local_search",
+        ),
+        (
+            json!({"pool_local_search": 0.5, "pool_conservative": 0.75}),
+            "training.pool_conservative",
+        ),
+        (
+            json!({"conservative_delta": 0.0}),
+            "training.conservative_delta",
+        ),
+        (
+            json!({"mix": {"conservative": -0.5}}),
+            "training.mix.conservative",
         ),
         (json!({"refine": 21}), "training.refine"),
         (

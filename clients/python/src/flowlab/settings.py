@@ -52,6 +52,7 @@ class TrainingMix:
     labelled: Optional[float] = None
     forward: Optional[float] = None
     local_search: Optional[float] = None
+    conservative: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class TrainingSettings:
     elites: Optional[int] = None
     pool: Optional[int] = None
     pool_local_search: Optional[float] = None
+    pool_conservative: Optional[float] = None
+    conservative_delta: Optional[float] = None
     pool_spread: Optional[float] = None
     pool_walk: Optional[int] = None
     refine: Optional[int] = None
