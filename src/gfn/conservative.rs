@@ -144,20 +144,22 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let mut net = GflowNet::new(space.clone(), GfnConfig::default(), &mut rng).unwrap();
         let elite = State(vec![5; 8]);
-        let fresh = conservative_search(
-            &net,
-            std::slice::from_ref(&elite),
-            300,
-            0.5,
-            Exploration::default(),
-            &mut rng,
-        )
-        .unwrap();
-        let count_a = |xs: &[State]| -> usize {
-            xs.iter()
+        // Tokens "A" in 300 candidates around the elite (which holds none).
+        let redrawn_a = |net: &GflowNet, rng: &mut StdRng| -> usize {
+            let out = conservative_search(
+                net,
+                std::slice::from_ref(&elite),
+                300,
+                0.5,
+                Exploration::default(),
+                rng,
+            )
+            .unwrap();
+            out.iter()
                 .map(|x| x.0.iter().filter(|&&t| t == 0).count())
                 .sum()
         };
+        let fresh = redrawn_a(&net, &mut rng);
         for _ in 0..300 {
             let batch: Vec<(State, f32)> = (0..16)
                 .map(|_| {
@@ -169,20 +171,10 @@ mod tests {
             let trajectories = net.sample_backward(&batch, &mut rng).unwrap();
             net.train_step(&trajectories).unwrap();
         }
-        let trained = conservative_search(
-            &net,
-            std::slice::from_ref(&elite),
-            300,
-            0.5,
-            Exploration::default(),
-            &mut rng,
-        )
-        .unwrap();
+        let trained = redrawn_a(&net, &mut rng);
         assert!(
-            count_a(&trained) > 3 * count_a(&fresh).max(1),
-            "A redrawn {} times after training, {} before",
-            count_a(&trained),
-            count_a(&fresh)
+            trained > 3 * fresh.max(1),
+            "A redrawn {trained} times after training, {fresh} before"
         );
     }
 
