@@ -47,7 +47,12 @@ pub fn conservative_paths(
     if elites.is_empty() || n == 0 {
         return Ok(Vec::new());
     }
-    let delta = delta.clamp(0.0, 1.0);
+    // random_bool panics outside [0, 1]; NaN redraws nothing beyond the one forced move.
+    let delta = if delta.is_nan() {
+        0.0
+    } else {
+        delta.clamp(0.0, 1.0)
+    };
     let picked: Vec<(State, f32)> = {
         let rng: &mut dyn RngCore = rng;
         (0..n)
@@ -176,6 +181,25 @@ mod tests {
             trained > 3 * fresh.max(1),
             "A redrawn {trained} times after training, {fresh} before"
         );
+    }
+
+    #[test]
+    fn a_share_that_is_not_a_number_redraws_one_move() {
+        let space = peptides(16);
+        let mut rng = StdRng::seed_from_u64(5);
+        let net = GflowNet::new(space, GfnConfig::default(), &mut rng).unwrap();
+        let elite = random_peptide(16, &mut rng);
+        let out = conservative_search(
+            &net,
+            std::slice::from_ref(&elite),
+            50,
+            f64::NAN,
+            Exploration::default(),
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 50);
+        assert!(out.iter().all(|x| hamming(x, &elite) <= 1));
     }
 
     #[test]

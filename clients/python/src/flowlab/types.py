@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 Value = Union[str, list[int], list[str]]
 
 CandidateStatus = Literal["pending", "labelled", "failed", "abandoned"]
-CandidateSource = Literal[
-    "uniform", "policy", "policy+local", "local", "elite+policy", "imported"
-]
+CandidateSource = Literal["uniform", "policy", "policy+local", "local", "elite+policy", "imported"]
 ModelStatus = Literal["untrained", "training", "ready", "failed"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 ErrorCode = Literal[
