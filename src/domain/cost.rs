@@ -63,11 +63,6 @@ const LAYOUT_VALUES_PER_ROW: u128 = 8;
 /// Per pair of nodes of SubTB: bytes of its two indices, its weight (f64, then f32) and the
 /// residual's temporaries and gradients (eight f32).
 const SUBTB_BYTES_PER_PAIR: u128 = 52;
-/// Most walks a round's draw holds at once per candidate asked for, when the policy keeps
-/// repeating itself: the last of the escalating draws of `gfn::propose` oversamples
-/// `(2 + 5)` times what is missing, and at least 8.
-const FALLBACK_WALKS_PER_CANDIDATE: u128 = 7;
-const FALLBACK_LEAST: u128 = 8;
 /// Copies of each walk a round's refinement holds at once: the walk (its backtrack), the
 /// reconstruction and the states gathered for one network call.
 const REFINE_COPIES: u128 = 3;
@@ -310,7 +305,10 @@ impl CampaignCost {
     /// per candidate), or the last escalating draw when the policy repeats itself.
     pub fn round_walks(&self, batch: usize) -> u128 {
         let n = batch as u128;
-        (n * self.pool.max(1) as u128).max(FALLBACK_WALKS_PER_CANDIDATE * n.max(FALLBACK_LEAST))
+        let last_draw =
+            crate::gfn::propose::escalating_draw(batch, crate::gfn::propose::DRAW_ATTEMPTS - 1)
+                as u128;
+        (n * self.pool.max(1) as u128).max(last_draw)
     }
 
     /// Bytes of a round's draw of `batch` candidates: every walk with refinement's copies

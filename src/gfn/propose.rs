@@ -26,6 +26,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// enough unseen terminals, so `exhausted` is only ever reported when the space ran out.
 pub const ENUMERATION_LIMIT: usize = 1_000_000;
 
+/// Escalating draws a proposal makes when the policy keeps repeating itself (the last two
+/// from the uniform policy).
+pub const DRAW_ATTEMPTS: usize = 6;
+
+/// Least number of walks one escalating draw makes.
+const LEAST_DRAW: usize = 8;
+
+/// Walks the escalating draw number `attempt` (from 0) makes while `missing` candidates
+/// are still wanted: oversampled more each time, since a draw may repeat a value or fall
+/// too close to another. The memory estimate of a round prices the last one.
+pub fn escalating_draw(missing: usize, attempt: usize) -> usize {
+    missing.max(LEAST_DRAW).saturating_mul(2 + attempt)
+}
+
 /// What a proposal returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
@@ -278,7 +292,7 @@ pub fn propose(
     }
     // Escalating exploration: the campaign's own first, then hotter and more uniform, ending
     // with the uniform policy, which reaches every terminal.
-    let schedule = [
+    let schedule: [Exploration; DRAW_ATTEMPTS] = [
         explore,
         Exploration {
             temperature: explore.temperature * 2.0,
@@ -318,7 +332,7 @@ pub fn propose(
             *ex
         };
         // Oversample: a draw may repeat or fall too close to another.
-        let want = (n - chosen.len()).max(8) * (2 + attempt);
+        let want = escalating_draw(n - chosen.len(), attempt);
         for t in policy.sample_forward(want, ex, rng)? {
             check(cancel)?;
             let x = t.terminal();
