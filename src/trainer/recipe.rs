@@ -711,6 +711,26 @@ mod tests {
     use crate::domain::campaign::NewCampaign;
     use std::sync::atomic::AtomicBool;
 
+    #[test]
+    fn each_share_of_the_mix_gets_its_trajectories() {
+        let mut spec = grid_spec(1);
+        spec.training.mix = crate::domain::campaign::TrainingMix {
+            labelled: 1.0,
+            forward: 1.0,
+            local_search: 2.0,
+            conservative: 4.0,
+        };
+        let mix = BatchMix::of(&spec, true, 64);
+        assert_eq!(
+            (mix.labelled, mix.forward, mix.local, mix.conservative),
+            (8, 8, 16, 32)
+        );
+        assert_eq!(mix.total(), 64);
+        // Before a proxy every trajectory replays the labels.
+        let early = BatchMix::of(&spec, false, 64);
+        assert_eq!((early.labelled, early.conservative), (64, 0));
+    }
+
     fn grid_spec(steps: usize) -> CampaignSpec {
         let body = json!({
             "name": "grid",
