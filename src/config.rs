@@ -124,12 +124,27 @@ pub struct Config {
         default_value_t = crate::domain::cost::DEFAULT_BUDGET
     )]
     pub max_step_memory_bytes: u64,
+    /// Most labelled candidates one training run reads: beyond it, the best tenth of that
+    /// many and an even spread of the rest, so that a campaign of a million labels trains in
+    /// bounded memory and time. Campaigns below it train on every label.
+    #[arg(
+        long = "max-training-labels",
+        env = "FLOWLAB_MAX_TRAINING_LABELS",
+        default_value_t = 20_000
+    )]
+    pub max_training_labels: usize,
 }
 
 /// Smallest `--max-step-memory`: below it not even a small campaign trains.
 pub const MIN_STEP_MEMORY: u64 = 64 << 20;
 /// Largest `--max-step-memory` (1 TiB): beyond it the limit is a typo.
 pub const MAX_STEP_MEMORY: u64 = 1 << 40;
+
+/// Fewest labels `--max-training-labels` may allow: below it the best tenth is too few
+/// elites for local search.
+pub const MIN_TRAINING_LABELS: usize = 100;
+/// Most labels `--max-training-labels` may allow (ten million).
+pub const MAX_TRAINING_LABELS: usize = 10_000_000;
 
 /// Shortest API token accepted: a guessable token protects nothing.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -163,6 +178,7 @@ impl std::fmt::Debug for Config {
             keep_checkpoints,
             training_slice_seconds,
             max_step_memory_bytes,
+            max_training_labels,
         } = self;
         f.debug_struct("Config")
             .field("bind", bind)
@@ -182,6 +198,7 @@ impl std::fmt::Debug for Config {
             .field("keep_checkpoints", keep_checkpoints)
             .field("training_slice_seconds", training_slice_seconds)
             .field("max_step_memory_bytes", max_step_memory_bytes)
+            .field("max_training_labels", max_training_labels)
             .finish()
     }
 }
@@ -252,6 +269,11 @@ impl Config {
                 "--max-step-memory must be between {MIN_STEP_MEMORY} bytes (64 MiB) and {MAX_STEP_MEMORY} bytes (1 TiB)"
             ));
         }
+        if !(MIN_TRAINING_LABELS..=MAX_TRAINING_LABELS).contains(&self.max_training_labels) {
+            return Err(format!(
+                "--max-training-labels must be in {MIN_TRAINING_LABELS}..={MAX_TRAINING_LABELS}"
+            ));
+        }
         self.device.check_supported()?;
         Ok(())
     }
@@ -276,6 +298,7 @@ impl Config {
             keep_checkpoints: 3,
             training_slice_seconds: 2.0,
             max_step_memory_bytes: crate::domain::cost::DEFAULT_BUDGET,
+            max_training_labels: 20_000,
         }
     }
 }
@@ -328,7 +351,7 @@ mod tests {
     #[test]
     fn out_of_range_durations_and_limits_are_refused_not_a_panic() {
         type Setter = fn(&mut Config);
-        let cases: [(&str, Setter); 13] = [
+        let cases: [(&str, Setter); 15] = [
             ("--wait-timeout", |c| c.wait_timeout_seconds = 1e20),
             ("--wait-timeout", |c| c.wait_timeout_seconds = f64::NAN),
             ("--lease-ttl", |c| c.lease_ttl_seconds = 1e20),
@@ -342,6 +365,10 @@ mod tests {
             ("--training-slice", |c| c.training_slice_seconds = 0.0),
             ("--max-step-memory", |c| c.max_step_memory_bytes = 1 << 20),
             ("--max-step-memory", |c| c.max_step_memory_bytes = u64::MAX),
+            ("--max-training-labels", |c| c.max_training_labels = 10),
+            ("--max-training-labels", |c| {
+                c.max_training_labels = usize::MAX
+            }),
         ];
         for (flag, set) in cases {
             let mut c = Config::for_database("sqlite::memory:");

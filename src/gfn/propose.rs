@@ -55,13 +55,27 @@ pub fn canonical(space: &dyn Space, x: &State) -> String {
     space.to_value(x).to_string()
 }
 
+/// The values a campaign already holds, asked one canonical text at a time: a proposal never
+/// returns one of them. The service answers from a compact cache rather than a set of every
+/// text, so that a round costs the same at a million candidates.
+pub trait SeenValues: std::fmt::Debug + Sync {
+    /// Whether `canonical` (see [`canonical`]) is one of the campaign's values.
+    fn contains(&self, canonical: &str) -> bool;
+}
+
+impl SeenValues for HashSet<String> {
+    fn contains(&self, canonical: &str) -> bool {
+        HashSet::contains(self, canonical)
+    }
+}
+
 /// What to propose.
 #[derive(Debug, Clone, Copy)]
 pub struct ProposalRequest<'a> {
     /// How many new terminals.
     pub n: usize,
     /// Canonical texts of every value the campaign has proposed or labelled.
-    pub seen: &'a HashSet<String>,
+    pub seen: &'a dyn SeenValues,
     pub explore: Exploration,
     /// Smallest allowed distance between two terminals of the batch.
     pub min_distance: Option<f64>,

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod labels;
 pub mod models;
 pub mod rounds;
+pub mod seen;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct Service {
     pub sampling: Arc<Semaphore>,
     /// This server's Prometheus registry.
     pub metrics: Metrics,
+    /// The values each campaign holds, as rounds check them.
+    pub seen: Arc<seen::SeenCache>,
 }
 
 /// The outcome of a write that an idempotency key may have made before.

@@ -1,6 +1,7 @@
 //! Rounds: propose a batch (the seen-set check, drawing on a blocking thread, top-ups when
 //! concurrent rounds took values first), read a round with its measurements, abandon one.
 
+use super::seen::CampaignValues;
 use super::{Service, Written};
 use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
@@ -12,10 +13,11 @@ use crate::model::Model;
 use crate::store::{CandidateRow, LabelRow, ProposedValue, RoundInsert, RoundRow};
 use rand::SeedableRng;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedRwLockReadGuard;
 
 /// How many times a round draws again for the values that concurrent rounds of the same
 /// campaign took first, before it answers with a short batch.
@@ -190,12 +192,7 @@ impl Sampler {
         apart_from: &[SpaceState],
         salt: u64,
     ) -> Result<(Vec<ProposedValue>, bool), Error> {
-        let seen: HashSet<String> = service
-            .store
-            .campaign_values(campaign_id)
-            .await?
-            .into_iter()
-            .collect();
+        let seen = service.seen.current(&service.store, campaign_id).await?;
         let seed = self.training.seed
             ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -256,7 +253,8 @@ struct DrawJob {
     explore: Exploration,
     min_distance: Option<f64>,
     apart_from: Vec<SpaceState>,
-    seen: HashSet<String>,
+    /// Read-locked: a catch-up of the campaign's values waits until this draw is done.
+    seen: OwnedRwLockReadGuard<CampaignValues>,
     n: usize,
     seed: u64,
 }
@@ -273,7 +271,7 @@ impl DrawJob {
         let uniform = GflowNet::new(self.space.clone(), uniform_config, &mut rng)?;
         let request = ProposalRequest {
             n: self.n,
-            seen: &self.seen,
+            seen: &*self.seen,
             explore: self.explore,
             min_distance: self.min_distance,
             apart_from: &self.apart_from,

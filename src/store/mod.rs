@@ -354,6 +354,22 @@ mod tests {
                 (2, "y".to_string(), Some("policy".to_string())),
             ]
         );
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "select name from sqlite_master where type = 'index' and tbl_name = 'candidates'
+             and name not like 'sqlite_autoindex%' order by name",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("indexes");
+        assert_eq!(
+            indexes,
+            [
+                "candidates_campaign_id",
+                "candidates_entity",
+                "candidates_round"
+            ],
+            "the rebuild makes every index of the migrations again"
+        );
         let id: i64 = sqlx::query_scalar(
             "insert into candidates (campaign_id, value, status, source)
              values (1, 'w', 'pending', 'elite+policy') returning id",

@@ -195,7 +195,9 @@ mod sql {
         pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
         pub const ABANDON: &str =
             "update candidates set status = 'abandoned' where round_id = $1 and status = 'pending'";
-        pub const VALUES: &str = "select value from candidates where campaign_id = $1";
+        /// Served by the `(campaign_id, id)` index: a round reads only what is new.
+        pub const VALUES_AFTER: &str =
+            "select id, value from candidates where campaign_id = $1 and id > $2 order by id";
         pub const LIST: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by case when $3 = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4 desc nulls last, c.id limit $5 offset $6";
         pub const STATUS_COUNTS: &str =
             "select status, count(*) from candidates where campaign_id = $1 group by status";
@@ -235,7 +237,7 @@ mod sql {
         /// never wait on each other's uncommitted values (a deadlock).
         pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1 for update";
         pub const SET_EXHAUSTED: &str = super::sqlite::SET_EXHAUSTED;
-        pub const VALUES: &str = super::sqlite::VALUES;
+        pub const VALUES_AFTER: &str = super::sqlite::VALUES_AFTER;
         pub const LIST: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
@@ -453,12 +455,22 @@ impl Store {
         }))
     }
 
-    /// Canonical texts of every value the campaign has proposed or imported.
-    pub async fn campaign_values(&self, campaign_id: i64) -> Result<Vec<String>, Error> {
-        let rows: Vec<(String,)> = on_backend!(self, VALUES, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
-        });
-        Ok(rows.into_iter().map(|(v,)| v).collect())
+    /// Canonical texts of the values the campaign has proposed or imported as candidates with
+    /// an id above `after_id`, with their ids, oldest first. Candidates are never deleted and
+    /// one campaign's inserts commit one at a time in id order, so reading on from the
+    /// highest id seen misses nothing.
+    pub async fn campaign_values_after(
+        &self,
+        campaign_id: i64,
+        after_id: i64,
+    ) -> Result<Vec<(i64, String)>, Error> {
+        Ok(on_backend!(self, VALUES_AFTER, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(after_id)
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// A page of the campaign's candidates. `by_reward` orders by mean reward (best first,

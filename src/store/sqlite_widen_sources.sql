@@ -35,3 +35,4 @@ where name = 'candidates';
 drop table temp.candidates_sequence;
 create index candidates_round on candidates (round_id);
 create index candidates_entity on candidates (campaign_id, entity);
+create index candidates_campaign_id on candidates (campaign_id, id);

@@ -17,6 +17,10 @@ use serde::Serialize;
 /// Most training runs listed by [`Store::model_overview`].
 pub const HISTORY_LIMIT: i64 = 50;
 
+/// A labelled candidate as training reads it: id, canonical value text, mean reward over
+/// its successful observations, entity.
+pub type LabelledRow = (i64, String, f64, Option<String>);
+
 /// A held training lease: the campaign, this process's owner name, and the fencing token
 /// of this acquisition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,10 +205,18 @@ mod sql {
 
     pub mod sqlite {
         pub const OBSERVATIONS: &str = "select coalesce(max(successes), 0), coalesce(max(observations), 0) from campaigns where id = $1";
-        pub const LABELLED_DATA: &str = "select value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by id";
-        pub const TRAINING_DATA: &str = "select value, reward_sum / n_success from candidates where campaign_id = $1 and n_success > 0 order by id";
+        /// `$2` is a stride: about one candidate in `$2`, chosen by a scramble of the id (1:
+        /// all of them). Scrambled, because one campaign's ids may share a residue (two
+        /// campaigns storing in turn), which a plain `id % $2` would then take all or none of.
+        pub const LABELLED_DATA: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+        /// `$2` is 1 when greater rewards are better, -1 when smaller ones are.
+        pub const LABELLED_BEST: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by reward_sum / n_success * $2 desc, id limit $3";
+        pub const LABELLED_COUNT: &str =
+            "select count(*) from candidates where campaign_id = $1 and n_success > 0";
         pub const FAILED_VALUES: &str =
-            "select value from candidates where campaign_id = $1 and status = 'failed' order by id";
+            "select value from candidates where campaign_id = $1 and status = 'failed' and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+        pub const FAILED_COUNT: &str =
+            "select count(*) from candidates where campaign_id = $1 and status = 'failed'";
         pub const MODEL_STATUS: &str =
             "select model_status, model_error from campaigns where id = $1";
         pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, trained_on_observations, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
@@ -278,8 +290,10 @@ mod sql {
     pub mod postgres {
         pub const OBSERVATIONS: &str = super::sqlite::OBSERVATIONS;
         pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
-        pub const TRAINING_DATA: &str = super::sqlite::TRAINING_DATA;
+        pub const LABELLED_BEST: &str = super::sqlite::LABELLED_BEST;
+        pub const LABELLED_COUNT: &str = super::sqlite::LABELLED_COUNT;
         pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
+        pub const FAILED_COUNT: &str = super::sqlite::FAILED_COUNT;
         pub const MODEL_STATUS: &str = super::sqlite::MODEL_STATUS;
         pub const NEWEST_CHECKPOINT: &str = concat!(
             "select version, trained_on_labels, trained_on_observations, steps, loss, ",
@@ -356,34 +370,83 @@ impl Store {
         Ok(self.observation_counts(campaign_id).await?.1)
     }
 
-    /// As [`training_data`](Self::training_data), each row with the candidate's entity (the
-    /// oracle's identity of the object; `None` when no label named one), read in one
-    /// statement so the two stay parallel.
+    /// About one in `stride` of the campaign's labelled candidates (1: all of them), at most
+    /// `limit`, in insertion order: id, canonical value text, mean reward over the
+    /// successful observations, and the entity (the oracle's identity of the object; `None`
+    /// when no label named one).
     pub async fn labelled_data(
         &self,
         campaign_id: i64,
-    ) -> Result<Vec<(String, f64, Option<String>)>, Error> {
+        stride: i64,
+        limit: i64,
+    ) -> Result<Vec<LabelledRow>, Error> {
         Ok(on_backend!(self, LABELLED_DATA, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(stride.max(1))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }))
     }
 
-    /// The campaign's labelled candidates: canonical value text and mean reward over its
-    /// successful observations, in insertion order.
-    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
-    pub async fn training_data(&self, campaign_id: i64) -> Result<Vec<(String, f64)>, Error> {
-        Ok(on_backend!(self, TRAINING_DATA, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+    /// The campaign's `limit` best labelled candidates, best first (`maximize` says which
+    /// end is best), as [`labelled_data`](Self::labelled_data) gives them.
+    pub async fn labelled_best(
+        &self,
+        campaign_id: i64,
+        maximize: bool,
+        limit: i64,
+    ) -> Result<Vec<LabelledRow>, Error> {
+        let sign = if maximize { 1.0f64 } else { -1.0 };
+        Ok(on_backend!(self, LABELLED_BEST, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(sign)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }))
     }
 
-    /// Canonical texts of the campaign's candidates whose every observation failed, in
-    /// insertion order: what the proxy's feasibility model learns from.
-    pub async fn failed_values(&self, campaign_id: i64) -> Result<Vec<String>, Error> {
+    /// Number of the campaign's candidates with a successful observation.
+    pub async fn labelled_count(&self, campaign_id: i64) -> Result<i64, Error> {
+        Ok(on_backend!(self, LABELLED_COUNT, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(campaign_id)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Canonical texts of about one in `stride` of the campaign's candidates whose every
+    /// observation failed (1: all of them), at most `limit`, in insertion order: what the
+    /// proxy's feasibility model learns from.
+    pub async fn failed_values(
+        &self,
+        campaign_id: i64,
+        stride: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, Error> {
         let rows: Vec<(String,)> = on_backend!(self, FAILED_VALUES, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .bind(stride.max(1))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// Number of the campaign's candidates whose every observation failed.
+    pub async fn failed_count(&self, campaign_id: i64) -> Result<i64, Error> {
+        Ok(on_backend!(self, FAILED_COUNT, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(campaign_id)
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
     /// The campaign's `model_status` and `model_error`; `NotFound` for an unknown campaign.

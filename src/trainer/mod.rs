@@ -55,6 +55,8 @@ pub struct TrainerConfig {
     /// the limit, or under a larger one, fails its run with the reason instead of running
     /// the process out of memory.
     pub max_step_memory: u64,
+    /// Most labelled candidates one run reads (`--max-training-labels`).
+    pub max_training_labels: usize,
 }
 
 /// A cheap handle on the trainer, held by the HTTP state.

@@ -16,7 +16,7 @@ use super::{Shared, TrainerConfig};
 use crate::domain::campaign::Campaign;
 use crate::error::Error;
 use crate::metrics::{Metrics, RunOutcome};
-use crate::store::training::{Lease, NewCheckpoint, RunCounts, RunEnd, RunStart};
+use crate::store::training::{LabelledRow, Lease, NewCheckpoint, RunCounts, RunEnd, RunStart};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -403,6 +403,45 @@ impl From<Error> for RunError {
     }
 }
 
+/// Every `stride`-th id (roughly) spreads at most `cap` rows evenly over `count`.
+fn stride(count: i64, cap: usize) -> i64 {
+    let cap = cap_i64(cap).max(1);
+    ((count + cap - 1) / cap).max(1)
+}
+
+fn cap_i64(cap: usize) -> i64 {
+    i64::try_from(cap).unwrap_or(i64::MAX)
+}
+
+/// The labelled candidates one run trains on, in insertion order: all of them up to `cap`;
+/// beyond it, the best tenth of `cap` (local search and the proxy's upper range need them)
+/// and an even spread of the others, so that the run's memory and time stay bounded however
+/// large the campaign grows.
+async fn read_labelled(
+    store: &Store,
+    campaign_id: i64,
+    maximize: bool,
+    cap: usize,
+) -> Result<Vec<LabelledRow>, Error> {
+    let count = store.labelled_count(campaign_id).await?;
+    if count <= cap_i64(cap) {
+        return store.labelled_data(campaign_id, 1, count).await;
+    }
+    let best_n = cap / 10;
+    let best = store
+        .labelled_best(campaign_id, maximize, cap_i64(best_n))
+        .await?;
+    let spread_n = cap - best.len();
+    let spread = store
+        .labelled_data(campaign_id, stride(count, spread_n), cap_i64(spread_n))
+        .await?;
+    let mut rows: Vec<LabelledRow> = best;
+    let taken: std::collections::HashSet<i64> = rows.iter().map(|r| r.0).collect();
+    rows.extend(spread.into_iter().filter(|r| !taken.contains(&r.0)));
+    rows.sort_by_key(|r| r.0);
+    Ok(rows)
+}
+
 /// Reads the data and the checkpoint to resume from, runs the job on the compute thread
 /// and heartbeats the lease until it answers. Returns the output and whether the lease was
 /// lost meanwhile.
@@ -421,14 +460,18 @@ async fn compute_under_lease(
         .map_err(|e| RunError::Job(JobError::Failed(format!("refused: {e}"))))?;
     drop(space);
     let store = &context.store;
-    let labelled = store.labelled_data(campaign.id).await?;
+    let cap = context.config.max_training_labels;
+    let labelled = read_labelled(store, campaign.id, campaign.spec.reward.maximize, cap).await?;
     let mut data = Vec::with_capacity(labelled.len());
     let mut entities = Vec::with_capacity(labelled.len());
-    for (value, reward, entity) in labelled {
+    for (_, value, reward, entity) in labelled {
         data.push((value, reward));
         entities.push(entity);
     }
-    let failed = store.failed_values(campaign.id).await?;
+    let failed_count = store.failed_count(campaign.id).await?;
+    let failed = store
+        .failed_values(campaign.id, stride(failed_count, cap), cap_i64(cap))
+        .await?;
     let resume = match resume {
         Some(version) => {
             let bytes = store
@@ -500,4 +543,90 @@ async fn compute_under_lease(
         .unwrap_or_else(|_| Err(JobError::Failed("the training thread stopped".into())))
         .map_err(RunError::Job)?;
     Ok((output, lost))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+    use crate::domain::campaign::NewCampaign;
+    use crate::domain::label::{LabelTarget, NewLabel};
+
+    /// A SQLite store with one campaign holding `n` labelled values `v0..` whose reward is
+    /// their index.
+    async fn campaign_with_labels(n: usize) -> (Store, i64) {
+        let store = Store::connect("sqlite::memory:").await.expect("connects");
+        store.migrate().await.expect("migrates");
+        let body = serde_json::json!({
+            "name": "labels",
+            "space": {"type": "grid", "dims": 2, "size": 4},
+        });
+        let campaign: NewCampaign = serde_json::from_value(body).expect("campaign body");
+        let spec = campaign.validate().expect("valid campaign");
+        let id = store.insert_campaign(&spec).await.expect("stored").id;
+        let labels: Vec<NewLabel> = (0..n)
+            .map(|i| NewLabel {
+                target: LabelTarget::Value {
+                    campaign_id: id,
+                    value: format!("\"v{i}\""),
+                },
+                reward: Some(i as f64),
+                failed: false,
+                error: None,
+                key: None,
+                metadata: None,
+                entity: None,
+            })
+            .collect();
+        store.insert_labels(&labels).await.expect("labels");
+        (store, id)
+    }
+
+    #[tokio::test]
+    async fn a_campaign_below_the_cap_trains_on_every_label_in_order() {
+        let (store, id) = campaign_with_labels(300).await;
+        let rows = read_labelled(&store, id, true, 300).await.expect("read");
+        let rewards: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        assert_eq!(rewards, (0..300).map(|i| i as f64).collect::<Vec<_>>());
+    }
+
+    /// Beyond the cap: at most the cap, the best tenth of it whichever end is best, and the
+    /// rest spread over the whole campaign, in insertion order.
+    #[tokio::test]
+    async fn beyond_the_cap_a_run_reads_the_best_and_an_even_spread() {
+        let (store, id) = campaign_with_labels(3000).await;
+        for maximize in [true, false] {
+            let rows = read_labelled(&store, id, maximize, 300)
+                .await
+                .expect("read");
+            assert!(rows.len() <= 300 && rows.len() >= 250, "{}", rows.len());
+            assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "insertion order");
+            let rewards: Vec<f64> = rows.iter().map(|r| r.2).collect();
+            let best: Vec<f64> = if maximize {
+                (2970..3000).map(|i| i as f64).collect()
+            } else {
+                (0..30).map(|i| i as f64).collect()
+            };
+            for b in &best {
+                assert!(rewards.contains(b), "best reward {b} missing");
+            }
+            // The spread reaches both ends of the campaign, not only its start.
+            let spread: Vec<f64> = rewards
+                .iter()
+                .copied()
+                .filter(|r| !best.contains(r))
+                .collect();
+            let (low, high) = (spread[0], spread[spread.len() - 1]);
+            assert!(low < 100.0 && high > 2800.0, "spread {low}..{high}");
+        }
+    }
+
+    #[test]
+    fn the_stride_spreads_at_most_the_cap() {
+        assert_eq!(stride(10, 100), 1);
+        assert_eq!(stride(1000, 100), 10);
+        assert_eq!(stride(1001, 100), 11);
+        assert_eq!(stride(0, 100), 1);
+    }
 }

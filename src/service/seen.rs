@@ -1,0 +1,228 @@
+//! Which values each campaign already holds, for rounds: a round must not propose one of
+//! them, and reading every value of a campaign for every round made a round's cost grow with
+//! the campaign (a second at a few hundred thousand candidates).
+//!
+//! Each campaign's values are kept as 64-bit fingerprints of their canonical texts (about
+//! 20 bytes each, so a million values take some 20 MB instead of the texts' hundreds), and a
+//! round reads only the candidates stored since the last read (`id` above the highest seen:
+//! candidates are never deleted, and one campaign's inserts commit one at a time in id
+//! order). Two texts sharing a fingerprint would hide one of them from proposals; at 64 bits
+//! that takes billions of values. Every replica keeps its own cache and catches up from the
+//! database, so replicas never disagree for longer than one read.
+
+use crate::error::Error;
+use crate::gfn::propose::SeenValues;
+use crate::store::Store;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+
+/// Campaigns whose values stay cached; the least recently used one is dropped beyond it (and
+/// read again in full when it next draws a round).
+pub const CACHED_CAMPAIGNS: usize = 64;
+
+/// Fingerprints of one campaign's values, and how far they have been read.
+#[derive(Default)]
+pub struct CampaignValues {
+    /// Highest candidate id read so far.
+    after_id: i64,
+    fingerprints: HashSet<u64>,
+}
+
+impl std::fmt::Debug for CampaignValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignValues")
+            .field("after_id", &self.after_id)
+            .field("values", &self.fingerprints.len())
+            .finish()
+    }
+}
+
+impl CampaignValues {
+    /// Number of values the campaign holds.
+    pub fn len(&self) -> usize {
+        self.fingerprints.len()
+    }
+
+    /// Whether the campaign holds no value yet.
+    pub fn is_empty(&self) -> bool {
+        self.fingerprints.is_empty()
+    }
+}
+
+impl SeenValues for CampaignValues {
+    fn contains(&self, canonical: &str) -> bool {
+        self.fingerprints.contains(&fingerprint(canonical))
+    }
+}
+
+/// The fingerprint of a canonical text: a keyed-once hash, the same for the life of the
+/// process (the cache is never written anywhere).
+fn fingerprint(canonical: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    canonical.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// One campaign's values, shared by its draws.
+type SharedValues = Arc<RwLock<CampaignValues>>;
+
+/// The campaigns' cached values; see the module documentation.
+#[derive(Debug, Default)]
+pub struct SeenCache {
+    /// Each campaign's values and the tick of its last use.
+    campaigns: Mutex<HashMap<i64, (SharedValues, u64)>>,
+}
+
+impl SeenCache {
+    /// The campaign's values, brought up to date with the store, read-locked for a draw:
+    /// concurrent draws of the campaign share them, and a later round's catch-up waits for
+    /// them to finish (asynchronously: the guard is held on a blocking thread).
+    pub async fn current(
+        &self,
+        store: &Store,
+        campaign_id: i64,
+    ) -> Result<OwnedRwLockReadGuard<CampaignValues>, Error> {
+        let values = self.entry(campaign_id);
+        let after_id = values.read().await.after_id;
+        let new = store.campaign_values_after(campaign_id, after_id).await?;
+        if !new.is_empty() {
+            let mut values = values.write().await;
+            // A concurrent catch-up may have read some of these already: inserting twice
+            // changes nothing, and the highest id only grows.
+            for (id, text) in &new {
+                values.fingerprints.insert(fingerprint(text));
+                values.after_id = values.after_id.max(*id);
+            }
+        }
+        Ok(values.read_owned().await)
+    }
+
+    /// The campaign's entry, made when missing, marked as just used; the least recently used
+    /// entry goes when there are more than [`CACHED_CAMPAIGNS`].
+    fn entry(&self, campaign_id: i64) -> SharedValues {
+        // The map only ever holds whole entries, so one left by a panicking holder is sound.
+        let mut campaigns = self
+            .campaigns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tick = campaigns.values().map(|(_, t)| *t).max().unwrap_or(0) + 1;
+        let values = match campaigns.get_mut(&campaign_id) {
+            Some((values, used)) => {
+                *used = tick;
+                values.clone()
+            }
+            None => {
+                let values = Arc::new(RwLock::new(CampaignValues::default()));
+                campaigns.insert(campaign_id, (values.clone(), tick));
+                values
+            }
+        };
+        if campaigns.len() > CACHED_CAMPAIGNS {
+            let oldest = campaigns
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                campaigns.remove(&oldest);
+            }
+        }
+        values
+    }
+
+    /// Number of campaigns cached.
+    pub fn cached_campaigns(&self) -> usize {
+        self.campaigns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+    use crate::domain::campaign::NewCampaign;
+    use crate::gfn::Source;
+    use crate::store::ProposedValue;
+
+    fn proposed(values: &[&str]) -> Vec<ProposedValue> {
+        values
+            .iter()
+            .map(|v| ProposedValue {
+                value: (*v).to_string(),
+                proxy: None,
+                source: Source::Uniform,
+            })
+            .collect()
+    }
+
+    async fn store_with_campaigns(n: usize) -> (Store, Vec<i64>) {
+        let store = Store::connect("sqlite::memory:").await.expect("connects");
+        store.migrate().await.expect("migrates");
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let body = serde_json::json!({
+                "name": format!("c{i}"),
+                "space": {"type": "grid", "dims": 2, "size": 4},
+            });
+            let campaign: NewCampaign = serde_json::from_value(body).expect("campaign body");
+            let spec = campaign.validate().expect("valid campaign");
+            ids.push(store.insert_campaign(&spec).await.expect("stored").id);
+        }
+        (store, ids)
+    }
+
+    /// A round after another sees what the first stored, and only the campaign's own values.
+    #[tokio::test]
+    async fn values_stored_after_a_read_are_seen_by_the_next_one() {
+        let (store, ids) = store_with_campaigns(2).await;
+        let cache = SeenCache::default();
+        store
+            .insert_round(ids[0], None, 0, 2, false, &proposed(&["[0,1]", "[1,1]"]))
+            .await
+            .expect("round 1");
+        store
+            .insert_round(ids[1], None, 0, 1, false, &proposed(&["[3,3]"]))
+            .await
+            .expect("the other campaign's round");
+        {
+            let first = cache.current(&store, ids[0]).await.expect("read");
+            assert_eq!(first.len(), 2);
+            assert!(first.contains("[0,1]") && first.contains("[1,1]"));
+            assert!(!first.contains("[3,3]"), "another campaign's value");
+        }
+        store
+            .insert_round(ids[0], None, 0, 2, false, &proposed(&["[2,2]", "[0,1]"]))
+            .await
+            .expect("round 2");
+        let second = cache.current(&store, ids[0]).await.expect("read again");
+        assert_eq!(second.len(), 3, "the repeated value was not stored twice");
+        assert!(second.contains("[2,2]"));
+        assert!(!second.contains("[3,3]"));
+    }
+
+    /// Beyond the limit the least recently used campaign is dropped, and read again in full
+    /// when it comes back.
+    #[tokio::test]
+    async fn the_least_recently_used_campaign_is_dropped_and_read_again() {
+        let (store, ids) = store_with_campaigns(CACHED_CAMPAIGNS + 1).await;
+        store
+            .insert_round(ids[0], None, 0, 1, false, &proposed(&["[1,2]"]))
+            .await
+            .expect("round");
+        let cache = SeenCache::default();
+        for &id in &ids {
+            drop(cache.current(&store, id).await.expect("read"));
+        }
+        assert_eq!(cache.cached_campaigns(), CACHED_CAMPAIGNS);
+        let oldest = cache.campaigns.lock().expect("lock").contains_key(&ids[0]);
+        assert!(!oldest, "the first campaign read was the one dropped");
+        let again = cache.current(&store, ids[0]).await.expect("read again");
+        assert!(again.contains("[1,2]"));
+        assert!(!cache.campaigns.lock().expect("lock").contains_key(&ids[1]));
+    }
+}
