@@ -42,6 +42,9 @@ pub enum BenchCommand {
     /// Run the server in-process: POST /labels throughput and POST /rounds latency, with
     /// training idle and busy, on SQLite and PostgreSQL.
     Api(crate::bench::api::ApiBenchArgs),
+    /// Grow one campaign through the API to a million labelled candidates: round, label,
+    /// read and page latency and the server's memory at each size, on SQLite and PostgreSQL.
+    Scale(crate::bench::scale::ScaleBenchArgs),
     /// The whole loop over HTTP at an equal oracle budget on synthetic tasks: flowlab
     /// against random search and a genetic algorithm.
     Loop(crate::bench::loop_bench::LoopBenchArgs),
@@ -76,6 +79,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Gfn(args)) => {
             let stdout = std::io::stdout();
             crate::bench::gfn::run(&args, &mut stdout.lock())?;
+        }
+        Command::Bench(BenchCommand::Scale(args)) => {
+            let stdout = std::io::stdout();
+            crate::bench::scale::run(&args, &mut stdout.lock())?;
         }
         Command::Bench(BenchCommand::Api(args)) => {
             let stdout = std::io::stdout();

@@ -26,12 +26,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The 20 one-letter tokens of the benchmark space (the amino acids).
-const ALPHABET: [&str; 20] = [
+pub(super) const ALPHABET: [&str; 20] = [
     "A", "C", "D", "E", "F", "G", "H", "I", "K", "L", "M", "N", "P", "Q", "R", "S", "T", "V", "W",
     "Y",
 ];
 /// Length of every sequence of the benchmark space.
-const SEQUENCE_LENGTH: usize = 32;
+pub(super) const SEQUENCE_LENGTH: usize = 32;
 /// Throughput target, in labels per second.
 const TARGET_LABELS_PER_SECOND: f64 = 20_000.0;
 /// Labels and training steps of the neighbour campaign, whose `wait_for_model` round must be
@@ -398,7 +398,7 @@ async fn measure(
 
 /// `{"labels": [...]}` with `n` imported values of `campaign_id`: uniformly random
 /// sequences (distinct in practice: 20^32 values) with uniform rewards in [0, 1).
-fn label_body(campaign_id: i64, n: usize, rng: &mut StdRng) -> anyhow::Result<Vec<u8>> {
+pub(super) fn label_body(campaign_id: i64, n: usize, rng: &mut StdRng) -> anyhow::Result<Vec<u8>> {
     let labels: Vec<Value> = (0..n)
         .map(|_| {
             let value: String = (0..SEQUENCE_LENGTH)
@@ -412,15 +412,15 @@ fn label_body(campaign_id: i64, n: usize, rng: &mut StdRng) -> anyhow::Result<Ve
 
 /// p50 and p99 of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy)]
-struct Percentiles {
-    p50: f64,
-    p99: f64,
+pub(super) struct Percentiles {
+    pub(super) p50: f64,
+    pub(super) p99: f64,
 }
 
 impl Percentiles {
     /// Nearest-rank percentiles of `seconds`: a value that was actually observed, so with
     /// fewer than 100 samples the p99 is the maximum. NaN when there is no sample.
-    fn of(seconds: &[f64]) -> Self {
+    pub(super) fn of(seconds: &[f64]) -> Self {
         let mut sorted: Vec<f64> = seconds.iter().map(|s| s * 1000.0).collect();
         sorted.sort_by(f64::total_cmp);
         Self {
@@ -468,15 +468,20 @@ impl Waited {
 
 /// The benchmark's HTTP client: the kit's client plus the calls this benchmark makes.
 #[derive(Debug)]
-struct Client {
+pub(super) struct Client {
     api: ApiClient,
 }
 
 impl Client {
-    fn new(base: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(base: &str) -> anyhow::Result<Self> {
         Ok(Self {
             api: ApiClient::new(base)?,
         })
+    }
+
+    /// The kit's client underneath, for calls this benchmark does not wrap.
+    pub(super) fn api(&self) -> &ApiClient {
+        &self.api
     }
 
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
@@ -484,7 +489,7 @@ impl Client {
     }
 
     /// Creates a campaign on the benchmark space with `extra` fields (model, training).
-    async fn create_campaign(&self, name: &str, extra: Value) -> anyhow::Result<i64> {
+    pub(super) async fn create_campaign(&self, name: &str, extra: Value) -> anyhow::Result<i64> {
         let mut body = json!({
             "name": name,
             "space": {"type": "sequence", "alphabet": ALPHABET,
@@ -503,7 +508,7 @@ impl Client {
     }
 
     /// Posts one serialised labels body; returns the number of labels accepted.
-    async fn post_labels(&self, body: Vec<u8>) -> anyhow::Result<usize> {
+    pub(super) async fn post_labels(&self, body: Vec<u8>) -> anyhow::Result<usize> {
         let (status, outcome) = self
             .api
             .post_raw("/labels", "application/json", body)
@@ -519,7 +524,12 @@ impl Client {
 
     /// One untimed warm-up round (connection set-up, first-use caches), then `n` timed
     /// rounds one after another; returns their latencies in seconds.
-    async fn rounds(&self, campaign_id: i64, n: usize, batch: usize) -> anyhow::Result<Vec<f64>> {
+    pub(super) async fn rounds(
+        &self,
+        campaign_id: i64,
+        n: usize,
+        batch: usize,
+    ) -> anyhow::Result<Vec<f64>> {
         let body = json!({"campaign_id": campaign_id, "batch_size": batch});
         let mut times = Vec::with_capacity(n);
         for i in 0..=n {

@@ -6,6 +6,7 @@ pub mod gfn;
 pub mod loop_bench;
 pub mod oracles;
 pub mod proxy;
+pub mod scale;
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.
 pub fn peak_rss_bytes() -> u64 {
