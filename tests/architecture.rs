@@ -294,3 +294,127 @@ fn the_documents_a_user_reads_stand_on_their_own() {
         found.join("\n")
     );
 }
+
+/// Most lines (comment lines not counted) of a production function.
+const FUNCTION_LINES: usize = 80;
+
+/// Functions still longer than [`FUNCTION_LINES`], with their length today. The list may
+/// only shrink: a function may not grow past its figure, a new long function fails, and an
+/// entry whose function got short enough must go.
+const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
+    ("domain/campaign.rs", "validate", 104),
+    ("gfn/checkpoint.rs", "from_checkpoint", 84),
+    ("gfn/objective.rs", "new", 113),
+    ("gfn/propose.rs", "propose", 161),
+    ("gfn/space/sequence.rs", "new", 126),
+    ("http/labels.rs", "parse_csv", 117),
+    ("metrics.rs", "new", 118),
+    ("proxy/surrogate.rs", "fit", 95),
+    ("trainer/recipe.rs", "advance", 85),
+];
+
+/// The functions of `code` (a source without comment lines) outside its test module, with
+/// their length in lines from the `fn` line to the closing brace. rustfmt puts that brace
+/// at the indentation of the `fn` line, which is what this relies on.
+fn function_lengths(code: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].starts_with("mod tests"))
+        .unwrap_or(lines.len());
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let Some(name) = function_name(trimmed) else {
+            i += 1;
+            continue;
+        };
+        let indent = line.len() - trimmed.len();
+        // The signature runs to a line ending in `{` (a body) or `;` (a declaration).
+        let mut open = i;
+        while open < end && !lines[open].trim_end().ends_with(['{', ';']) {
+            open += 1;
+        }
+        if open >= end || lines[open].trim_end().ends_with(';') {
+            i = open + 1;
+            continue;
+        }
+        let closing = format!("{}}}", " ".repeat(indent));
+        let mut close = open;
+        while close < end && lines[close].trim_end() != closing {
+            close += 1;
+        }
+        found.push((name, close - i + 1));
+        i = close + 1;
+    }
+    found
+}
+
+/// The name of the function a line declares, if it does.
+fn function_name(trimmed: &str) -> Option<String> {
+    let mut rest = trimmed;
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "async ",
+        "const ",
+        "unsafe ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        rest = rest.strip_prefix("async ").unwrap_or(rest);
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+#[test]
+fn function_lengths_are_measured_to_the_closing_brace() {
+    let code = "fn a() {\n    x();\n}\npub async fn b(\n    y: u8,\n) -> u8 {\n    if y {\n    }\n    y\n}\n    fn c();\n#[cfg(test)]\nmod tests {\nfn d() {\n}\n}";
+    assert_eq!(
+        function_lengths(code),
+        [("a".to_string(), 3), ("b".to_string(), 7)]
+    );
+}
+
+#[test]
+fn production_functions_stay_short() {
+    let mut broken = Vec::new();
+    let mut still_long = BTreeSet::new();
+    for source in sources() {
+        for (name, length) in function_lengths(&source.code) {
+            let listed = LONG_FUNCTIONS
+                .iter()
+                .find(|(file, f, _)| *file == source.relative && *f == name);
+            match listed {
+                Some(&(_, _, max)) if length <= max && length > FUNCTION_LINES => {
+                    still_long.insert((source.relative.clone(), name));
+                }
+                Some(&(_, _, max)) if length <= max => {}
+                Some(&(_, _, max)) => broken.push(format!(
+                    "{}: {name} grew to {length} lines (listed at {max})",
+                    source.relative
+                )),
+                None if length > FUNCTION_LINES => broken.push(format!(
+                    "{}: {name} has {length} lines (at most {FUNCTION_LINES})",
+                    source.relative
+                )),
+                None => {}
+            }
+        }
+    }
+    for (file, name, _) in LONG_FUNCTIONS {
+        if !still_long.contains(&(file.to_string(), name.to_string())) {
+            broken.push(format!(
+                "{file}: {name} is no longer over {FUNCTION_LINES} lines: take it off LONG_FUNCTIONS"
+            ));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}

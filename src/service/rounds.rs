@@ -6,7 +6,7 @@ use super::{Service, Written};
 use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
 use crate::error::Error;
-use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Screening};
+use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Scorer, Screening};
 use crate::gfn::State as SpaceState;
 use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Source, Space};
 use crate::model::Model;
@@ -37,20 +37,7 @@ pub async fn create_round(
         }
     }
     let space = campaign.spec.build_space()?;
-    if let Some(d) = request.min_distance {
-        // Beyond the space's largest distance no two candidates fit: refused before any
-        // work, rather than searching in vain.
-        if request.batch_size > 1 && d > space.diameter() {
-            return Err(Error::invalid(
-                "min_distance",
-                format!(
-                    "{d} is larger than the largest distance between two candidates of this space ({}), so no batch of {} fits",
-                    space.diameter(),
-                    request.batch_size
-                ),
-            ));
-        }
-    }
+    refuse_impossible_distance(&request, space.as_ref())?;
     // Refused before any wait or work: a batch whose draw would need more memory than
     // `--max-step-memory`.
     crate::proxy::campaign_cost(&campaign.spec, space.as_ref()).admit_round(
@@ -117,6 +104,22 @@ pub async fn create_round(
     let created = round(service, id).await?;
     count_proposals(service, &created);
     Ok(Written::Created(created))
+}
+
+/// Beyond the space's largest distance no two candidates fit: refused before any work,
+/// rather than searching in vain.
+fn refuse_impossible_distance(request: &RoundRequest, space: &dyn Space) -> Result<(), Error> {
+    match request.min_distance {
+        Some(d) if request.batch_size > 1 && d > space.diameter() => Err(Error::invalid(
+            "min_distance",
+            format!(
+                "{d} is larger than the largest distance between two candidates of this space ({}), so no batch of {} fits",
+                space.diameter(),
+                request.batch_size
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Fills the committed round `id` up to its batch size with fresh draws, for the values that
@@ -295,24 +298,8 @@ impl DrawJob {
                 .map(f64::from)
                 .collect())
         };
-        let training = self.training;
         let screening = match (self.model.as_deref(), surrogate) {
-            (Some(m), Some(_)) => Some(Screening {
-                pool: training.pool,
-                local_share: training.pool_local_search,
-                conservative_share: training.pool_conservative,
-                conservative_delta: training.conservative_delta,
-                elites: &m.elites,
-                spread: training.pool_spread,
-                walk: training.pool_walk,
-                score: &score,
-                refine: training.refine,
-                backtrack: training.refine_backtrack,
-                rule: match training.selection {
-                    Selection::Proportional => BatchRule::Proportional,
-                    Selection::Greedy => BatchRule::Greedy,
-                },
-            }),
+            (Some(m), Some(_)) => Some(screening(&self.training, &m.elites, &score)),
             _ => None,
         };
         let proposal = propose(
@@ -344,6 +331,31 @@ impl DrawJob {
             })
             .collect();
         Ok((values, proposal.exhausted))
+    }
+}
+
+/// How a round with a proxy screens its pool: the campaign's round settings, its elites and
+/// the proxy's `score`.
+fn screening<'a>(
+    training: &TrainingSpec,
+    elites: &'a [SpaceState],
+    score: Scorer<'a>,
+) -> Screening<'a> {
+    Screening {
+        pool: training.pool,
+        local_share: training.pool_local_search,
+        conservative_share: training.pool_conservative,
+        conservative_delta: training.conservative_delta,
+        elites,
+        spread: training.pool_spread,
+        walk: training.pool_walk,
+        score,
+        refine: training.refine,
+        backtrack: training.refine_backtrack,
+        rule: match training.selection {
+            Selection::Proportional => BatchRule::Proportional,
+            Selection::Greedy => BatchRule::Greedy,
+        },
     }
 }
 

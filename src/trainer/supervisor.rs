@@ -84,6 +84,19 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
+    /// Schedules the campaigns the database says need training (labels stored by another
+    /// replica, or before a restart).
+    async fn scan(&self) {
+        match self.store.campaigns_to_train().await {
+            Ok(ids) => self.shared.with_schedule(|schedule| {
+                for id in ids {
+                    schedule.found(id);
+                }
+            }),
+            Err(e) => tracing::warn!(error = %e, "scan for campaigns to train failed"),
+        }
+    }
+
     /// Runs until `stop` turns true (or its sender is dropped), then cancels the running
     /// job, waits for its run to be recorded and its lease released, and joins the compute
     /// thread.
@@ -143,18 +156,7 @@ impl Supervisor {
                         break;
                     }
                 }
-                _ = scan.tick() => {
-                    match self.store.campaigns_to_train().await {
-                        Ok(ids) => {
-                            self.shared.with_schedule(|schedule| {
-                                for id in ids {
-                                    schedule.found(id);
-                                }
-                            });
-                        }
-                        Err(e) => tracing::warn!(error = %e, "scan for campaigns to train failed"),
-                    }
-                }
+                _ = scan.tick() => self.scan().await,
             }
         }
         tracing::info!("trainer stopping");
@@ -442,6 +444,42 @@ async fn read_labelled(
     Ok(rows)
 }
 
+/// The stored weights of a checkpoint a run resumes from.
+async fn checkpoint_bytes(
+    store: &Store,
+    campaign_id: i64,
+    version: i64,
+) -> Result<Vec<u8>, RunError> {
+    store
+        .checkpoint_weights(campaign_id, version)
+        .await?
+        .ok_or_else(|| RunError::Job(JobError::Failed(format!("checkpoint {version} vanished"))))
+}
+
+/// What one run trains on: the labelled values with their mean rewards, their entities (in
+/// the same order), and the values that only ever failed; each at most `cap`.
+async fn read_training_data(
+    store: &Store,
+    campaign: &Campaign,
+    cap: usize,
+) -> Result<TrainingData, Error> {
+    let labelled = read_labelled(store, campaign.id, campaign.spec.reward.maximize, cap).await?;
+    let mut data = Vec::with_capacity(labelled.len());
+    let mut entities = Vec::with_capacity(labelled.len());
+    for (_, value, reward, entity) in labelled {
+        data.push((value, reward));
+        entities.push(entity);
+    }
+    let failed_count = store.failed_count(campaign.id).await?;
+    let failed = store
+        .failed_values(campaign.id, stride(failed_count, cap), cap_i64(cap))
+        .await?;
+    Ok((data, entities, failed))
+}
+
+/// Labelled values with mean rewards, their entities, failed values.
+type TrainingData = (Vec<(String, f64)>, Vec<Option<String>>, Vec<String>);
+
 /// Reads the data and the checkpoint to resume from, runs the job on the compute thread
 /// and heartbeats the lease until it answers. Returns the output and whether the lease was
 /// lost meanwhile.
@@ -460,28 +498,10 @@ async fn compute_under_lease(
         .map_err(|e| RunError::Job(JobError::Failed(format!("refused: {e}"))))?;
     drop(space);
     let store = &context.store;
-    let cap = context.config.max_training_labels;
-    let labelled = read_labelled(store, campaign.id, campaign.spec.reward.maximize, cap).await?;
-    let mut data = Vec::with_capacity(labelled.len());
-    let mut entities = Vec::with_capacity(labelled.len());
-    for (_, value, reward, entity) in labelled {
-        data.push((value, reward));
-        entities.push(entity);
-    }
-    let failed_count = store.failed_count(campaign.id).await?;
-    let failed = store
-        .failed_values(campaign.id, stride(failed_count, cap), cap_i64(cap))
-        .await?;
+    let (data, entities, failed) =
+        read_training_data(store, campaign, context.config.max_training_labels).await?;
     let resume = match resume {
-        Some(version) => {
-            let bytes = store
-                .checkpoint_weights(campaign.id, version)
-                .await?
-                .ok_or_else(|| {
-                    RunError::Job(JobError::Failed(format!("checkpoint {version} vanished")))
-                })?;
-            Some((version, bytes))
-        }
+        Some(v) => Some((v, checkpoint_bytes(store, campaign.id, v).await?)),
         None => None,
     };
     let run_number = resume.as_ref().map_or(0, |(v, _)| *v).unsigned_abs() + 1;
