@@ -198,7 +198,12 @@ mod sql {
         /// Served by the `(campaign_id, id)` index: a round reads only what is new.
         pub const VALUES_AFTER: &str =
             "select id, value from candidates where campaign_id = $1 and id > $2 order by id";
-        pub const LIST: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by case when $3 = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4 desc nulls last, c.id limit $5 offset $6";
+        /// Two statements rather than one with the order as a parameter: a plan made for
+        /// any order must sort the whole campaign, where creation order can walk the
+        /// `(campaign_id, id)` index and stop after the page.
+        pub const LIST_CREATED: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by c.id limit $3 offset $4";
+        /// `$3` is 1 when greater rewards are better, -1 when smaller ones are.
+        pub const LIST_BY_REWARD: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $3 desc nulls last, c.id limit $4 offset $5";
         pub const STATUS_COUNTS: &str =
             "select status, count(*) from candidates where campaign_id = $1 group by status";
         pub const ROUND_COUNT: &str = "select count(*) from rounds where campaign_id = $1";
@@ -238,10 +243,15 @@ mod sql {
         pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1 for update";
         pub const SET_EXHAUSTED: &str = super::sqlite::SET_EXHAUSTED;
         pub const VALUES_AFTER: &str = super::sqlite::VALUES_AFTER;
-        pub const LIST: &str = concat!(
+        pub const LIST_CREATED: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
-            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by case when $3::text = 'reward' then (case when c.n_success > 0 then c.reward_sum / c.n_success end) end * $4::float8 desc nulls last, c.id limit $5 offset $6"
+            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by c.id limit $3 offset $4"
+        );
+        pub const LIST_BY_REWARD: &str = concat!(
+            "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
+            pg_ts!("c.created_at"),
+            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $3::float8 desc nulls last, c.id limit $4 offset $5"
         );
         pub const STATUS_COUNTS: &str = super::sqlite::STATUS_COUNTS;
         pub const ROUND_COUNT: &str = super::sqlite::ROUND_COUNT;
@@ -484,13 +494,23 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<CandidateRow>, Error> {
-        let order = if by_reward { "reward" } else { "created" };
+        let status = status.map(CandidateStatus::as_str);
+        if !by_reward {
+            return Ok(on_backend!(self, LIST_CREATED, |pool, q| {
+                sqlx::query_as(q)
+                    .bind(campaign_id)
+                    .bind(status)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(pool)
+                    .await?
+            }));
+        }
         let sign = if maximize { 1.0f64 } else { -1.0 };
-        Ok(on_backend!(self, LIST, |pool, q| {
+        Ok(on_backend!(self, LIST_BY_REWARD, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
-                .bind(status.map(CandidateStatus::as_str))
-                .bind(order)
+                .bind(status)
                 .bind(sign)
                 .bind(limit)
                 .bind(offset)
