@@ -150,17 +150,8 @@ pub struct ApiBenchReport {
 /// Runs the benchmark on the chosen backends and writes the result line to `out`.
 pub fn run(args: &ApiBenchArgs, out: &mut impl Write) -> anyhow::Result<ApiBenchReport> {
     validate(args)?;
-    let backends: &[Backend] = match args.backend {
-        BackendChoice::Sqlite => &[Backend::Sqlite],
-        BackendChoice::Postgres => &[Backend::Postgres],
-        BackendChoice::Both => &[Backend::Sqlite, Backend::Postgres],
-    };
-    // Server and client share one multi-threaded runtime (one worker per core), as they
-    // would share the machine's cores in production; the trainer computes on its own thread.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
+    let backends = super::backends(args.backend);
+    let runtime = super::runtime()?;
     let measured = runtime.block_on(async {
         let mut results = Vec::new();
         for &backend in backends {

@@ -8,15 +8,43 @@ pub mod oracles;
 pub mod proxy;
 pub mod scale;
 
-/// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.
-pub fn peak_rss_bytes() -> u64 {
+/// A memory line of `/proc/self/status` (`VmRSS`, `VmHWM`, ...) in bytes; `None` where the
+/// kernel does not say (not Linux).
+pub fn status_bytes(field: &str) -> Option<u64> {
+    let prefix = format!("{field}:");
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(&prefix))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
+}
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`), 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    status_bytes("VmHWM").unwrap_or(0)
+}
+
+/// The backends a `--backend` choice stands for, in the order measured.
+pub fn backends(choice: api::BackendChoice) -> &'static [crate::kit::Backend] {
+    use crate::kit::Backend;
+    match choice {
+        api::BackendChoice::Sqlite => &[Backend::Sqlite],
+        api::BackendChoice::Postgres => &[Backend::Postgres],
+        api::BackendChoice::Both => &[Backend::Sqlite, Backend::Postgres],
+    }
+}
+
+/// The runtime a server benchmark runs in: server and client share one multi-threaded
+/// runtime (one worker per core), as they would share the machine's cores in production;
+/// the trainer computes on its own thread.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
 }

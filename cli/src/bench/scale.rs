@@ -141,15 +141,8 @@ pub struct ScaleBenchReport {
 /// Runs the benchmark on the chosen backends and writes the result line to `out`.
 pub fn run(args: &ScaleBenchArgs, out: &mut impl Write) -> anyhow::Result<ScaleBenchReport> {
     let extra = validate(args)?;
-    let backends: &[Backend] = match args.backend {
-        BackendChoice::Sqlite => &[Backend::Sqlite],
-        BackendChoice::Postgres => &[Backend::Postgres],
-        BackendChoice::Both => &[Backend::Sqlite, Backend::Postgres],
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
+    let backends = super::backends(args.backend);
+    let runtime = super::runtime()?;
     let measured = runtime.block_on(async {
         let mut points = Vec::new();
         for &backend in backends {
@@ -454,19 +447,10 @@ async fn median_get(client: &Client, path: &str, n: usize) -> anyhow::Result<f64
     Ok(Percentiles::of(&times).p50)
 }
 
-/// A line of `/proc/self/status` (`VmRSS`, `VmHWM`) in MiB; NaN where the kernel does not
-/// say (not Linux).
+/// A memory line of `/proc/self/status` (`VmRSS`, `VmHWM`) in MiB; NaN where the kernel
+/// does not say (not Linux).
 fn rss_mib(field: &str) -> f64 {
-    let prefix = format!("{field}:");
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(&prefix))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    super::status_bytes(field).map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0))
 }
 
 /// Resets the kernel's high-water mark of resident memory to the current figure, so that
