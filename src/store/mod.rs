@@ -366,6 +366,7 @@ mod tests {
             [
                 "candidates_campaign_id",
                 "candidates_entity",
+                "candidates_reward",
                 "candidates_round"
             ],
             "the rebuild makes every index of the migrations again"

@@ -202,8 +202,11 @@ mod sql {
         /// any order must sort the whole campaign, where creation order can walk the
         /// `(campaign_id, id)` index and stop after the page.
         pub const LIST_CREATED: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by c.id limit $3 offset $4";
-        /// `$3` is 1 when greater rewards are better, -1 when smaller ones are.
-        pub const LIST_BY_REWARD: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $3 desc nulls last, c.id limit $4 offset $5";
+        /// Greatest mean reward first: walks the `candidates_reward` index (its expression
+        /// word for word; in a descending order SQLite puts nulls last by itself).
+        pub const LIST_BY_REWARD_HIGH: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) desc, c.id limit $3 offset $4";
+        /// Smallest mean reward first, unmeasured candidates last.
+        pub const LIST_BY_REWARD_LOW: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4";
         pub const STATUS_COUNTS: &str =
             "select status, count(*) from candidates where campaign_id = $1 group by status";
         pub const ROUND_COUNT: &str = "select count(*) from rounds where campaign_id = $1";
@@ -248,10 +251,15 @@ mod sql {
             pg_ts!("c.created_at"),
             " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by c.id limit $3 offset $4"
         );
-        pub const LIST_BY_REWARD: &str = concat!(
+        pub const LIST_BY_REWARD_HIGH: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
-            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $3::float8 desc nulls last, c.id limit $4 offset $5"
+            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) desc nulls last, c.id limit $3 offset $4"
+        );
+        pub const LIST_BY_REWARD_LOW: &str = concat!(
+            "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
+            pg_ts!("c.created_at"),
+            " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4"
         );
         pub const STATUS_COUNTS: &str = super::sqlite::STATUS_COUNTS;
         pub const ROUND_COUNT: &str = super::sqlite::ROUND_COUNT;
@@ -495,28 +503,26 @@ impl Store {
         offset: i64,
     ) -> Result<Vec<CandidateRow>, Error> {
         let status = status.map(CandidateStatus::as_str);
-        if !by_reward {
-            return Ok(on_backend!(self, LIST_CREATED, |pool, q| {
-                sqlx::query_as(q)
-                    .bind(campaign_id)
-                    .bind(status)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(pool)
-                    .await?
-            }));
+        let store = self;
+        // One page statement or another, the same binds.
+        macro_rules! page {
+            ($name:ident) => {
+                on_backend!(store, $name, |pool, q| {
+                    sqlx::query_as(q)
+                        .bind(campaign_id)
+                        .bind(status)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(pool)
+                        .await?
+                })
+            };
         }
-        let sign = if maximize { 1.0f64 } else { -1.0 };
-        Ok(on_backend!(self, LIST_BY_REWARD, |pool, q| {
-            sqlx::query_as(q)
-                .bind(campaign_id)
-                .bind(status)
-                .bind(sign)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await?
-        }))
+        Ok(match (by_reward, maximize) {
+            (false, _) => page!(LIST_CREATED),
+            (true, true) => page!(LIST_BY_REWARD_HIGH),
+            (true, false) => page!(LIST_BY_REWARD_LOW),
+        })
     }
 
     /// The newest [`ROUND_FIGURES_LIMIT`] rounds at most (`limit`), newest first, each with

@@ -36,3 +36,6 @@ drop table temp.candidates_sequence;
 create index candidates_round on candidates (round_id);
 create index candidates_entity on candidates (campaign_id, entity);
 create index candidates_campaign_id on candidates (campaign_id, id);
+create index candidates_reward on candidates (
+    campaign_id, (case when n_success > 0 then reward_sum / n_success end) desc, id
+);

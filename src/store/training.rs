@@ -209,8 +209,10 @@ mod sql {
         /// all of them). Scrambled, because one campaign's ids may share a residue (two
         /// campaigns storing in turn), which a plain `id % $2` would then take all or none of.
         pub const LABELLED_DATA: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
-        /// `$2` is 1 when greater rewards are better, -1 when smaller ones are.
-        pub const LABELLED_BEST: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by reward_sum / n_success * $2 desc, id limit $3";
+        /// Greatest mean reward first, walking the `candidates_reward` index (its expression
+        /// word for word).
+        pub const LABELLED_BEST_HIGH: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) desc, id limit $2";
+        pub const LABELLED_BEST_LOW: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) asc, id limit $2";
         pub const LABELLED_COUNT: &str =
             "select count(*) from candidates where campaign_id = $1 and n_success > 0";
         pub const FAILED_VALUES: &str =
@@ -290,7 +292,8 @@ mod sql {
     pub mod postgres {
         pub const OBSERVATIONS: &str = super::sqlite::OBSERVATIONS;
         pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
-        pub const LABELLED_BEST: &str = super::sqlite::LABELLED_BEST;
+        pub const LABELLED_BEST_HIGH: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) desc nulls last, id limit $2";
+        pub const LABELLED_BEST_LOW: &str = super::sqlite::LABELLED_BEST_LOW;
         pub const LABELLED_COUNT: &str = super::sqlite::LABELLED_COUNT;
         pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
         pub const FAILED_COUNT: &str = super::sqlite::FAILED_COUNT;
@@ -398,15 +401,23 @@ impl Store {
         maximize: bool,
         limit: i64,
     ) -> Result<Vec<LabelledRow>, Error> {
-        let sign = if maximize { 1.0f64 } else { -1.0 };
-        Ok(on_backend!(self, LABELLED_BEST, |pool, q| {
-            sqlx::query_as(q)
-                .bind(campaign_id)
-                .bind(sign)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        }))
+        Ok(if maximize {
+            on_backend!(self, LABELLED_BEST_HIGH, |pool, q| {
+                sqlx::query_as(q)
+                    .bind(campaign_id)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            })
+        } else {
+            on_backend!(self, LABELLED_BEST_LOW, |pool, q| {
+                sqlx::query_as(q)
+                    .bind(campaign_id)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            })
+        })
     }
 
     /// Number of the campaign's candidates with a successful observation.

@@ -333,6 +333,28 @@ async fn objects_follow_minimize(backend: Backend) {
     let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
     assert_eq!(campaign["stats"]["best"]["value"], "AC", "{campaign}");
     assert_eq!(campaign["stats"]["best"]["entity"], "m1");
+    // Candidates one by one: smallest mean first, the unmeasured (failed) ones last.
+    let (status, page) = app
+        .get(&format!("/campaigns/{id}/candidates?order=reward"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let rows: Vec<serde_json::Value> = page["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| json!([c["value"], c["mean_reward"]]))
+        .collect();
+    assert_eq!(
+        &rows[..4],
+        &[
+            json!(["AC", 1.5]),
+            json!(["TT", 2.5]),
+            json!(["CA", 3.0]),
+            json!(["GG", 5.0])
+        ]
+    );
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows[4..].iter().all(|r| r[1].is_null()), "{rows:?}");
 }
 on_both_backends!(objects_follow_minimize, objects_follow_minimize);
 
