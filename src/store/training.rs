@@ -208,17 +208,26 @@ mod sql {
         /// `$2` is a stride: about one candidate in `$2`, chosen by a scramble of the id (1:
         /// all of them). Scrambled, because one campaign's ids may share a residue (two
         /// campaigns storing in turn), which a plain `id % $2` would then take all or none of.
-        pub const LABELLED_DATA: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+        pub const LABELLED_DATA: &str = "select id, value, reward_sum / n_success, entity from candidates indexed by candidates_campaign_id where campaign_id = $1 and n_success > 0 and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
         /// Greatest mean reward first, walking the `candidates_reward` index (its expression
         /// word for word).
         pub const LABELLED_BEST_HIGH: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) desc, id limit $2";
         pub const LABELLED_BEST_LOW: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) asc, id limit $2";
+        /// `indexed by`: SQLite, without statistics, may otherwise walk a campaign through
+        /// the reward index and so visit its rows in random order (several times slower at a
+        /// million candidates); the `(campaign_id, id)` index visits them in table order.
         pub const LABELLED_COUNT: &str =
-            "select count(*) from candidates where campaign_id = $1 and n_success > 0";
+            "select count(*) from candidates indexed by candidates_campaign_id where campaign_id = $1 and n_success > 0";
+        /// `indexed by`: SQLite, without statistics, may otherwise walk a campaign through
+        /// the reward index and so visit its rows in random order (several times slower at a
+        /// million candidates); the `(campaign_id, id)` index visits them in table order.
         pub const FAILED_VALUES: &str =
-            "select value from candidates where campaign_id = $1 and status = 'failed' and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+            "select value from candidates indexed by candidates_campaign_id where campaign_id = $1 and status = 'failed' and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+        /// `indexed by`: SQLite, without statistics, may otherwise walk a campaign through
+        /// the reward index and so visit its rows in random order (several times slower at a
+        /// million candidates); the `(campaign_id, id)` index visits them in table order.
         pub const FAILED_COUNT: &str =
-            "select count(*) from candidates where campaign_id = $1 and status = 'failed'";
+            "select count(*) from candidates indexed by candidates_campaign_id where campaign_id = $1 and status = 'failed'";
         pub const MODEL_STATUS: &str =
             "select model_status, model_error from campaigns where id = $1";
         pub const NEWEST_CHECKPOINT: &str = "select version, trained_on_labels, trained_on_observations, steps, loss, created_at from checkpoints where campaign_id = $1 order by version desc limit 1";
@@ -291,12 +300,14 @@ mod sql {
 
     pub mod postgres {
         pub const OBSERVATIONS: &str = super::sqlite::OBSERVATIONS;
-        pub const LABELLED_DATA: &str = super::sqlite::LABELLED_DATA;
+        pub const LABELLED_DATA: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
         pub const LABELLED_BEST_HIGH: &str = "select id, value, reward_sum / n_success, entity from candidates where campaign_id = $1 and n_success > 0 order by (case when n_success > 0 then reward_sum / n_success end) desc nulls last, id limit $2";
         pub const LABELLED_BEST_LOW: &str = super::sqlite::LABELLED_BEST_LOW;
-        pub const LABELLED_COUNT: &str = super::sqlite::LABELLED_COUNT;
-        pub const FAILED_VALUES: &str = super::sqlite::FAILED_VALUES;
-        pub const FAILED_COUNT: &str = super::sqlite::FAILED_COUNT;
+        pub const LABELLED_COUNT: &str =
+            "select count(*) from candidates where campaign_id = $1 and n_success > 0";
+        pub const FAILED_VALUES: &str = "select value from candidates where campaign_id = $1 and status = 'failed' and ((id * 7919) % 1000003) % $2 = 0 order by id limit $3";
+        pub const FAILED_COUNT: &str =
+            "select count(*) from candidates where campaign_id = $1 and status = 'failed'";
         pub const MODEL_STATUS: &str = super::sqlite::MODEL_STATUS;
         pub const NEWEST_CHECKPOINT: &str = concat!(
             "select version, trained_on_labels, trained_on_observations, steps, loss, ",
