@@ -11,7 +11,7 @@ pub const ENVIRONMENT_ONLY_HELP: &str = "\
 Environment only:
   RUST_LOG           log filter, e.g. `info,flowlab=debug` [default: info]
   RAYON_NUM_THREADS  threads of each matrix product (candle) [default: 1]
-  MIMALLOC_PURGE_DELAY  ms before freed memory goes back to the system (0 in the container image) [default: 10]";
+  MIMALLOC_PURGE_DELAY  ms before freed memory goes back to the system (100 in the container image) [default: 10]";
 
 /// Names of the variables in [`ENVIRONMENT_ONLY_HELP`].
 pub const ENVIRONMENT_ONLY: &[&str] = &["RUST_LOG", "RAYON_NUM_THREADS", "MIMALLOC_PURGE_DELAY"];
