@@ -22,6 +22,11 @@ use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 /// read again in full when it next draws a round).
 pub const CACHED_CAMPAIGNS: usize = 64;
 
+/// Fingerprints cached over all campaigns (about 80 MB): beyond it the least recently used
+/// other campaigns are dropped, so that many large campaigns cannot add up without bound. A
+/// single campaign larger than this stays while it draws.
+pub const CACHED_VALUES: usize = 4_000_000;
+
 /// Fingerprints of one campaign's values, and how far they have been read.
 #[derive(Default)]
 pub struct CampaignValues {
@@ -68,11 +73,30 @@ fn fingerprint(canonical: &str) -> u64 {
 /// One campaign's values, shared by its draws.
 type SharedValues = Arc<RwLock<CampaignValues>>;
 
+/// One cached campaign: its values, the tick of its last use, and how many values it held
+/// after its last catch-up.
+#[derive(Debug)]
+struct Entry {
+    values: SharedValues,
+    used: u64,
+    size: usize,
+}
+
 /// The campaigns' cached values; see the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SeenCache {
-    /// Each campaign's values and the tick of its last use.
-    campaigns: Mutex<HashMap<i64, (SharedValues, u64)>>,
+    campaigns: Mutex<HashMap<i64, Entry>>,
+    /// Most fingerprints over all campaigns ([`CACHED_VALUES`]).
+    max_values: usize,
+}
+
+impl Default for SeenCache {
+    fn default() -> Self {
+        Self {
+            campaigns: Mutex::default(),
+            max_values: CACHED_VALUES,
+        }
+    }
 }
 
 impl SeenCache {
@@ -96,48 +120,76 @@ impl SeenCache {
                 values.after_id = values.after_id.max(*id);
             }
         }
-        Ok(values.read_owned().await)
+        let guard = values.read_owned().await;
+        self.record_size(campaign_id, guard.len());
+        Ok(guard)
     }
 
     /// The campaign's entry, made when missing, marked as just used; the least recently used
     /// entry goes when there are more than [`CACHED_CAMPAIGNS`].
     fn entry(&self, campaign_id: i64) -> SharedValues {
-        // The map only ever holds whole entries, so one left by a panicking holder is sound.
-        let mut campaigns = self
-            .campaigns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let tick = campaigns.values().map(|(_, t)| *t).max().unwrap_or(0) + 1;
+        let mut campaigns = self.lock();
+        let tick = campaigns.values().map(|e| e.used).max().unwrap_or(0) + 1;
         let values = match campaigns.get_mut(&campaign_id) {
-            Some((values, used)) => {
-                *used = tick;
-                values.clone()
+            Some(entry) => {
+                entry.used = tick;
+                entry.values.clone()
             }
             None => {
                 let values = Arc::new(RwLock::new(CampaignValues::default()));
-                campaigns.insert(campaign_id, (values.clone(), tick));
+                let entry = Entry {
+                    values: values.clone(),
+                    used: tick,
+                    size: 0,
+                };
+                campaigns.insert(campaign_id, entry);
                 values
             }
         };
-        if campaigns.len() > CACHED_CAMPAIGNS {
-            let oldest = campaigns
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                campaigns.remove(&oldest);
+        while campaigns.len() > CACHED_CAMPAIGNS {
+            if !drop_oldest_other(&mut campaigns, campaign_id) {
+                break;
             }
         }
         values
     }
 
-    /// Number of campaigns cached.
-    pub fn cached_campaigns(&self) -> usize {
+    /// Notes the campaign's size after a catch-up and drops the least recently used other
+    /// campaigns while all of them hold more than `max_values`.
+    fn record_size(&self, campaign_id: i64, size: usize) {
+        let mut campaigns = self.lock();
+        if let Some(entry) = campaigns.get_mut(&campaign_id) {
+            entry.size = size;
+        }
+        while campaigns.values().map(|e| e.size).sum::<usize>() > self.max_values {
+            if !drop_oldest_other(&mut campaigns, campaign_id) {
+                break;
+            }
+        }
+    }
+
+    /// The map; it only ever holds whole entries, so one left by a panicking holder is
+    /// sound.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Entry>> {
         self.campaigns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
+
+    /// Number of campaigns cached.
+    pub fn cached_campaigns(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Drops the least recently used campaign other than `keep`; false when there is none.
+fn drop_oldest_other(campaigns: &mut HashMap<i64, Entry>, keep: i64) -> bool {
+    let oldest = campaigns
+        .iter()
+        .filter(|(id, _)| **id != keep)
+        .min_by_key(|(_, e)| e.used)
+        .map(|(id, _)| *id);
+    oldest.is_some_and(|id| campaigns.remove(&id).is_some())
 }
 
 #[cfg(test)]
@@ -219,10 +271,47 @@ mod tests {
             drop(cache.current(&store, id).await.expect("read"));
         }
         assert_eq!(cache.cached_campaigns(), CACHED_CAMPAIGNS);
-        let oldest = cache.campaigns.lock().expect("lock").contains_key(&ids[0]);
+        let oldest = cache.lock().contains_key(&ids[0]);
         assert!(!oldest, "the first campaign read was the one dropped");
         let again = cache.current(&store, ids[0]).await.expect("read again");
         assert!(again.contains("[1,2]"));
-        assert!(!cache.campaigns.lock().expect("lock").contains_key(&ids[1]));
+        assert!(!cache.lock().contains_key(&ids[1]));
+    }
+
+    /// Large campaigns cannot add up without bound: beyond the total, the least recently
+    /// used others go, while the one drawing stays however large it is.
+    #[tokio::test]
+    async fn the_total_of_values_cached_is_bounded() {
+        let (store, ids) = store_with_campaigns(3).await;
+        for (i, &id) in ids.iter().enumerate() {
+            let values: Vec<String> = (0..3).map(|j| format!("[{i},{j}]")).collect();
+            let texts: Vec<&str> = values.iter().map(String::as_str).collect();
+            store
+                .insert_round(id, None, 0, 3, false, &proposed(&texts))
+                .await
+                .expect("round");
+        }
+        let cache = SeenCache {
+            max_values: 5,
+            ..SeenCache::default()
+        };
+        drop(cache.current(&store, ids[0]).await.expect("read"));
+        assert_eq!(cache.cached_campaigns(), 1);
+        drop(cache.current(&store, ids[1]).await.expect("read"));
+        assert_eq!(cache.cached_campaigns(), 1, "3 + 3 values are over 5");
+        assert!(
+            cache.lock().contains_key(&ids[1]),
+            "the campaign drawing stays"
+        );
+        let tiny = SeenCache {
+            max_values: 1,
+            ..SeenCache::default()
+        };
+        let alone = tiny.current(&store, ids[2]).await.expect("read");
+        assert_eq!(
+            alone.len(),
+            3,
+            "larger than the bound, still whole while it draws"
+        );
     }
 }
