@@ -58,16 +58,8 @@ pub enum BackendChoice {
 /// Settings of `flowlab bench api`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiBenchArgs {
-    /// Storage backend(s) to measure.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
-    pub backend: BackendChoice,
-    /// PostgreSQL server (any database on it): the benchmark creates `flowlab_bench_<pid>_<n>`
-    /// there and drops it at the end.
-    #[arg(
-        long = "postgres-url",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub storage: super::BackendArgs,
     /// Number of `POST /labels` requests of the throughput phase (sent one after another).
     #[arg(long = "label-batches", default_value_t = 20)]
     pub label_batches: usize,
@@ -150,7 +142,7 @@ pub struct ApiBenchReport {
 /// Runs the benchmark on the chosen backends and writes the result line to `out`.
 pub fn run(args: &ApiBenchArgs, out: &mut impl Write) -> anyhow::Result<ApiBenchReport> {
     validate(args)?;
-    let backends = super::backends(args.backend);
+    let backends = args.storage.backends();
     let runtime = super::runtime()?;
     let measured = runtime.block_on(async {
         let mut results = Vec::new();
@@ -185,7 +177,7 @@ fn validate(args: &ApiBenchArgs) -> anyhow::Result<()> {
 /// One backend: a fresh database, the server on it, the measurements, then the server
 /// stopped and the database removed, whatever the measurements did.
 async fn run_backend(args: &ApiBenchArgs, backend: Backend) -> anyhow::Result<ApiBenchResult> {
-    let database = Database::create(backend, "flowlab_bench", &args.postgres_url).await?;
+    let database = Database::create(backend, "flowlab_bench", &args.storage.postgres_url).await?;
     eprintln!(
         "[{}] database {}",
         backend.name(),

@@ -28,13 +28,30 @@ pub fn peak_rss_bytes() -> u64 {
     status_bytes("VmHWM").unwrap_or(0)
 }
 
-/// The backends a `--backend` choice stands for, in the order measured.
-pub fn backends(choice: api::BackendChoice) -> &'static [crate::kit::Backend] {
-    use crate::kit::Backend;
-    match choice {
-        api::BackendChoice::Sqlite => &[Backend::Sqlite],
-        api::BackendChoice::Postgres => &[Backend::Postgres],
-        api::BackendChoice::Both => &[Backend::Sqlite, Backend::Postgres],
+/// Which storage backend(s) a server benchmark measures.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Storage backend(s) to measure.
+    #[arg(long, value_enum, default_value_t = api::BackendChoice::Both)]
+    pub backend: api::BackendChoice,
+    /// PostgreSQL server (any database on it): the benchmark creates a database there and
+    /// drops it at the end.
+    #[arg(
+        long = "postgres-url",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+}
+
+impl BackendArgs {
+    /// The backends the choice stands for, in the order measured.
+    pub fn backends(&self) -> &'static [crate::kit::Backend] {
+        use crate::kit::Backend;
+        match self.backend {
+            api::BackendChoice::Sqlite => &[Backend::Sqlite],
+            api::BackendChoice::Postgres => &[Backend::Postgres],
+            api::BackendChoice::Both => &[Backend::Sqlite, Backend::Postgres],
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 //! the largest size, round p99 and labels/s within 2× of the empty campaign's; resident
 //! memory under 500 MiB at rest and its peak under 1 GiB.
 
-use super::api::{label_body, BackendChoice, Client, Percentiles};
+use super::api::{label_body, Client, Percentiles};
 use crate::kit::{Backend, Database, EmbeddedServer};
 use anyhow::{bail, Context};
 use flowlab::config::Config;
@@ -41,16 +41,8 @@ const TARGET_PEAK_MIB: f64 = 1024.0;
 /// Settings of `flowlab bench scale`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScaleBenchArgs {
-    /// Storage backend(s) to measure.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
-    pub backend: BackendChoice,
-    /// PostgreSQL server (any database on it): the benchmark creates a database there and
-    /// drops it at the end.
-    #[arg(
-        long = "postgres-url",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub storage: super::BackendArgs,
     /// Campaign sizes (labelled candidates) at which to measure, comma-separated, ascending.
     #[arg(long, value_delimiter = ',', default_value = "0,10000,100000,1000000")]
     pub sizes: Vec<usize>,
@@ -141,7 +133,7 @@ pub struct ScaleBenchReport {
 /// Runs the benchmark on the chosen backends and writes the result line to `out`.
 pub fn run(args: &ScaleBenchArgs, out: &mut impl Write) -> anyhow::Result<ScaleBenchReport> {
     let extra = validate(args)?;
-    let backends = super::backends(args.backend);
+    let backends = args.storage.backends();
     let runtime = super::runtime()?;
     let measured = runtime.block_on(async {
         let mut points = Vec::new();
@@ -239,7 +231,7 @@ async fn run_backend(
     extra: &Value,
     backend: Backend,
 ) -> anyhow::Result<Vec<ScalePoint>> {
-    let database = Database::create(backend, "flowlab_scale", &args.postgres_url).await?;
+    let database = Database::create(backend, "flowlab_scale", &args.storage.postgres_url).await?;
     eprintln!(
         "[{}] database {}",
         backend.name(),
@@ -508,8 +500,10 @@ mod tests {
     #[test]
     fn sizes_must_ascend_and_the_patch_must_be_an_object() {
         let mut args = ScaleBenchArgs {
-            backend: BackendChoice::Sqlite,
-            postgres_url: String::new(),
+            storage: crate::bench::BackendArgs {
+                backend: crate::bench::api::BackendChoice::Sqlite,
+                postgres_url: String::new(),
+            },
             sizes: vec![0, 100, 10],
             label_batch_size: 10,
             probe_batches: 1,
