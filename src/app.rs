@@ -60,6 +60,7 @@ impl App {
                 keep_checkpoints: config.keep_checkpoints,
                 slice: Duration::from_secs_f64(config.training_slice_seconds),
                 max_step_memory: config.max_step_memory_bytes,
+                max_training_memory: config.training_memory_bytes(),
                 max_training_labels: config.max_training_labels,
             },
             metrics.clone(),

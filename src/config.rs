@@ -125,6 +125,12 @@ pub struct Config {
         default_value_t = crate::domain::cost::DEFAULT_BUDGET
     )]
     pub max_step_memory_bytes: u64,
+    /// Most memory, in bytes, that the training runs in progress may need together (the sum
+    /// of their training steps' estimates): a run that does not fit beside the others waits
+    /// for one to finish, and one run may always start. Default: three times
+    /// `--max-step-memory`.
+    #[arg(long = "max-training-memory", env = "FLOWLAB_MAX_TRAINING_MEMORY")]
+    pub max_training_memory_bytes: Option<u64>,
     /// Most labelled candidates one training run reads: beyond it, the best tenth of that
     /// many and an even spread of the rest, so that a campaign of a million labels trains in
     /// bounded memory and time. Campaigns below it train on every label.
@@ -140,6 +146,9 @@ pub struct Config {
 pub const MIN_STEP_MEMORY: u64 = 64 << 20;
 /// Largest `--max-step-memory` (1 TiB): beyond it the limit is a typo.
 pub const MAX_STEP_MEMORY: u64 = 1 << 40;
+
+/// Largest `--max-training-memory` (8 TiB): beyond it the limit is a typo.
+pub const MAX_TRAINING_MEMORY: u64 = 8 << 40;
 
 /// Fewest labels `--max-training-labels` may allow: below it the best tenth is too few
 /// elites for local search.
@@ -179,6 +188,7 @@ impl std::fmt::Debug for Config {
             keep_checkpoints,
             training_slice_seconds,
             max_step_memory_bytes,
+            max_training_memory_bytes,
             max_training_labels,
         } = self;
         f.debug_struct("Config")
@@ -199,12 +209,20 @@ impl std::fmt::Debug for Config {
             .field("keep_checkpoints", keep_checkpoints)
             .field("training_slice_seconds", training_slice_seconds)
             .field("max_step_memory_bytes", max_step_memory_bytes)
+            .field("max_training_memory_bytes", max_training_memory_bytes)
             .field("max_training_labels", max_training_labels)
             .finish()
     }
 }
 
 impl Config {
+    /// Most memory the training runs in progress may need together: `--max-training-memory`,
+    /// or three training steps at `--max-step-memory`.
+    pub fn training_memory_bytes(&self) -> u64 {
+        self.max_training_memory_bytes
+            .unwrap_or_else(|| self.max_step_memory_bytes.saturating_mul(3))
+    }
+
     /// The API token as configured, without the whitespace around it (a token pasted into
     /// an environment file often carries a newline); `None` when unset or blank.
     pub fn token(&self) -> Option<&str> {
@@ -270,6 +288,14 @@ impl Config {
                 "--max-step-memory must be between {MIN_STEP_MEMORY} bytes (64 MiB) and {MAX_STEP_MEMORY} bytes (1 TiB)"
             ));
         }
+        if let Some(total) = self.max_training_memory_bytes {
+            if !(self.max_step_memory_bytes..=MAX_TRAINING_MEMORY).contains(&total) {
+                return Err(format!(
+                    "--max-training-memory must be at least --max-step-memory ({} bytes) and at most {MAX_TRAINING_MEMORY} bytes (8 TiB)",
+                    self.max_step_memory_bytes
+                ));
+            }
+        }
         if !(MIN_TRAINING_LABELS..=MAX_TRAINING_LABELS).contains(&self.max_training_labels) {
             return Err(format!(
                 "--max-training-labels must be in {MIN_TRAINING_LABELS}..={MAX_TRAINING_LABELS}"
@@ -299,6 +325,7 @@ impl Config {
             keep_checkpoints: 3,
             training_slice_seconds: 2.0,
             max_step_memory_bytes: crate::domain::cost::DEFAULT_BUDGET,
+            max_training_memory_bytes: None,
             max_training_labels: 20_000,
         }
     }
@@ -352,7 +379,7 @@ mod tests {
     #[test]
     fn out_of_range_durations_and_limits_are_refused_not_a_panic() {
         type Setter = fn(&mut Config);
-        let cases: [(&str, Setter); 15] = [
+        let cases: [(&str, Setter); 17] = [
             ("--wait-timeout", |c| c.wait_timeout_seconds = 1e20),
             ("--wait-timeout", |c| c.wait_timeout_seconds = f64::NAN),
             ("--lease-ttl", |c| c.lease_ttl_seconds = 1e20),
@@ -366,6 +393,12 @@ mod tests {
             ("--training-slice", |c| c.training_slice_seconds = 0.0),
             ("--max-step-memory", |c| c.max_step_memory_bytes = 1 << 20),
             ("--max-step-memory", |c| c.max_step_memory_bytes = u64::MAX),
+            ("--max-training-memory", |c| {
+                c.max_training_memory_bytes = Some(c.max_step_memory_bytes - 1)
+            }),
+            ("--max-training-memory", |c| {
+                c.max_training_memory_bytes = Some(u64::MAX)
+            }),
             ("--max-training-labels", |c| c.max_training_labels = 10),
             ("--max-training-labels", |c| {
                 c.max_training_labels = usize::MAX

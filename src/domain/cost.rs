@@ -362,6 +362,12 @@ impl CampaignCost {
         }
     }
 
+    /// Bytes of one training step on a server whose `--max-step-memory` is `budget` (the
+    /// figure [`Self::admit_training`] holds against it).
+    pub fn training_step_bytes_under(&self, budget: u64) -> u128 {
+        self.under(budget).training_step_bytes()
+    }
+
     /// Refuses a campaign whose training step, or whose round of one candidate, needs more
     /// than `budget` bytes; the error names the field to change.
     pub fn admit_campaign(&self, budget: u64) -> Result<(), Error> {

@@ -55,6 +55,9 @@ pub struct TrainerConfig {
     /// the limit, or under a larger one, fails its run with the reason instead of running
     /// the process out of memory.
     pub max_step_memory: u64,
+    /// Most bytes the training steps of the runs in progress may need together
+    /// (`--max-training-memory`); one run may always start.
+    pub max_training_memory: u64,
     /// Most labelled candidates one run reads (`--max-training-labels`).
     pub max_training_labels: usize,
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// How often the database is scanned for campaigns behind their labels (work posted to
@@ -55,6 +55,20 @@ struct RunContext {
     shared: Arc<Shared>,
     submitter: Option<Submitter>,
     metrics: Metrics,
+    /// `--max-training-memory` in units of [`MEMORY_UNIT`]: each run holds the units of its
+    /// training step's estimate while it runs. Closed when the trainer stops.
+    memory: Arc<Semaphore>,
+    memory_units: u32,
+}
+
+/// The grain of the training memory total: a MiB, so that a permit count fits a `u32`.
+const MEMORY_UNIT: u128 = 1 << 20;
+
+/// Units of [`MEMORY_UNIT`] covering `bytes`, at least 1 and at most `total` (one run may
+/// always start, however large).
+fn memory_units(bytes: u128, total: u32) -> u32 {
+    let units = bytes.div_ceil(MEMORY_UNIT).max(1);
+    u32::try_from(units).unwrap_or(u32::MAX).min(total.max(1))
 }
 
 /// How a run ended, for the log.
@@ -109,12 +123,18 @@ impl Supervisor {
                 (None, None)
             }
         };
+        let memory_units = memory_units(
+            u128::from(self.config.max_training_memory),
+            u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX),
+        );
         let context = RunContext {
             store: self.store.clone(),
             config: self.config.clone(),
             shared: self.shared.clone(),
             submitter,
             metrics: self.metrics.clone(),
+            memory: Arc::new(Semaphore::new(memory_units as usize)),
+            memory_units,
         };
         let mut scan = tokio::time::interval(SCAN_EVERY);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,6 +181,8 @@ impl Supervisor {
         }
         tracing::info!("trainer stopping");
         self.shared.stopping.store(true, Ordering::Relaxed);
+        // Runs waiting for their share of the training memory stop waiting.
+        context.memory.close();
         for cancel in cancels.values() {
             cancel.store(true, Ordering::Relaxed);
         }
@@ -237,6 +259,11 @@ async fn attempt(
         Err(Error::NotFound { .. }) => return Ok(Outcome::UpToDate),
         Err(e) => return Err(e),
     };
+    // Held until the run is recorded; taken before the lease, so that a run waiting for
+    // memory holds nothing another replica could use.
+    let Some(_memory) = reserve_memory(context, &campaign).await else {
+        return Ok(Outcome::Cancelled("the trainer is shutting down".into()));
+    };
     let ttl_ms = lease_ttl_ms(&context.config);
     let Some(lease) = store
         .acquire_lease(
@@ -255,6 +282,25 @@ async fn attempt(
         tracing::warn!(error = %e, "could not release the training lease");
     }
     outcome
+}
+
+/// Waits until the campaign's training step fits beside the runs in progress
+/// (`--max-training-memory`) and returns its share; `None` once the trainer is stopping.
+/// A campaign whose space cannot be built takes the least share: its run fails at once.
+async fn reserve_memory(context: &RunContext, campaign: &Campaign) -> Option<OwnedSemaphorePermit> {
+    let need = campaign.spec.build_space().map_or(0, |space| {
+        crate::proxy::campaign_cost(&campaign.spec, space.as_ref())
+            .training_step_bytes_under(context.config.max_step_memory)
+    });
+    let units = memory_units(need, context.memory_units);
+    if context.memory.available_permits() < units as usize {
+        tracing::info!(
+            need_mib = units,
+            free_mib = context.memory.available_permits(),
+            "waiting for training memory (--max-training-memory)"
+        );
+    }
+    context.memory.clone().acquire_many_owned(units).await.ok()
 }
 
 fn lease_ttl_ms(config: &TrainerConfig) -> i64 {
@@ -640,6 +686,21 @@ mod tests {
             let (low, high) = (spread[0], spread[spread.len() - 1]);
             assert!(low < 100.0 && high > 2800.0, "spread {low}..{high}");
         }
+    }
+
+    #[test]
+    fn memory_units_round_up_and_never_exceed_the_total() {
+        assert_eq!(memory_units(0, 768), 1, "every run holds something");
+        assert_eq!(memory_units(1, 768), 1);
+        assert_eq!(memory_units(MEMORY_UNIT, 768), 1);
+        assert_eq!(memory_units(MEMORY_UNIT + 1, 768), 2);
+        assert_eq!(
+            memory_units(300 * MEMORY_UNIT, 256),
+            256,
+            "one run always fits"
+        );
+        assert_eq!(memory_units(u128::MAX, 768), 768);
+        assert_eq!(memory_units(5 * MEMORY_UNIT, 0), 1);
     }
 
     #[test]

@@ -530,6 +530,83 @@ on_both_backends!(
     a_long_training_run_does_not_hold_up_another_campaign
 );
 
+/// The largest `training.batch_size` the step budget admits for `space`, read from the
+/// refusal of a batch far too large: a campaign at its admitted maximum.
+async fn admitted_batch(app: &TestApp, space: &Value) -> u64 {
+    let (status, body) = app
+        .post_json(
+            "/campaigns",
+            &json!({"name": "probe", "space": space, "training": {"batch_size": 4096}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    let fits = message
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch that fits in {message}"));
+    assert!(fits >= 2, "{message}");
+    fits
+}
+
+/// The newest run of a campaign once its model is ready: (started_at, finished_at).
+async fn finished_run(app: &TestApp, id: i64) -> (String, String) {
+    for _ in 0..1200 {
+        let (status, model) = app.get(&format!("/campaigns/{id}/model")).await;
+        assert_eq!(status, 200, "{model}");
+        assert_ne!(model["status"], "failed", "{model}");
+        if model["status"] == "ready" {
+            let run = &model["history"][0];
+            let at = |field: &str| run[field].as_str().expect("a time").to_string();
+            return (at("started_at"), at("finished_at"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("campaign {id} never finished training");
+}
+
+/// Training runs share `--max-training-memory`: two campaigns, each at the largest batch the
+/// step budget admits, need more together than a total of one budget, so the second run
+/// starts only after the first has finished, although runs otherwise take turns.
+async fn runs_that_do_not_fit_together_wait_for_each_other(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| {
+        c.max_training_memory_bytes = Some(c.max_step_memory_bytes);
+        c.training_slice_seconds = 0.05;
+    })
+    .await;
+    let space = json!({"type": "sequence", "alphabet": ["A", "B"],
+        "min_length": 128, "max_length": 128});
+    let batch = admitted_batch(&app, &space).await;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let id = app
+            .create_campaign(json!({"name": name, "space": space,
+                "training": {"batch_size": batch, "steps": 3}}))
+            .await;
+        ids.push(id);
+    }
+    let labels: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"campaign_id": id, "value": "AB".repeat(64), "reward": 1.0}))
+        .collect();
+    let (status, body) = app.post_json("/labels", &json!({"labels": labels})).await;
+    assert_eq!(status, 200, "{body}");
+    let (start_a, end_a) = finished_run(&app, ids[0]).await;
+    let (start_b, end_b) = finished_run(&app, ids[1]).await;
+    // RFC 3339 in one format: the text order is the time order.
+    assert!(
+        end_a <= start_b || end_b <= start_a,
+        "runs overlapped: {start_a}..{end_a} and {start_b}..{end_b}"
+    );
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    runs_that_do_not_fit_together_wait_for_each_other,
+    runs_that_do_not_fit_together_wait_for_each_other
+);
+
 /// Campaigns listed by `GET /campaigns`.
 async fn campaign_count(app: &TestApp) -> usize {
     let (status, list) = app.get("/campaigns").await;
