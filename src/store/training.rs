@@ -112,6 +112,11 @@ pub struct ModelOverview {
     pub history: Vec<TrainingRunRow>,
 }
 
+/// Bytes of one chunk of a checkpoint's weights: each is written in its own statement, so
+/// SQLite's write lock is held for a few milliseconds at a time, never for a whole large
+/// checkpoint.
+pub const CHECKPOINT_CHUNK_BYTES: usize = 4 << 20;
+
 /// What a finished run stores along with its checkpoint.
 #[derive(Debug, Clone)]
 pub struct NewCheckpoint<'a> {
@@ -235,7 +240,14 @@ mod sql {
             "select max(version) from checkpoints where campaign_id = $1";
         pub const NEWEST_VERSIONS: &str = "select campaign_id, max(version) from checkpoints group by campaign_id order by campaign_id";
         pub const CHECKPOINT_WEIGHTS: &str =
-            "select weights from checkpoints where campaign_id = $1 and version = $2";
+            "select weights, run_id from checkpoints where campaign_id = $1 and version = $2";
+        pub const CHECKPOINT_CHUNKS: &str =
+            "select bytes from checkpoint_chunks where run_id = $1 order by seq";
+        pub const INSERT_CHUNK: &str =
+            "insert into checkpoint_chunks (run_id, seq, bytes) values ($1, $2, $3)";
+        // One chunk of the campaign's that no checkpoint holds (pruned versions, runs that
+        // never committed) and no running run is still writing.
+        pub const DELETE_ORPHAN_CHUNK: &str = "delete from checkpoint_chunks where (run_id, seq) in (select c.run_id, c.seq from training_runs r join checkpoint_chunks c on c.run_id = r.id where r.campaign_id = $1 and r.status <> 'running' and not exists (select 1 from checkpoints k where k.campaign_id = $1 and k.run_id = r.id) limit 1)";
         pub const CHECKPOINT_VERSIONS: &str =
             "select version from checkpoints where campaign_id = $1 order by version desc limit $2";
         pub const PRUNE_CHECKPOINTS: &str =
@@ -272,7 +284,7 @@ mod sql {
         pub const MARK_TRAINING: &str =
             "update campaigns set model_status = 'training', model_error = null where id = $1";
         pub const INSERT_CHECKPOINT: &str = concat!(
-            "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics, trained_on_observations) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $5, $6, $7, $8, $9, $10 where ",
+            "insert into checkpoints (campaign_id, version, weights, trained_on_labels, steps, loss, metrics, trained_on_observations, run_id) select $1, coalesce((select max(version) from checkpoints where campaign_id = $1), 0) + 1, $5, $6, $7, $8, $9, $10, $11 where ",
             our_lease!("$2", "$3", "$4"),
             " returning version"
         );
@@ -317,6 +329,9 @@ mod sql {
         pub const NEWEST_VERSION: &str = super::sqlite::NEWEST_VERSION;
         pub const NEWEST_VERSIONS: &str = super::sqlite::NEWEST_VERSIONS;
         pub const CHECKPOINT_WEIGHTS: &str = super::sqlite::CHECKPOINT_WEIGHTS;
+        pub const CHECKPOINT_CHUNKS: &str = super::sqlite::CHECKPOINT_CHUNKS;
+        pub const INSERT_CHUNK: &str = super::sqlite::INSERT_CHUNK;
+        pub const DELETE_ORPHAN_CHUNK: &str = super::sqlite::DELETE_ORPHAN_CHUNK;
         pub const CHECKPOINT_VERSIONS: &str = super::sqlite::CHECKPOINT_VERSIONS;
         pub const CLOCK_MS: &str = "select (extract(epoch from clock_timestamp()) * 1000)::bigint";
         // Held to the commit: a replica taking the lease over waits for this transaction,
@@ -517,14 +532,29 @@ impl Store {
         campaign_id: i64,
         version: i64,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let row: Option<(Vec<u8>,)> = on_backend!(self, CHECKPOINT_WEIGHTS, |pool, q| {
-            sqlx::query_as(q)
-                .bind(campaign_id)
-                .bind(version)
-                .fetch_optional(pool)
-                .await?
+        let row: Option<(Vec<u8>, Option<i64>)> =
+            on_backend!(self, CHECKPOINT_WEIGHTS, |pool, q| {
+                sqlx::query_as(q)
+                    .bind(campaign_id)
+                    .bind(version)
+                    .fetch_optional(pool)
+                    .await?
+            });
+        let Some((inline, run_id)) = row else {
+            return Ok(None);
+        };
+        let Some(run_id) = run_id else {
+            // Written before checkpoints were chunked.
+            return Ok(Some(inline));
+        };
+        let chunks: Vec<(Vec<u8>,)> = on_backend!(self, CHECKPOINT_CHUNKS, |pool, q| {
+            sqlx::query_as(q).bind(run_id).fetch_all(pool).await?
         });
-        Ok(row.map(|(w,)| w))
+        // Missing chunks give bytes that do not parse: the caller falls back to an older
+        // version, as for any checkpoint that does not load.
+        Ok(Some(
+            chunks.into_iter().flat_map(|(bytes,)| bytes).collect(),
+        ))
     }
 
     /// The database's clock in milliseconds since the Unix epoch: the one clock every
@@ -738,11 +768,66 @@ impl Store {
 
     /// Stores a finished run's checkpoint as version `previous + 1`, marks the campaign
     /// `ready` and the run `succeeded`, and deletes the versions beyond the newest
-    /// `keep_versions`, in one transaction, only while `lease` is still
-    /// held at `now_ms`. Returns the version, or `None` (nothing written) when the lease
+    /// `keep_versions`, in one transaction, only while `lease` is still held at `now_ms`.
+    /// The weights go in first, in chunks outside that transaction, so that on SQLite the
+    /// write lock is never held while a large checkpoint is written. Returns the version,
+    /// or `None` (nothing made current; the staged chunks are deleted later) when the lease
     /// was lost.
     #[tracing::instrument(skip_all, fields(campaign_id = lease.campaign_id, run_id = run_id))]
     pub async fn commit_checkpoint(
+        &self,
+        lease: &Lease,
+        run_id: i64,
+        checkpoint: &NewCheckpoint<'_>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        self.stage_checkpoint(run_id, checkpoint.weights).await?;
+        let committed = self
+            .commit_staged_checkpoint(lease, run_id, checkpoint, now_ms)
+            .await?;
+        // Pruned versions and runs that never committed leave chunks behind; each goes in
+        // its own statement, so the write lock is again held only briefly.
+        self.delete_orphan_chunks(lease.campaign_id).await?;
+        Ok(committed)
+    }
+
+    /// Writes the weights of `run_id`'s checkpoint in chunks of [`CHECKPOINT_CHUNK_BYTES`],
+    /// one statement (and on SQLite one short hold of the write lock) each.
+    async fn stage_checkpoint(&self, run_id: i64, weights: &[u8]) -> Result<(), Error> {
+        for (seq, chunk) in weights.chunks(CHECKPOINT_CHUNK_BYTES).enumerate() {
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            on_backend!(self, INSERT_CHUNK, |pool, q| {
+                sqlx::query(q)
+                    .bind(run_id)
+                    .bind(seq)
+                    .bind(chunk)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the campaign's chunks that no checkpoint holds, one per statement.
+    async fn delete_orphan_chunks(&self, campaign_id: i64) -> Result<(), Error> {
+        loop {
+            let deleted = on_backend!(self, DELETE_ORPHAN_CHUNK, |pool, q| {
+                sqlx::query(q)
+                    .bind(campaign_id)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+            if deleted == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The small transaction that makes the staged weights of `run_id` the campaign's
+    /// newest checkpoint, fenced by the lease.
+    async fn commit_staged_checkpoint(
         &self,
         lease: &Lease,
         run_id: i64,
@@ -759,12 +844,13 @@ impl Store {
                 .bind(&lease.owner)
                 .bind(lease.token)
                 .bind(now_ms)
-                .bind(checkpoint.weights)
+                .bind(&[] as &[u8])
                 .bind(checkpoint.trained_on_labels)
                 .bind(checkpoint.total_steps)
                 .bind(checkpoint.loss)
                 .bind(checkpoint.metrics)
                 .bind(checkpoint.trained_on_observations)
+                .bind(run_id)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((version,)) = inserted else {
@@ -844,7 +930,9 @@ impl Store {
                 RunEnd::Cancelled => campaign.execute(&mut *tx).await?,
             };
             tx.commit().await?;
-            Ok(())
-        })
+            Ok::<(), Error>(())
+        })?;
+        // Chunks a refused checkpoint of this run staged.
+        self.delete_orphan_chunks(lease.campaign_id).await
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::helpers::{assert_error, Backend, TestApp, TestDatabase};
 use crate::on_both_backends;
-use flowlab::store::training::{NewCheckpoint, RunCounts, RunStart};
+use flowlab::store::training::{Lease, NewCheckpoint, RunCounts, RunStart, CHECKPOINT_CHUNK_BYTES};
 use flowlab::store::Store;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -441,6 +441,136 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
 on_both_backends!(
     a_trainer_that_lost_its_lease_cannot_write,
     a_trainer_that_lost_its_lease_cannot_write
+);
+
+/// Begins a run under `lease` and commits `weights` as its checkpoint, keeping 2 versions.
+async fn commit(store: &Store, lease: &Lease, weights: &[u8], at: i64) -> Option<i64> {
+    let none = RunCounts {
+        labels: 0,
+        observations: 0,
+    };
+    let RunStart::Started(run) = store
+        .begin_training_run(lease, none, 3, at)
+        .await
+        .expect("begin")
+    else {
+        panic!("the lease is held")
+    };
+    let checkpoint = NewCheckpoint {
+        weights,
+        trained_on_labels: 0,
+        trained_on_observations: 0,
+        total_steps: 1,
+        run_steps: 1,
+        loss: Some(0.5),
+        metrics: "{}",
+        keep_versions: 2,
+    };
+    store
+        .commit_checkpoint(lease, run, &checkpoint, at)
+        .await
+        .expect("commit")
+}
+
+/// Checkpoints are written in chunks before the short transaction that makes them current,
+/// and read back whole; the chunks of pruned versions, and of a write whose lease was lost,
+/// are deleted.
+async fn checkpoints_are_written_in_chunks_read_back_whole_and_pruned(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let url = app.database_url().expect("its own database").to_string();
+    let store = Store::connect(&url).await.expect("store");
+    let id = app.create_campaign(grid_campaign("chunks", 50)).await;
+    let ttl = 60_000;
+    let lease = store
+        .acquire_lease(id, "a", now_ms(), ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    // Two and a half chunks, different for every version.
+    let weights = |version: u8| -> Vec<u8> {
+        (0..CHECKPOINT_CHUNK_BYTES * 5 / 2)
+            .map(|i| (i % 251) as u8 ^ version)
+            .collect()
+    };
+    let chunks = "select count(*) from checkpoint_chunks";
+    for version in 1..=3u8 {
+        let written = commit(&store, &lease, &weights(version), now_ms()).await;
+        assert_eq!(written, Some(i64::from(version)));
+    }
+    for version in [2u8, 3] {
+        let read = store
+            .checkpoint_weights(id, i64::from(version))
+            .await
+            .expect("read")
+            .expect("kept");
+        assert!(
+            read == weights(version),
+            "version {version} reads back whole"
+        );
+    }
+    assert_eq!(store.checkpoint_weights(id, 1).await.expect("read"), None);
+    assert_eq!(
+        app.query_i64(chunks).await,
+        6,
+        "two versions of three chunks"
+    );
+
+    // a begins a run, then the lease passes to b while a computes: a's chunks are staged,
+    // its commit is refused, and b's commit deletes them with the version it prunes.
+    let none = RunCounts {
+        labels: 0,
+        observations: 0,
+    };
+    let RunStart::Started(stale) = store
+        .begin_training_run(&lease, none, 3, now_ms())
+        .await
+        .expect("begin")
+    else {
+        panic!("the lease is held")
+    };
+    let later = now_ms() + 2 * ttl;
+    let b = store
+        .acquire_lease(id, "b", later, ttl)
+        .await
+        .expect("acquire")
+        .expect("expired");
+    let refused = store
+        .commit_checkpoint(
+            &lease,
+            stale,
+            &NewCheckpoint {
+                weights: &weights(9),
+                trained_on_labels: 0,
+                trained_on_observations: 0,
+                total_steps: 1,
+                run_steps: 1,
+                loss: None,
+                metrics: "{}",
+                keep_versions: 2,
+            },
+            later,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(refused, None);
+    assert_eq!(
+        app.query_i64(chunks).await,
+        9,
+        "the refused write is staged until cleaned"
+    );
+    let written = commit(&store, &b, &weights(4), later).await;
+    assert_eq!(written, Some(4));
+    assert_eq!(
+        app.query_i64(chunks).await,
+        6,
+        "versions 3 and 4 only: the refused write and version 2 are gone"
+    );
+    let read = store.checkpoint_weights(id, 4).await.expect("read");
+    assert!(read == Some(weights(4)));
+}
+on_both_backends!(
+    checkpoints_are_written_in_chunks_read_back_whole_and_pruned,
+    checkpoints_are_written_in_chunks_read_back_whole_and_pruned
 );
 
 async fn shutdown_cancels_the_run_and_releases_its_lease(backend: Backend) {
