@@ -58,9 +58,11 @@ where
 pub struct LabelItem {
     /// The candidate measured; or give `campaign_id` and `value` instead.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub candidate_id: Option<i64>,
     /// With `value`: the campaign of a value (imported when never proposed).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub campaign_id: Option<i64>,
     /// With `campaign_id`: the value measured.
     #[serde(default)]
@@ -68,16 +70,19 @@ pub struct LabelItem {
     pub value: Option<Value>,
     /// The measurement, finite with |reward| <= 1e15; required unless `failed`.
     #[serde(default)]
+    #[schema(minimum = -1e15, maximum = 1e15)]
     pub reward: Option<f64>,
     /// The assay failed: no reward; the candidate is never proposed again.
     #[serde(default)]
     pub failed: bool,
     /// Why the assay failed (only with `failed: true`), up to 4096 bytes.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub error: Option<String>,
     /// Idempotency key, 1..=200 bytes: the same key with the same result is a duplicate,
     /// with another result 409.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub key: Option<String>,
     /// Any JSON, up to 16 KiB serialised; stored with the label.
     #[serde(default)]

@@ -12,12 +12,14 @@ pub const MAX_BATCH_SIZE: usize = 10_000;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoundRequest {
+    #[schema(minimum = 1)]
     pub campaign_id: i64,
     /// Candidates wanted, 1..=10000.
     #[schema(minimum = 1, maximum = 10000)]
     pub batch_size: i64,
     /// Idempotency key, 1..=200 bytes: a repeated key answers 200 with the same round.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub key: Option<String>,
     /// Wait until the model was trained on every label accepted before the request (503
     /// after the server's timeout, or at once when the campaign's training failed).
@@ -25,12 +27,15 @@ pub struct RoundRequest {
     pub wait_for_model: bool,
     /// Sampling temperature for this round only, in (0, 1000]; default: the campaign's.
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1000.0)]
     pub temperature: Option<f64>,
     /// Uniform mixing weight for this round only, in [0, 1]; default: the campaign's.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub epsilon: Option<f64>,
     /// Smallest distance between two candidates of the batch, at least 0; default: none.
     #[serde(default)]
+    #[schema(minimum = 0.0)]
     pub min_distance: Option<f64>,
 }
 

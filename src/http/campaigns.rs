@@ -143,7 +143,7 @@ pub async fn list(
     operation_id = "get_campaign",
     tag = "campaigns",
     summary = "Read a campaign with its counts and model",
-    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id; anything but a positive integer is 404")),
     responses(
         (status = 200, description = "The campaign", body = CampaignDetail),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),

@@ -140,7 +140,7 @@ pub struct ListedCandidate {
     operation_id = "list_candidates",
     tag = "candidates",
     summary = "A page of a campaign's candidates, as JSON or CSV",
-    params(("id" = i64, Path, description = "Campaign id"), CandidatesQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id"), CandidatesQuery),
     responses(
         (status = 200, description = "The page", content(
             (CandidatePage = "application/json"),

@@ -15,15 +15,15 @@ use serde_json::json;
 use std::collections::HashMap;
 
 /// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
-/// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`, `entity`; the campaign
-/// may also be given once as `?campaign_id=`).
+/// `candidate_id` or `campaign_id` + `value`, `reward`, `failed`, `error`, `key`, `entity`); with
+/// either, the campaign of values may also be given once as `?campaign_id=`.
 #[utoipa::path(
     post,
     path = "/labels",
     operation_id = "create_labels",
     tag = "labels",
     summary = "Store measurements, all or nothing",
-    params(("campaign_id" = Option<i64>, Query, description = "CSV only: the campaign of rows that give a `value` and no `campaign_id`. JSON bodies take no query parameter.")),
+    params(("campaign_id" = Option<i64>, Query, minimum = 1, description = "The campaign of the items (JSON) or rows (CSV) that give a `value` and no `campaign_id`.")),
     request_body(description = "A JSON batch, or a CSV file with a header of some of `candidate_id`, `campaign_id`, `value`, `reward`, `failed` (true/false/1/0/yes/no), `error`, `key`, `entity` (an empty cell: none); grid and set values as their JSON arrays. 1..=10000 labels either way.", content(
         (LabelsRequest = "application/json"),
         (String = "text/csv", example = json!("candidate_id,reward\n7,0.5\n8,1.25\n")),
@@ -61,14 +61,18 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let default_campaign = default_campaign(&query)?;
     let (items, origin) = if content_type.starts_with("application/json") {
-        if let Some(name) = query.keys().next() {
-            return Err(Error::invalid(name.clone(), "unknown query parameter").into());
-        }
         let request: LabelsRequest = serde_json::from_slice(&body).map_err(json_error)?;
-        (request.labels, LabelOrigin::Json)
+        let mut items = request.labels;
+        for item in &mut items {
+            if item.value.is_some() && item.campaign_id.is_none() {
+                item.campaign_id = default_campaign;
+            }
+        }
+        (items, LabelOrigin::Json)
     } else if content_type.starts_with("text/csv") {
-        (parse_csv(&body, &query)?, LabelOrigin::Csv)
+        (parse_csv(&body, default_campaign)?, LabelOrigin::Csv)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "expected Content-Type: application/json or text/csv".into(),
@@ -92,15 +96,9 @@ fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// Reads CSV rows into label items. Row numbers count the header as row 1.
-fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelItem>, ApiError> {
-    let bad = |row: usize, column: &str, reason: String| {
-        ApiError::from(Error::InvalidItem {
-            index: row.saturating_sub(2),
-            field: format!("row {row}, column {column}"),
-            reason,
-        })
-    };
+/// `?campaign_id=`, the campaign of items that give a `value` and none; any other query
+/// parameter is refused.
+fn default_campaign(query: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
     let mut default_campaign = None;
     for (name, value) in query {
         match name.as_str() {
@@ -114,6 +112,18 @@ fn parse_csv(body: &[u8], query: &HashMap<String, String>) -> Result<Vec<LabelIt
             }
         }
     }
+    Ok(default_campaign)
+}
+
+/// Reads CSV rows into label items. Row numbers count the header as row 1.
+fn parse_csv(body: &[u8], default_campaign: Option<i64>) -> Result<Vec<LabelItem>, ApiError> {
+    let bad = |row: usize, column: &str, reason: String| {
+        ApiError::from(Error::InvalidItem {
+            index: row.saturating_sub(2),
+            field: format!("row {row}, column {column}"),
+            reason,
+        })
+    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(body);

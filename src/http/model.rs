@@ -82,7 +82,7 @@ pub struct ModelDetail {
     operation_id = "get_model",
     tag = "model",
     summary = "The campaign's model: status, newest checkpoint, training runs, per-round figures",
-    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id; anything but a positive integer is 404")),
     responses(
         (status = 200, description = "The model", body = ModelDetail),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),

@@ -185,7 +185,7 @@ pub enum RunStatus {
         RunStatus,
         signin::SignIn,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Links),
     tags(
         (name = "health", description = "Liveness and metrics"),
         (name = "campaigns", description = "A candidate space with its reward, model and training settings"),
@@ -291,11 +291,160 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// OpenAPI links from the answers that create a campaign or a round to the operations that
+/// take its id, so that a client generator (or a schema fuzzer's stateful phase) can follow
+/// the loop: create a campaign, ask for a round, post labels for its candidates, read it back.
+struct Links;
+
+/// `(source operation, answer status, link name, target operation, path or query parameters,
+/// request body)`: runtime expressions in the body are evaluated where they appear.
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<fn() -> serde_json::Value>,
+);
+
+const CAMPAIGN_ID: &str = "$response.body#/id";
+const ROUND_ID: &str = "$response.body#/id";
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "create_campaign",
+        "201",
+        "GetCampaign",
+        "get_campaign",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "ListCandidates",
+        "list_candidates",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "GetModel",
+        "get_model",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "SampleModel",
+        "sample_model",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "DashboardPage",
+        "dashboard_page",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "DashboardData",
+        "dashboard_data",
+        &[("id", CAMPAIGN_ID)],
+        None,
+    ),
+    (
+        "create_campaign",
+        "201",
+        "CreateRound",
+        "create_round",
+        &[],
+        Some(|| serde_json::json!({ "campaign_id": CAMPAIGN_ID, "batch_size": 4 })),
+    ),
+    (
+        "create_round",
+        "201",
+        "GetRound",
+        "get_round",
+        &[("id", ROUND_ID)],
+        None,
+    ),
+    (
+        "create_round",
+        "201",
+        "AbandonRound",
+        "abandon_round",
+        &[("id", ROUND_ID)],
+        None,
+    ),
+    (
+        "create_round",
+        "201",
+        "GetRoundCampaign",
+        "get_campaign",
+        &[("id", "$response.body#/campaign_id")],
+        None,
+    ),
+    (
+        "create_round",
+        "201",
+        "LabelFirstCandidate",
+        "create_labels",
+        &[],
+        Some(|| {
+            serde_json::json!({
+                "labels": [{ "candidate_id": "$response.body#/candidates/0/id", "reward": 1.0 }]
+            })
+        }),
+    ),
+];
+
+impl utoipa::Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        use utoipa::openapi::RefOr;
+        for (source, status, name, target, parameters, body) in LINKS {
+            let operation = openapi.paths.paths.values_mut().find_map(|item| {
+                [&mut item.get, &mut item.post]
+                    .into_iter()
+                    .flatten()
+                    .find(|operation| operation.operation_id.as_deref() == Some(*source))
+            });
+            // A link from an operation or answer that is not in the document would be a
+            // mistake in the table above; the tests below catch it, the document skips it.
+            let Some(operation) = operation else { continue };
+            let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+                continue;
+            };
+            let mut link = LinkBuilder::new().operation_id(*target);
+            for (parameter, expression) in *parameters {
+                link = link.parameter(*parameter, *expression);
+            }
+            link = link.request_body(body.map(|make| make()));
+            response
+                .links
+                .insert((*name).to_string(), link.build().into());
+        }
+    }
+}
+
 /// The document as pretty JSON with a final newline: exactly what `flowlab openapi` prints
 /// and proto-docs/openapi.json holds. Paths, schemas and maps are in a fixed order
 /// (properties as declared), so the text only changes when the API does.
 pub fn openapi_json() -> Result<String, serde_json::Error> {
-    let mut text = ApiDoc::openapi().to_pretty_json()?;
+    let text = ApiDoc::openapi().to_pretty_json()?;
+    // utoipa 5.5 writes a Link Object's fields under their Rust names; OpenAPI spells them
+    // in camel case. No other object of the document has fields of these names (a test
+    // checks that none is left).
+    let mut text = text
+        .replace("\"operation_id\": ", "\"operationId\": ")
+        .replace("\"request_body\": ", "\"requestBody\": ");
     text.push('\n');
     Ok(text)
 }
@@ -476,6 +625,63 @@ mod tests {
             .collect();
         let unique: BTreeSet<&str> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn every_link_lands_on_an_operation_and_names_its_parameters() {
+        let doc = document();
+        let ops = operations(&doc);
+        let by_id = |id: &str| {
+            ops.iter()
+                .find(|(_, _, op)| op["operationId"] == id)
+                .map(|(_, _, op)| op.clone())
+        };
+        let text = openapi_json().expect("the document serialises");
+        assert!(
+            !text.contains("\"operation_id\"") && !text.contains("\"request_body\""),
+            "a link field under its Rust name"
+        );
+        let mut followed = BTreeSet::new();
+        for (source, status, name, target, parameters, body) in LINKS {
+            let op = by_id(source).unwrap_or_else(|| panic!("no operation {source}"));
+            let link = &op["responses"][*status]["links"][*name];
+            assert_eq!(link["operationId"], *target, "{source} {status} {name}");
+            let target_op = by_id(target).unwrap_or_else(|| panic!("no operation {target}"));
+            let declared: BTreeSet<&str> = target_op["parameters"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            for (parameter, _) in *parameters {
+                assert!(
+                    declared.contains(parameter),
+                    "{target} takes no {parameter}"
+                );
+            }
+            // A link with a body goes to an operation that takes one, and every required
+            // parameter of the target is given.
+            assert_eq!(
+                body.is_some(),
+                target_op.get("requestBody").is_some(),
+                "{name}"
+            );
+            for required in target_op["parameters"].as_array().into_iter().flatten() {
+                if required["required"] == true {
+                    let given = required["name"].as_str().expect("a name");
+                    assert!(
+                        parameters.iter().any(|(p, _)| *p == given),
+                        "{name} leaves {target}'s {given} out"
+                    );
+                }
+            }
+            followed.insert(*target);
+        }
+        // Every operation of the JSON API that takes a campaign's or a round's id is reached.
+        for (path, _, op) in &ops {
+            if path.contains("{id}") && !is_dashboard(op) {
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(followed.contains(id), "no link reaches {id}");
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct PreviewQuery {
     #[serde(default = "default_n")]
     #[param(minimum = 1, maximum = 1000, default = 10)]
     pub n: usize,
-    /// Seed of the draws: the same checkpoint and seed give the same values.
+    /// Seed of the draws, 0..=2^63-1: the same checkpoint and seed give the same values.
     #[serde(default)]
     #[param(default = 0)]
     pub seed: u64,
@@ -51,10 +51,10 @@ fn default_n() -> usize {
     operation_id = "sample_model",
     tag = "model",
     summary = "Draw values from the newest model without storing them",
-    params(("id" = i64, Path, description = "Campaign id"), PreviewQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id"), PreviewQuery),
     responses(
         (status = 200, description = "The values drawn", body = ModelSample),
-        (status = 400, description = "`invalid_value`: `n` out of range or needing more memory than `--max-step-memory`, or a bad or unknown query parameter", body = super::error::ErrorBody),
+        (status = 400, description = "`invalid_value`: `n` or `seed` out of range, `n` needing more memory than `--max-step-memory`, or a bad or unknown query parameter", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: unknown campaign", body = super::error::ErrorBody),
         (status = 500, description = "`internal`", body = super::error::ErrorBody),
     )
@@ -67,6 +67,11 @@ pub async fn sample(
 ) -> Result<Json<ModelSample>, ApiError> {
     let id = parse_id(&id, "campaign")?;
     let Query(query) = query.map_err(|e| Error::invalid("query", e.body_text()))?;
+    // The document (and clients in languages without unsigned integers) take a seed as a
+    // signed 64-bit integer.
+    if i64::try_from(query.seed).is_err() {
+        return Err(Error::invalid("seed", format!("must be in 0..={}", i64::MAX)).into());
+    }
     let (version, values) = models::sample_preview(&state, id, query.n, query.seed).await?;
     Ok(Json(ModelSample {
         campaign_id: id,

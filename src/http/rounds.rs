@@ -104,7 +104,7 @@ pub struct StoredLabel {
     operation_id = "get_round",
     tag = "rounds",
     summary = "Read a round, each candidate with its labels",
-    params(("id" = i64, Path, description = "Round id; anything but a positive integer is 404")),
+    params(("id" = i64, Path, minimum = 1, description = "Round id; anything but a positive integer is 404")),
     responses(
         (status = 200, description = "The round", body = RoundDetail),
         (status = 404, description = "`not_found`: unknown round", body = super::error::ErrorBody),
@@ -126,7 +126,7 @@ pub async fn get(
     operation_id = "abandon_round",
     tag = "rounds",
     summary = "Mark a round's still-pending candidates abandoned",
-    params(("id" = i64, Path, description = "Round id")),
+    params(("id" = i64, Path, minimum = 1, description = "Round id")),
     responses(
         (status = 200, description = "The round after abandoning", body = RoundDetail),
         (status = 404, description = "`not_found`: unknown round", body = super::error::ErrorBody),

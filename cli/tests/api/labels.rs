@@ -495,3 +495,42 @@ on_both_backends!(
     the_csv_upload_takes_an_entity_column,
     the_csv_upload_takes_an_entity_column
 );
+
+/// `?campaign_id=` names the campaign of JSON items that give a `value` and no
+/// `campaign_id`, as it does for CSV rows; an item that names its own campaign keeps it,
+/// and another query parameter is refused with nothing stored.
+async fn the_query_campaign_applies_to_json_values_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let grid = |name: &str| {
+        json!({"name": name, "space": {"type": "grid", "dims": 2, "size": 5},
+               "training": {"steps": 5, "batch_size": 4}, "model": {"hidden": 8}})
+    };
+    let first = app.create_campaign(grid("first")).await;
+    let second = app.create_campaign(grid("second")).await;
+    let body = json!({"labels": [
+        {"value": [1, 2], "reward": 1.0},
+        {"campaign_id": second, "value": [3, 3], "reward": 2.0},
+    ]});
+    let (status, outcome) = app
+        .post_json(&format!("/labels?campaign_id={first}"), &body)
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 2, "{outcome}");
+    let labelled = |id: i64| format!("select count(*) from candidates where campaign_id = {id}");
+    assert_eq!(app.query_i64(&labelled(first)).await, 1);
+    assert_eq!(app.query_i64(&labelled(second)).await, 1);
+    let (status, refused) = app
+        .post_json(&format!("/labels?campaign={first}"), &body)
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_error(&refused, "invalid_value");
+    assert_eq!(
+        app.query_i64(&labelled(first)).await,
+        1,
+        "nothing more stored"
+    );
+}
+on_both_backends!(
+    the_query_campaign_applies_to_json_values_too,
+    the_query_campaign_applies_to_json_values_too
+);

@@ -128,8 +128,8 @@ fn campaign_id(raw: &str) -> Result<i64, Error> {
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IndexQuery {
-    /// 1-based page number (anything else is page 1); past the end, an empty page.
-    #[param(value_type = Option<i64>)]
+    /// 1-based page number; any other text is page 1, and past the end is an empty page.
+    #[param(value_type = Option<String>)]
     page: Option<String>,
 }
 
@@ -166,7 +166,7 @@ pub async fn index(State(state): State<AppState>, Query(query): Query<IndexQuery
     operation_id = "dashboard_page",
     tag = "dashboard",
     summary = "HTML page: one campaign's dashboard (charts, model, best candidates, pending rounds), redrawn from its data every 3 s",
-    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id; anything but a positive integer is 404")),
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "The page", body = String, content_type = "text/html"),
@@ -196,7 +196,7 @@ pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     operation_id = "dashboard_data",
     tag = "dashboard",
     summary = "The dashboard page's figures and tables, which its script polls; not part of the JSON API",
-    params(("id" = i64, Path, description = "Campaign id; anything but a positive integer is 404")),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id; anything but a positive integer is 404")),
     security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "`series` (per round, oldest first), `runs`, `proxy` and `html` (the tables as HTML fragments) and `best`; the shape follows the page and may change with it", body = Object),

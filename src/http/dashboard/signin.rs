@@ -7,6 +7,7 @@
 use super::views;
 use crate::http::auth::{RequiredToken, SESSION_COOKIE};
 use crate::http::AppState;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -88,6 +89,7 @@ pub async fn form(State(state): State<AppState>, Query(query): Query<Next>) -> R
                 ("Location" = String, description = "`next`, or `/`"),
                 ("Set-Cookie" = String, description = "`flowlab_session=...; HttpOnly; SameSite=Strict; Path=/`: derived from the token, never the token itself"),
             )),
+        (status = 400, description = "Not the form's fields (no `token`, or not `application/x-www-form-urlencoded`): the form again, saying so", body = String, content_type = "text/html"),
         (status = 401, description = "Not this server's token: the form again, saying so", body = String, content_type = "text/html"),
     ),
     extensions(("x-flowlab-html" = json!(true))),
@@ -96,8 +98,12 @@ pub async fn form(State(state): State<AppState>, Query(query): Query<Next>) -> R
 pub async fn submit(
     State(state): State<AppState>,
     jar: CookieJar,
-    Form(form): Form<SignIn>,
+    form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
+    let Ok(Form(form)) = form else {
+        let message = "The form did not arrive as the sign-in page sends it; please try again.";
+        return super::html(StatusCode::BAD_REQUEST, views::sign_in("/", Some(message)));
+    };
     let next = safe_next(form.next.as_deref().unwrap_or("/")).to_string();
     let Some(required) = RequiredToken::from_config(state.config.token()) else {
         return Redirect::to(&next).into_response();
