@@ -3,7 +3,8 @@
 //!
 //! Per backend it measures `POST /labels` throughput (labels per second, in batches) and
 //! `POST /rounds` latency (p50/p99) on a `sequence` space of 20 tokens × length 32, first
-//! with no training anywhere ("idle"), then while one campaign runs a long training
+//! with no training anywhere ("idle"), then while a hostile campaign runs a long training at
+//! the largest step the server admits (a wide network, its batch at `--max-step-memory`)
 //! ("busy"); last, a neighbour campaign gets labels and a `wait_for_model` round while the
 //! long run still trains. Targets: at least 20,000 labels/s on each backend, busy p99 at
 //! most 2× idle p99, and the neighbour's round served.
@@ -38,6 +39,59 @@ const TARGET_LABELS_PER_SECOND: f64 = 20_000.0;
 /// served while the long run trains.
 const NEIGHBOUR_LABELS: usize = 100;
 const NEIGHBOUR_STEPS: usize = 100;
+
+/// Hidden width of the hostile campaign's network: wide (the API allows up to 4096), while
+/// leaving room for a batch of many trajectories within the default step budget.
+const HOSTILE_HIDDEN: usize = 512;
+
+/// Settings of the hostile campaign at `batch` trajectories a step: a million steps.
+fn hostile_settings(batch: usize) -> Value {
+    json!({"training": {"steps": 1_000_000, "batch_size": batch},
+           "model": {"hidden": HOSTILE_HIDDEN, "layers": 3}})
+}
+
+/// The largest `training.batch_size` the API allows at which the hostile campaign on the
+/// benchmark space is admitted under a step budget of `budget` bytes, by the server's own
+/// cost model.
+fn admitted_maximum_batch(budget: u64) -> anyhow::Result<usize> {
+    let admitted = |batch: usize| -> anyhow::Result<bool> {
+        let mut body = hostile_settings(batch);
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("name".into(), json!("probe"));
+            fields.insert("space".into(), benchmark_space());
+        }
+        let spec =
+            serde_json::from_value::<flowlab::domain::campaign::NewCampaign>(body)?.validate()?;
+        let space = spec.build_space()?;
+        Ok(flowlab::proxy::campaign_cost(&spec, space.as_ref())
+            .admit_campaign(budget)
+            .is_ok())
+    };
+    let (mut fits, mut too_large) = (0usize, MAX_TRAINING_BATCH + 1);
+    while too_large - fits > 1 {
+        let middle = fits + (too_large - fits) / 2;
+        if admitted(middle)? {
+            fits = middle;
+        } else {
+            too_large = middle;
+        }
+    }
+    if fits == 0 {
+        bail!(
+            "not even one trajectory of the hostile campaign fits a step budget of {budget} bytes"
+        );
+    }
+    Ok(fits)
+}
+
+/// Largest `training.batch_size` a campaign may ask for.
+const MAX_TRAINING_BATCH: usize = 4096;
+
+/// The benchmark space as `POST /campaigns` takes it.
+fn benchmark_space() -> Value {
+    json!({"type": "sequence", "alphabet": ALPHABET,
+           "min_length": SEQUENCE_LENGTH, "max_length": SEQUENCE_LENGTH})
+}
 
 /// Latency target: busy p99 over idle p99.
 const TARGET_BUSY_OVER_IDLE: f64 = 2.0;
@@ -128,6 +182,10 @@ pub struct ApiBenchResult {
     pub neighbour_served: bool,
     /// How long that round took, its training included, in seconds.
     pub neighbour_wait_seconds: f64,
+    /// `training.batch_size` of the hostile campaign: the most the step budget admits.
+    pub hostile_batch: usize,
+    /// Its network's hidden width.
+    pub hostile_hidden: usize,
     /// Both targets hold, training was seen and the neighbour was served.
     pub meets_targets: bool,
 }
@@ -197,9 +255,10 @@ async fn serve_and_measure(
 ) -> anyhow::Result<ApiBenchResult> {
     let mut config = Config::for_database(database_url);
     config.training_threads = args.training_threads;
+    let step_budget = config.max_step_memory_bytes;
     let server = EmbeddedServer::start(config).await?;
     let client = Client::new(server.base_url())?;
-    let measured = measure(args, backend, &client).await;
+    let measured = measure(args, backend, &client, step_budget).await;
     // Graceful: in-flight requests finish, then the trainer stops (which cancels the long
     // training run).
     server.stop().await;
@@ -211,6 +270,7 @@ async fn measure(
     args: &ApiBenchArgs,
     backend: Backend,
     client: &Client,
+    step_budget: u64,
 ) -> anyhow::Result<ApiBenchResult> {
     let name = backend.name();
     let wait = Duration::from_secs_f64(args.training_wait_seconds);
@@ -224,12 +284,16 @@ async fn measure(
     let labels_campaign = client
         .create_campaign("bench-labels", json!({"training": {"steps": 1}}))
         .await?;
-    // A run far longer than the benchmark keeps the trainer busy through the busy phase.
+    // A hostile neighbour: a run far longer than the benchmark, at the largest training
+    // step the server admits (a wide network, the batch at the memory budget), keeps the
+    // trainer busy through the busy phase.
+    let hostile_batch = admitted_maximum_batch(step_budget)?;
+    eprintln!(
+        "[{name}] training campaign: hidden {HOSTILE_HIDDEN}, batch {hostile_batch} (the most --max-step-memory {} admits)",
+        flowlab::domain::cost::human(u128::from(step_budget))
+    );
     let training_campaign = client
-        .create_campaign(
-            "bench-train",
-            json!({"training": {"steps": 1_000_000, "batch_size": 64}, "model": {"hidden": 256}}),
-        )
+        .create_campaign("bench-train", hostile_settings(hostile_batch))
         .await?;
     let mut rng = StdRng::seed_from_u64(args.seed);
 
@@ -375,6 +439,8 @@ async fn measure(
         training_after,
         neighbour_served,
         neighbour_wait_seconds,
+        hostile_batch,
+        hostile_hidden: HOSTILE_HIDDEN,
         meets_targets,
     })
 }
@@ -473,11 +539,7 @@ impl Client {
 
     /// Creates a campaign on the benchmark space with `extra` fields (model, training).
     pub(super) async fn create_campaign(&self, name: &str, extra: Value) -> anyhow::Result<i64> {
-        let mut body = json!({
-            "name": name,
-            "space": {"type": "sequence", "alphabet": ALPHABET,
-                      "min_length": SEQUENCE_LENGTH, "max_length": SEQUENCE_LENGTH},
-        });
+        let mut body = json!({"name": name, "space": benchmark_space()});
         if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
             body.extend(extra.clone());
         }
