@@ -333,6 +333,20 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A checkpoint of `weights` after one step, keeping `keep_versions` versions.
+fn checkpoint_of(weights: &[u8], keep_versions: i64) -> NewCheckpoint<'_> {
+    NewCheckpoint {
+        weights,
+        trained_on_labels: 0,
+        trained_on_observations: 0,
+        total_steps: 1,
+        run_steps: 1,
+        loss: Some(0.5),
+        metrics: "{}",
+        keep_versions,
+    }
+}
+
 async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let app = TestApp::spawn_on(&db.url).await;
@@ -385,17 +399,7 @@ async fn a_trainer_that_lost_its_lease_cannot_write(backend: Backend) {
         "a's lease is lost"
     );
 
-    let weights = b"weights";
-    let checkpoint = NewCheckpoint {
-        weights,
-        trained_on_labels: 0,
-        trained_on_observations: 0,
-        total_steps: 1,
-        run_steps: 1,
-        loss: Some(0.5),
-        metrics: "{}",
-        keep_versions: 3,
-    };
+    let checkpoint = checkpoint_of(b"weights", 3);
     let stale = store
         .commit_checkpoint(&again, run_a, &checkpoint, later)
         .await
@@ -456,18 +460,8 @@ async fn commit(store: &Store, lease: &Lease, weights: &[u8], at: i64) -> Option
     else {
         panic!("the lease is held")
     };
-    let checkpoint = NewCheckpoint {
-        weights,
-        trained_on_labels: 0,
-        trained_on_observations: 0,
-        total_steps: 1,
-        run_steps: 1,
-        loss: Some(0.5),
-        metrics: "{}",
-        keep_versions: 2,
-    };
     store
-        .commit_checkpoint(lease, run, &checkpoint, at)
+        .commit_checkpoint(lease, run, &checkpoint_of(weights, 2), at)
         .await
         .expect("commit")
 }
@@ -535,21 +529,7 @@ async fn checkpoints_are_written_in_chunks_read_back_whole_and_pruned(backend: B
         .expect("acquire")
         .expect("expired");
     let refused = store
-        .commit_checkpoint(
-            &lease,
-            stale,
-            &NewCheckpoint {
-                weights: &weights(9),
-                trained_on_labels: 0,
-                trained_on_observations: 0,
-                total_steps: 1,
-                run_steps: 1,
-                loss: None,
-                metrics: "{}",
-                keep_versions: 2,
-            },
-            later,
-        )
+        .commit_checkpoint(&lease, stale, &checkpoint_of(&weights(9), 2), later)
         .await
         .expect("commit");
     assert_eq!(refused, None);
