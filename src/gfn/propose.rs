@@ -79,7 +79,7 @@ pub struct ProposalRequest<'a> {
     pub explore: Exploration,
     /// Smallest allowed distance between two terminals of the batch.
     pub min_distance: Option<f64>,
-    /// Terminals already in the batch (a top-up): new ones keep `min_distance` from them too.
+    /// Terminals already in the batch (a redraw for values concurrent rounds took): new ones keep `min_distance` from them too.
     pub apart_from: &'a [State],
     /// Raised when the proposal is no longer wanted: the work stops with
     /// [`GfnError::Cancelled`] at the next candidate it considers.

@@ -1,27 +1,39 @@
-//! Rounds: propose a batch (the seen-set check, drawing on a blocking thread, top-ups when
-//! concurrent rounds took values first), read a round with its measurements, abandon one.
+//! Rounds: propose a batch (the seen-set check, drawing on a blocking thread, redraws when
+//! concurrent rounds took values first, one commit), read a round with its measurements,
+//! abandon one.
 
 use super::seen::CampaignValues;
 use super::{Service, Written};
 use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
 use crate::error::Error;
-use crate::gfn::propose::{canonical, propose, BatchRule, ProposalRequest, Scorer, Screening};
+use crate::gfn::propose::{
+    canonical, propose, BatchRule, ProposalRequest, Scorer, Screening, SeenValues,
+};
 use crate::gfn::State as SpaceState;
 use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Source, Space};
 use crate::model::Model;
-use crate::store::{CandidateRow, LabelRow, ProposedValue, RoundInsert, RoundRow};
+use crate::store::{
+    CandidateRow, LabelRow, OnTaken, ProposedValue, RoundDraft, RoundInsert, RoundRow,
+};
 use rand::SeedableRng;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedRwLockReadGuard;
 
-/// How many times a round draws again for the values that concurrent rounds of the same
-/// campaign took first, before it answers with a short batch.
-const TOP_UP_ATTEMPTS: u64 = 6;
+/// How many times a round tries to commit its batch: between tries it draws again for the
+/// values that concurrent rounds of the same campaign took first; the last try commits a
+/// short batch.
+const DRAW_ATTEMPTS: u64 = 7;
+
+/// Redraws so far in this process: with the process id, the salt that gives each its own
+/// stream, also apart from other replicas'. (A round's first draw is reproducible from the
+/// campaign's seed and size; a redraw only happens when rounds race, which no seed can make
+/// repeatable.)
+static REDRAWS: AtomicU64 = AtomicU64::new(1);
 
 /// Proposes a batch: the round that already holds `request.key` if there is one, else a new
 /// round drawn from the campaign's newest model (after waiting for it when asked).
@@ -67,43 +79,69 @@ pub async fn create_round(
         },
         min_distance: request.min_distance,
     };
-    let n = request.batch_size as usize;
-    let (values, exhausted) = sampler.draw(service, campaign.id, n, &[], 0).await?;
     let version = model.as_ref().map_or(0, |(v, _)| *v);
-    let inserted = service
-        .store
-        .insert_round(
-            campaign.id,
-            request.key.as_deref(),
-            version,
-            request.batch_size,
-            exhausted,
-            &values,
-        )
-        .await?;
-    let id = match inserted {
-        RoundInsert::Existing(id) => return Ok(Written::Existing(round(service, id).await?)),
-        RoundInsert::Created(id) => id,
+    let id = match commit_round(service, &sampler, &request, version).await? {
+        Written::Existing(id) => return Ok(Written::Existing(round(service, id).await?)),
+        Written::Created(id) => id,
     };
-    // The round is committed: from here on the client must get it, so a failed top-up ends
-    // the top-ups (a shorter batch) instead of failing a request whose candidates are
-    // already stored.
-    if let Err(error) = top_up(
-        service,
-        &sampler,
-        &space,
-        campaign.id,
-        id,
-        &request,
-        exhausted,
-    )
-    .await
-    {
-        tracing::warn!(round_id = id, %error, "a top-up failed; answering with the candidates committed so far");
-    }
     let created = round(service, id).await?;
     count_proposals(service, &created);
     Ok(Written::Created(created))
+}
+
+/// Draws the batch and commits it as one round, in one transaction: when rounds drawing at
+/// the same moment took some of the values first, nothing is written, the values still free
+/// are kept and the shortfall is drawn again, at most [`DRAW_ATTEMPTS`] times; the last try
+/// commits what is free (a short batch). So a round is never stored in parts: a client that
+/// goes away, an error or a shutdown before the commit leaves nothing behind.
+async fn commit_round(
+    service: &Service,
+    sampler: &Sampler,
+    request: &RoundRequest,
+    version: i64,
+) -> Result<Written<i64>, Error> {
+    let (campaign_id, n) = (request.campaign_id, request.batch_size as usize);
+    let (mut values, mut exhausted) = sampler.draw(service, campaign_id, n, &[], 0).await?;
+    for attempt in 1..=DRAW_ATTEMPTS {
+        let on_taken = if attempt == DRAW_ATTEMPTS {
+            OnTaken::CommitShort
+        } else {
+            OnTaken::RollBack
+        };
+        let draft = RoundDraft {
+            campaign_id,
+            key: request.key.as_deref(),
+            model_version: version,
+            batch_size: request.batch_size,
+            exhausted,
+            values: &values,
+            on_taken,
+        };
+        match service.store.insert_round(&draft).await? {
+            RoundInsert::Created(id) => return Ok(Written::Created(id)),
+            RoundInsert::Existing(id) => return Ok(Written::Existing(id)),
+            RoundInsert::Taken => {}
+        }
+        // Caught up with the rounds that committed first: keep what they left free.
+        let seen = service.seen.current(&service.store, campaign_id).await?;
+        values.retain(|v| !seen.contains(&v.value));
+        drop(seen);
+        // Rounds that drew the same batch at the same moment must not draw the same
+        // redraw too: each redraw of this process gets its own stream.
+        let redraw = REDRAWS.fetch_add(1, Ordering::Relaxed);
+        let salt = attempt
+            ^ redraw.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (more, now_exhausted) = sampler
+            .draw(service, campaign_id, n - values.len(), &values, salt)
+            .await?;
+        exhausted = now_exhausted;
+        values.extend(more);
+    }
+    // The last try commits a short batch rather than answering `Taken`.
+    Err(Error::Internal(
+        "a round found its values taken on every try".into(),
+    ))
 }
 
 /// Beyond the space's largest distance no two candidates fit: refused before any work,
@@ -120,42 +158,6 @@ fn refuse_impossible_distance(request: &RoundRequest, space: &dyn Space) -> Resu
         )),
         _ => Ok(()),
     }
-}
-
-/// Fills the committed round `id` up to its batch size with fresh draws, for the values that
-/// rounds drawing at the same time took first; at most [`TOP_UP_ATTEMPTS`] times.
-async fn top_up(
-    service: &Service,
-    sampler: &Sampler,
-    space: &Arc<dyn Space>,
-    campaign_id: i64,
-    id: i64,
-    request: &RoundRequest,
-    mut exhausted: bool,
-) -> Result<(), Error> {
-    let n = request.batch_size as usize;
-    for attempt in 1..=TOP_UP_ATTEMPTS {
-        let current = service.store.round_candidates(id).await?;
-        if current.len() >= n || exhausted {
-            break;
-        }
-        let apart: Vec<SpaceState> = current
-            .iter()
-            .filter_map(|c| serde_json::from_str(&c.value).ok())
-            .filter_map(|v| space.parse_value(&v).ok())
-            .collect();
-        // The round id separates the streams of rounds drawing at the same moment.
-        let salt = attempt ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let (more, now_exhausted) = sampler
-            .draw(service, campaign_id, n - current.len(), &apart, salt)
-            .await?;
-        exhausted = now_exhausted;
-        service
-            .store
-            .top_up_round(campaign_id, id, request.batch_size, exhausted, &more)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The round's size and its candidates' sources in `/metrics`.
@@ -192,9 +194,17 @@ impl Sampler {
         service: &Service,
         campaign_id: i64,
         n: usize,
-        apart_from: &[SpaceState],
+        kept: &[ProposedValue],
         salt: u64,
     ) -> Result<(Vec<ProposedValue>, bool), Error> {
+        // Values kept from an earlier try are not stored yet: the draw must neither repeat
+        // them nor come within `min_distance` of them.
+        let apart_from: Vec<SpaceState> = kept
+            .iter()
+            .filter_map(|v| serde_json::from_str(&v.value).ok())
+            .filter_map(|v| self.space.parse_value(&v).ok())
+            .collect();
+        let kept = kept.iter().map(|v| v.value.clone()).collect();
         let seen = service.seen.current(&service.store, campaign_id).await?;
         let seed = self.training.seed
             ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -216,8 +226,8 @@ impl Sampler {
             training: self.training,
             explore: self.explore,
             min_distance: self.min_distance,
-            apart_from: apart_from.to_vec(),
-            seen,
+            apart_from,
+            seen: Seen { stored: seen, kept },
             n,
             seed,
         };
@@ -245,6 +255,29 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The values a draw must not propose: the campaign's, and those an earlier try of the same
+/// round keeps.
+struct Seen {
+    /// Read-locked: a catch-up of the campaign's values waits until this draw is done.
+    stored: OwnedRwLockReadGuard<CampaignValues>,
+    kept: HashSet<String>,
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seen")
+            .field("stored", &*self.stored)
+            .field("kept", &self.kept.len())
+            .finish()
+    }
+}
+
+impl SeenValues for Seen {
+    fn contains(&self, canonical: &str) -> bool {
+        self.kept.contains(canonical) || self.stored.contains(canonical)
+    }
+}
+
 /// One draw, owned, for the blocking thread.
 struct DrawJob {
     /// Raised when the draw is no longer wanted.
@@ -256,8 +289,7 @@ struct DrawJob {
     explore: Exploration,
     min_distance: Option<f64>,
     apart_from: Vec<SpaceState>,
-    /// Read-locked: a catch-up of the campaign's values waits until this draw is done.
-    seen: OwnedRwLockReadGuard<CampaignValues>,
+    seen: Seen,
     n: usize,
     seed: u64,
 }
@@ -274,7 +306,7 @@ impl DrawJob {
         let uniform = GflowNet::new(self.space.clone(), uniform_config, &mut rng)?;
         let request = ProposalRequest {
             n: self.n,
-            seen: &*self.seen,
+            seen: &self.seen,
             explore: self.explore,
             min_distance: self.min_distance,
             apart_from: &self.apart_from,

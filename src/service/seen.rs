@@ -199,7 +199,7 @@ mod tests {
     use super::*;
     use crate::domain::campaign::NewCampaign;
     use crate::gfn::Source;
-    use crate::store::ProposedValue;
+    use crate::store::{OnTaken, ProposedValue, RoundDraft, RoundInsert};
 
     fn proposed(values: &[&str]) -> Vec<ProposedValue> {
         values
@@ -228,17 +228,67 @@ mod tests {
         (store, ids)
     }
 
+    /// A round of `batch` over `values` that commits what is free.
+    fn draft(campaign_id: i64, batch: i64, values: &[ProposedValue]) -> RoundDraft<'_> {
+        RoundDraft {
+            campaign_id,
+            key: None,
+            model_version: 0,
+            batch_size: batch,
+            exhausted: false,
+            values,
+            on_taken: OnTaken::CommitShort,
+        }
+    }
+
+    /// A draft that asks to roll back when a value was taken writes nothing: no round, no
+    /// candidate, no round number used; the same draft without the taken value commits
+    /// whole.
+    #[tokio::test]
+    async fn a_draft_whose_value_was_taken_rolls_back_when_asked() {
+        let (store, ids) = store_with_campaigns(1).await;
+        let first = proposed(&["[0,1]"]);
+        store
+            .insert_round(&draft(ids[0], 1, &first))
+            .await
+            .expect("round 1");
+        let clashing = proposed(&["[2,2]", "[0,1]"]);
+        let rolled_back = RoundDraft {
+            on_taken: OnTaken::RollBack,
+            ..draft(ids[0], 2, &clashing)
+        };
+        let outcome = store.insert_round(&rolled_back).await.expect("tried");
+        assert_eq!(outcome, RoundInsert::Taken);
+        let cache = SeenCache::default();
+        let seen = cache.current(&store, ids[0]).await.expect("read");
+        assert_eq!(seen.len(), 1, "nothing of the rolled-back round: {seen:?}");
+        drop(seen);
+        let free = proposed(&["[2,2]", "[3,1]"]);
+        let whole = RoundDraft {
+            on_taken: OnTaken::RollBack,
+            ..draft(ids[0], 2, &free)
+        };
+        let RoundInsert::Created(id) = store.insert_round(&whole).await.expect("round 2") else {
+            panic!("a draft of free values is created");
+        };
+        assert_eq!(store.round(id).await.expect("read back").number, 2);
+        assert_eq!(
+            store.round_candidates(id).await.expect("candidates").len(),
+            2
+        );
+    }
+
     /// A round after another sees what the first stored, and only the campaign's own values.
     #[tokio::test]
     async fn values_stored_after_a_read_are_seen_by_the_next_one() {
         let (store, ids) = store_with_campaigns(2).await;
         let cache = SeenCache::default();
         store
-            .insert_round(ids[0], None, 0, 2, false, &proposed(&["[0,1]", "[1,1]"]))
+            .insert_round(&draft(ids[0], 2, &proposed(&["[0,1]", "[1,1]"])))
             .await
             .expect("round 1");
         store
-            .insert_round(ids[1], None, 0, 1, false, &proposed(&["[3,3]"]))
+            .insert_round(&draft(ids[1], 1, &proposed(&["[3,3]"])))
             .await
             .expect("the other campaign's round");
         {
@@ -248,7 +298,7 @@ mod tests {
             assert!(!first.contains("[3,3]"), "another campaign's value");
         }
         store
-            .insert_round(ids[0], None, 0, 2, false, &proposed(&["[2,2]", "[0,1]"]))
+            .insert_round(&draft(ids[0], 2, &proposed(&["[2,2]", "[0,1]"])))
             .await
             .expect("round 2");
         let second = cache.current(&store, ids[0]).await.expect("read again");
@@ -263,7 +313,7 @@ mod tests {
     async fn the_least_recently_used_campaign_is_dropped_and_read_again() {
         let (store, ids) = store_with_campaigns(CACHED_CAMPAIGNS + 1).await;
         store
-            .insert_round(ids[0], None, 0, 1, false, &proposed(&["[1,2]"]))
+            .insert_round(&draft(ids[0], 1, &proposed(&["[1,2]"])))
             .await
             .expect("round");
         let cache = SeenCache::default();
@@ -287,7 +337,7 @@ mod tests {
             let values: Vec<String> = (0..3).map(|j| format!("[{i},{j}]")).collect();
             let texts: Vec<&str> = values.iter().map(String::as_str).collect();
             store
-                .insert_round(id, None, 0, 3, false, &proposed(&texts))
+                .insert_round(&draft(id, 3, &proposed(&texts)))
                 .await
                 .expect("round");
         }

@@ -27,6 +27,35 @@ pub enum RoundInsert {
     Created(i64),
     /// The key was already used in the campaign: that round.
     Existing(i64),
+    /// Concurrent rounds took some of the values first, and the draft asked to
+    /// [`OnTaken::RollBack`]: nothing was written.
+    Taken,
+}
+
+/// What [`Store::insert_round`] does when the campaign already holds some of a draft's values
+/// (rounds drawing at the same moment took them first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTaken {
+    /// Write nothing and answer [`RoundInsert::Taken`], so the caller can draw again: a round
+    /// is committed once, whole, and never grows after a client could have seen it.
+    RollBack,
+    /// Commit the round with the values that are still free (a short batch): the last try.
+    CommitShort,
+}
+
+/// A round to create: its candidates' values in order of preference, at most `batch_size` of
+/// them taken.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundDraft<'a> {
+    pub campaign_id: i64,
+    /// The client's idempotency key, if any.
+    pub key: Option<&'a str>,
+    pub model_version: i64,
+    pub batch_size: i64,
+    /// The draw ran out of values the campaign does not hold.
+    pub exhausted: bool,
+    pub values: &'a [ProposedValue],
+    pub on_taken: OnTaken,
 }
 
 /// A round's own columns.
@@ -186,10 +215,6 @@ mod sql {
         /// All values of a JSON array in one statement, in array order (ids follow it);
         /// values the campaign already has are skipped.
         pub const INSERT_CANDIDATES: &str = "insert into candidates (campaign_id, round_id, value, status, proxy_mean, proxy_std, source) select $1, $2, json_extract(j.value, '$[0]'), 'pending', json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]') from json_each($3) j where true order by j.key on conflict (campaign_id, value) do nothing";
-        pub const ROUND_SIZE: &str = "select count(*) from candidates where round_id = $1";
-        /// `begin immediate` already holds SQLite's write lock.
-        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
-        pub const SET_EXHAUSTED: &str = "update rounds set exhausted = $2 where id = $1";
         pub const ROUND: &str = "select id, campaign_id, number, key, model_version, batch_size, exhausted, created_at from rounds where id = $1";
         pub const CANDIDATES_OF_ROUND: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.proxy_mean, c.proxy_std, c.source from candidates c left join rounds r on r.id = c.round_id where c.round_id = $1 order by c.id";
         pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
@@ -243,11 +268,6 @@ mod sql {
             " as created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id"
         );
         pub const ABANDON: &str = super::sqlite::ABANDON;
-        pub const ROUND_SIZE: &str = super::sqlite::ROUND_SIZE;
-        /// Candidate inserts of one campaign run one transaction at a time, so two of them
-        /// never wait on each other's uncommitted values (a deadlock).
-        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1 for update";
-        pub const SET_EXHAUSTED: &str = super::sqlite::SET_EXHAUSTED;
         pub const VALUES_AFTER: &str = super::sqlite::VALUES_AFTER;
         pub const LIST_CREATED: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
@@ -272,21 +292,23 @@ mod sql {
     }
 }
 
-/// Inserts a round and as many of `values` as fit in `batch_size`, skipping any value the
-/// campaign already has. Generic over the transaction type of each backend.
+/// Inserts a round and as many of the draft's values as fit in its batch, skipping any value
+/// the campaign already has (or rolling back when the draft says so). Generic over the
+/// transaction type of each backend.
 macro_rules! insert_round_tx {
-    ($tx:ident, $sql:path, $campaign_id:expr, $key:expr, $version:expr, $batch:expr, $exhausted:expr, $values:expr) => {{
+    ($tx:ident, $sql:path, $draft:expr) => {{
         use $sql as q;
+        let draft: &RoundDraft<'_> = $draft;
         let bumped: Option<(i64,)> = sqlx::query_as(q::BUMP_ROUND)
-            .bind($campaign_id)
+            .bind(draft.campaign_id)
             .fetch_optional(&mut *$tx)
             .await?;
         let Some((number,)) = bumped else {
-            return Err(Error::not_found("campaign", $campaign_id));
+            return Err(Error::not_found("campaign", draft.campaign_id));
         };
-        if let Some(key) = $key {
+        if let Some(key) = draft.key {
             let existing: Option<(i64,)> = sqlx::query_as(q::ROUND_BY_KEY)
-                .bind($campaign_id)
+                .bind(draft.campaign_id)
                 .bind(key)
                 .fetch_optional(&mut *$tx)
                 .await?;
@@ -295,137 +317,46 @@ macro_rules! insert_round_tx {
             }
         }
         let (round_id,): (i64,) = sqlx::query_as(q::INSERT_ROUND)
-            .bind($campaign_id)
+            .bind(draft.campaign_id)
             .bind(number)
-            .bind($key)
-            .bind($version)
-            .bind($batch)
-            .bind($exhausted)
+            .bind(draft.key)
+            .bind(draft.model_version)
+            .bind(draft.batch_size)
+            .bind(draft.exhausted)
             .fetch_one(&mut *$tx)
             .await?;
-        let wanted = proposed_json($values.iter().take($batch.max(0) as usize));
-        sqlx::query(q::INSERT_CANDIDATES)
-            .bind($campaign_id)
+        let wanted = draft.values.len().min(draft.batch_size.max(0) as usize);
+        let inserted = sqlx::query(q::INSERT_CANDIDATES)
+            .bind(draft.campaign_id)
             .bind(round_id)
-            .bind(wanted)
+            .bind(proposed_json(draft.values[..wanted].iter()))
             .execute(&mut *$tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if inserted < wanted as u64 && draft.on_taken == OnTaken::RollBack {
+            $tx.rollback().await?;
+            return Ok(RoundInsert::Taken);
+        }
         $tx.commit().await?;
         Ok(RoundInsert::Created(round_id))
     }};
 }
 
-/// Adds candidates to an existing round up to its batch size (a top-up after concurrent
-/// rounds took some of the values first).
-macro_rules! top_up_tx {
-    ($tx:ident, $sql:path, $campaign_id:expr, $round_id:expr, $batch:expr, $exhausted:expr, $values:expr) => {{
-        use $sql as q;
-        sqlx::query(q::LOCK_CAMPAIGN)
-            .bind($campaign_id)
-            .execute(&mut *$tx)
-            .await?;
-        let (mut have,): (i64,) = sqlx::query_as(q::ROUND_SIZE)
-            .bind($round_id)
-            .fetch_one(&mut *$tx)
-            .await?;
-        let room = ($batch - have).max(0) as usize;
-        if room > 0 && !$values.is_empty() {
-            have += sqlx::query(q::INSERT_CANDIDATES)
-                .bind($campaign_id)
-                .bind($round_id)
-                .bind(proposed_json($values.iter().take(room)))
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected() as i64;
-        }
-        sqlx::query(q::SET_EXHAUSTED)
-            .bind($round_id)
-            .bind($exhausted)
-            .execute(&mut *$tx)
-            .await?;
-        $tx.commit().await?;
-        Ok(have)
-    }};
-}
-
 impl Store {
-    /// Adds `values` the campaign does not have yet to round `round_id`
-    /// until it holds `batch_size` candidates; records `exhausted`. Returns the round's size.
-    pub async fn top_up_round(
-        &self,
-        campaign_id: i64,
-        round_id: i64,
-        batch_size: i64,
-        exhausted: bool,
-        values: &[ProposedValue],
-    ) -> Result<i64, Error> {
+    /// Creates round `number = previous + 1` of the draft's campaign with the first
+    /// `batch_size` of its values (in order of preference) that the campaign does not have
+    /// yet, in one transaction. A `key` already used in the campaign returns that round
+    /// instead; nothing is written.
+    #[tracing::instrument(skip_all, fields(campaign_id = draft.campaign_id))]
+    pub async fn insert_round(&self, draft: &RoundDraft<'_>) -> Result<RoundInsert, Error> {
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin_with("begin immediate").await?;
-                top_up_tx!(
-                    tx,
-                    sql::sqlite,
-                    campaign_id,
-                    round_id,
-                    batch_size,
-                    exhausted,
-                    values
-                )
+                insert_round_tx!(tx, sql::sqlite, draft)
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                top_up_tx!(
-                    tx,
-                    sql::postgres,
-                    campaign_id,
-                    round_id,
-                    batch_size,
-                    exhausted,
-                    values
-                )
-            }
-        }
-    }
-
-    /// Creates round `number = previous + 1` of the campaign with the first `batch_size` of
-    /// `values` (in order of preference) that the campaign does not have yet.
-    /// A `key` already used in the campaign returns that round instead; nothing is written.
-    #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
-    pub async fn insert_round(
-        &self,
-        campaign_id: i64,
-        key: Option<&str>,
-        model_version: i64,
-        batch_size: i64,
-        exhausted: bool,
-        values: &[ProposedValue],
-    ) -> Result<RoundInsert, Error> {
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin_with("begin immediate").await?;
-                insert_round_tx!(
-                    tx,
-                    sql::sqlite,
-                    campaign_id,
-                    key,
-                    model_version,
-                    batch_size,
-                    exhausted,
-                    values
-                )
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                insert_round_tx!(
-                    tx,
-                    sql::postgres,
-                    campaign_id,
-                    key,
-                    model_version,
-                    batch_size,
-                    exhausted,
-                    values
-                )
+                insert_round_tx!(tx, sql::postgres, draft)
             }
         }
     }
