@@ -19,17 +19,17 @@ const STEPS: usize = 3000;
 
 /// One row of `training_runs`, times in Unix ms.
 #[derive(Debug, sqlx::FromRow)]
-struct Run {
-    id: i64,
-    owner: String,
-    status: String,
-    version: Option<i64>,
-    error: Option<String>,
-    started_ms: f64,
-    finished_ms: Option<f64>,
+pub struct Run {
+    pub id: i64,
+    pub owner: String,
+    pub status: String,
+    pub version: Option<i64>,
+    pub error: Option<String>,
+    pub started_ms: f64,
+    pub finished_ms: Option<f64>,
 }
 
-async fn runs(pool: &sqlx::PgPool, campaign_id: i64) -> Vec<Run> {
+pub async fn runs(pool: &sqlx::PgPool, campaign_id: i64) -> Vec<Run> {
     sqlx::query_as(
         "select id, owner, status, version, error, \
          (extract(epoch from started_at) * 1000)::float8 as started_ms, \
@@ -42,7 +42,8 @@ async fn runs(pool: &sqlx::PgPool, campaign_id: i64) -> Vec<Run> {
     .expect("runs")
 }
 
-async fn lease(pool: &sqlx::PgPool, campaign_id: i64) -> (String, i64) {
+/// The campaign's lease: its owner and its expiry in Unix ms.
+pub async fn lease(pool: &sqlx::PgPool, campaign_id: i64) -> (String, i64) {
     sqlx::query_as("select owner, expires_at_ms from leases where campaign_id = $1")
         .bind(campaign_id)
         .fetch_one(pool)
@@ -51,7 +52,7 @@ async fn lease(pool: &sqlx::PgPool, campaign_id: i64) -> (String, i64) {
 }
 
 /// Polls the campaign's runs every 20 ms until `done` holds; panics with `what` after 90 s.
-async fn wait_runs(
+pub async fn wait_runs(
     pool: &sqlx::PgPool,
     campaign_id: i64,
     what: &str,
