@@ -6,13 +6,13 @@ use crate::on_both_backends;
 use crate::rounds::futures_join_all;
 use serde_json::{json, Value};
 
-fn sequence_campaign() -> Value {
+pub fn sequence_campaign() -> Value {
     json!({"name": "dna", "space": {"type": "sequence", "alphabet": ["A", "C", "G", "T"],
            "min_length": 2, "max_length": 6}, "model": {"hidden": 16},
            "training": {"steps": 20, "batch_size": 4}})
 }
 
-async fn candidates(app: &TestApp, id: i64) -> Vec<Value> {
+pub async fn candidates(app: &TestApp, id: i64) -> Vec<Value> {
     let (status, page) = app
         .get(&format!(
             "/campaigns/{id}/candidates?order=created&limit=1000"
@@ -104,104 +104,6 @@ async fn a_key_with_another_reward_is_a_conflict(backend: Backend) {
 on_both_backends!(
     a_key_with_another_reward_is_a_conflict,
     a_key_with_another_reward_is_a_conflict
-);
-
-async fn a_key_reused_on_another_candidate_is_a_conflict(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let id = app.create_campaign(sequence_campaign()).await;
-    let label = |value: &str| json!({"campaign_id": id, "value": value, "reward": 1.0, "key": "k"});
-    let (status, body) = app
-        .post_json("/labels", &json!({"labels": [label("AC")]}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    // The same key and result on another value is another measurement, not a retry.
-    let (status, err) = app
-        .post_json("/labels", &json!({"labels": [label("GT")]}))
-        .await;
-    assert_eq!(status, 409, "{err}");
-    assert_error(&err, "conflict");
-    // Within one batch as well; and nothing of a refused batch is stored, not even the
-    // imported value's candidate.
-    let (status, err) = app
-        .post_json(
-            "/labels",
-            &json!({"labels": [
-                {"campaign_id": id, "value": "TT", "reward": 1.0, "key": "fresh"},
-                {"campaign_id": id, "value": "CC", "reward": 1.0, "key": "fresh"},
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 409, "{err}");
-    let cands = candidates(&app, id).await;
-    let values: Vec<&Value> = cands.iter().map(|c| &c["value"]).collect();
-    assert_eq!(
-        values,
-        [&json!("AC")],
-        "only the first label's candidate exists"
-    );
-    assert_eq!(cands[0]["observations"], 1);
-}
-on_both_backends!(
-    a_key_reused_on_another_candidate_is_a_conflict,
-    a_key_reused_on_another_candidate_is_a_conflict
-);
-
-async fn a_nul_character_is_refused_alike_on_both_backends(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let (status, err) = app
-        .post_json(
-            "/campaigns",
-            &json!({"name": "a\u{0}b", "space": {"type": "sequence", "alphabet": ["A", "C"],
-                    "min_length": 2, "max_length": 2}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{err}");
-    assert_eq!(err["error"]["details"]["field"], "name", "{err}");
-    for (space, field) in [
-        (
-            json!({"type": "sequence", "alphabet": ["A", "C\u{0}"], "min_length": 2, "max_length": 2}),
-            "space.alphabet",
-        ),
-        (
-            json!({"type": "set", "items": ["x", "y\u{0}"], "min_size": 1, "max_size": 2}),
-            "space.items",
-        ),
-    ] {
-        let (status, err) = app
-            .post_json("/campaigns", &json!({"name": "nul", "space": space}))
-            .await;
-        assert_eq!(status, 400, "{err}");
-        assert_eq!(err["error"]["details"]["field"], field, "{err}");
-    }
-    let id = app.create_campaign(sequence_campaign()).await;
-    let cases = [
-        (
-            "key",
-            json!({"campaign_id": id, "value": "AC", "reward": 1.0, "key": "k\u{0}"}),
-        ),
-        (
-            "error",
-            json!({"campaign_id": id, "value": "AC", "failed": true, "error": "x\u{0}"}),
-        ),
-        (
-            "entity",
-            json!({"campaign_id": id, "value": "AC", "reward": 1.0, "entity": "e\u{0}"}),
-        ),
-    ];
-    for (field, label) in cases {
-        let (status, err) = app.post_json("/labels", &json!({"labels": [label]})).await;
-        assert_eq!(status, 400, "{field}: {err}");
-        assert_eq!(
-            err["error"]["details"]["field"],
-            format!("labels[0].{field}"),
-            "{err}"
-        );
-    }
-    assert!(candidates(&app, id).await.is_empty(), "nothing stored");
-}
-on_both_backends!(
-    a_nul_character_is_refused_alike_on_both_backends,
-    a_nul_character_is_refused_alike_on_both_backends
 );
 
 async fn one_bad_label_stores_nothing(backend: Backend) {

@@ -1,8 +1,31 @@
 //! Limits: requests that would cost the server unbounded memory, time or connections are
 //! refused or cut off with the error shape, nothing is stored that should not be, and the
 //! server answers `/healthz` afterwards.
+//!
+//! One test (at least) per way a single request, campaign or client could take the server
+//! down, each ending with `/healthz` answering within a second:
+//!
+//! | threat | tests |
+//! |---|---|
+//! | a training step too large for memory, and the crash loop after it | `a_campaign_whose_training_step_would_not_fit_is_refused`, `a_refused_campaign_leaves_a_memory_capped_server_alive`, `a_smaller_budget_refuses_large_previews_and_fails_stored_campaigns`, `a_campaign_that_crashes_the_server_is_given_up` |
+//! | a round's draw too large for memory | `a_round_whose_draw_would_not_fit_is_refused` |
+//! | enumeration beyond the space | `an_impossible_min_distance_is_refused_at_once` |
+//! | unbounded token, item and label text lengths | `tokens_items_and_label_texts_have_a_byte_limit` |
+//! | quadratic rounds nobody waits for | `a_round_whose_client_leaves_stops_drawing` |
+//! | bodies parsed before their limits | `label_lists_are_refused_while_they_are_read`, `bodies_have_a_limit_per_route` |
+//! | slow, idle and too many connections | `slow_and_idle_connections_are_closed`, `connections_beyond_the_limit_wait_their_turn` |
+//! | one campaign's training holding up the others | `a_long_training_run_does_not_hold_up_another_campaign`, `runs_that_do_not_fit_together_wait_for_each_other` |
+//! | unbounded reads | `campaigns_are_listed_in_pages` |
+//! | checkpoints that pile up, and a corrupt newest one | `old_checkpoints_are_pruned_and_a_corrupt_one_falls_back` |
+//! | a label key reused on another candidate | `a_key_reused_on_another_candidate_is_a_conflict` |
+//! | U+0000 in stored text | `a_nul_character_is_refused_alike_on_both_backends` |
+//! | replicas with different clocks | `replicas_with_skewed_clocks_never_train_a_campaign_at_once` |
+//! | a round stored in parts | `a_round_is_stored_whole_or_not_at_all` |
+//! | a database password in the logs | `a_password_in_the_database_url_query_is_never_printed` |
+//! | spreadsheet formulas in exports | `values_a_spreadsheet_would_run_are_exported_as_text` |
 
 use crate::helpers::{assert_error, Backend, TestApp};
+use crate::labels::{candidates, sequence_campaign};
 use crate::on_both_backends;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -188,6 +211,7 @@ async fn connections_beyond_the_limit_wait_their_turn(backend: Backend) {
             "the server closed the idle connection"
         );
     }
+    app.assert_healthy().await;
 }
 on_both_backends!(
     connections_beyond_the_limit_wait_their_turn,
@@ -230,6 +254,39 @@ async fn campaigns_are_listed_in_pages(backend: Backend) {
         assert_error(&body, "invalid_value");
         assert_eq!(field_of(&body), field, "{body}");
     }
+    // A round reads its own candidates' labels (one query over that round), not the
+    // campaign's: 3 candidates keep their 6 labels among 30 labelled imports.
+    let (_, round) = app
+        .post_json("/rounds", &json!({"campaign_id": ids[0], "batch_size": 3}))
+        .await;
+    let proposed: Vec<Value> = round["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| c["value"].clone())
+        .collect();
+    let mut labels: Vec<Value> = proposed
+        .iter()
+        .flat_map(|v| [1.0, 2.0].map(|r| json!({"campaign_id": ids[0], "value": v, "reward": r})))
+        .collect();
+    labels.extend(
+        (0..6)
+            .flat_map(|x| (0..6).map(move |y| json!([x, y])))
+            .filter(|v| !proposed.contains(v))
+            .take(30)
+            .map(|v| json!({"campaign_id": ids[0], "value": v, "reward": 0.5})),
+    );
+    let (status, body) = app.post_json("/labels", &json!({ "labels": labels })).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, detail) = app.get(&format!("/rounds/{}", round["id"])).await;
+    let counts: Vec<usize> = detail["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| c["labels"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(counts, [2, 2, 2], "{detail}");
+    app.assert_healthy().await;
 }
 on_both_backends!(campaigns_are_listed_in_pages, campaigns_are_listed_in_pages);
 
@@ -274,6 +331,7 @@ async fn values_a_spreadsheet_would_run_are_exported_as_text(backend: Backend) {
     let candidates = page["candidates"].as_array().expect("candidates");
     assert_eq!(candidates.len(), 2, "no third candidate: {page}");
     assert_eq!(candidates[0]["observations"], 2, "{page}");
+    app.assert_healthy().await;
 }
 on_both_backends!(
     values_a_spreadsheet_would_run_are_exported_as_text,
@@ -440,6 +498,13 @@ async fn a_campaign_that_crashes_the_server_is_given_up(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{round}");
     assert_eq!(round["model_version"], 1, "{round}");
+    let health = reqwest::Client::new()
+        .get(format!("{}/healthz", server.address))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("/healthz answers within 1 s");
+    assert_eq!(health.status().as_u16(), 200);
 }
 on_both_backends!(
     a_campaign_that_crashes_the_server_is_given_up,
@@ -885,6 +950,436 @@ async fn a_round_whose_client_leaves_stops_drawing(backend: Backend) {
 on_both_backends!(
     a_round_whose_client_leaves_stops_drawing,
     a_round_whose_client_leaves_stops_drawing
+);
+
+/// Waits until every sampling permit is back: no draw is running any more.
+async fn draws_finished(app: &TestApp, free: usize) {
+    let mut waited = 0;
+    while app.free_sampling_permits() < free {
+        assert!(waited < 100, "a draw kept its permit for 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+}
+
+/// A round is committed once, whole: two rounds drawn at the same moment from the same
+/// values draw the same batch, so the one that commits second finds it taken and draws
+/// again before it stores anything. Its client leaving during that second draw leaves no
+/// round and no candidate behind (a round committed before its top-ups used to stay, with
+/// pending candidates nobody was given), and its key is still free.
+async fn a_round_is_stored_whole_or_not_at_all(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |c| c.max_step_memory_bytes = 1 << 40).await;
+    let free = app.free_sampling_permits();
+    assert!(free >= 2, "the two draws run side by side");
+    let alphabet: Vec<String> = (0..20).map(|i| format!("{}", (b'A' + i) as char)).collect();
+    let id = app
+        .create_campaign(json!({"name": "whole", "space": {"type": "sequence",
+            "alphabet": alphabet, "min_length": 1, "max_length": 64}}))
+        .await;
+    let batch = 1500;
+    let round = |key: &str| {
+        let (client, url) = (app.client.clone(), app.url("/rounds"));
+        let body = json!({"campaign_id": id, "batch_size": batch, "min_distance": 12, "key": key});
+        tokio::spawn(async move { client.post(url).json(&body).send().await })
+    };
+    let started = std::time::Instant::now();
+    let (mut first, mut second) = (round("first"), round("second"));
+    let (answered, other) = tokio::select! {
+        answer = &mut first => (answer, second),
+        answer = &mut second => (answer, first),
+    };
+    let drawn = started.elapsed();
+    let answered = answered.expect("round task").expect("an answer");
+    assert_eq!(answered.status().as_u16(), 201);
+    let winner: Value = answered.json().await.expect("JSON");
+    assert_eq!(winner["candidates"].as_array().map(Vec::len), Some(batch));
+    // The other drew as long as the winner and is now drawing again, as long again: its
+    // client leaves half way through.
+    tokio::time::sleep(drawn / 2).await;
+    assert!(!other.is_finished(), "the second round did not draw again");
+    other.abort();
+    draws_finished(&app, free).await;
+    let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
+    assert_eq!(campaign["stats"]["rounds"], 1, "{campaign}");
+    assert_eq!(campaign["stats"]["candidates"], batch, "{campaign}");
+    let keys = app
+        .query_i64(&format!(
+            "select count(*) from rounds where campaign_id = {id} and key is not null"
+        ))
+        .await;
+    assert_eq!(keys, 1, "only the answered round holds its key");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_round_is_stored_whole_or_not_at_all,
+    a_round_is_stored_whole_or_not_at_all
+);
+
+/// libfaketime's preload (Debian's `libfaketime`, which `.ci/run` installs): a process
+/// started with it reads a wall clock moved by `FAKETIME`.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The environment of a process whose wall clock is `offset` away from this machine's
+/// (libfaketime's syntax, e.g. `+1h`); its monotonic clock stays true, so its timers and
+/// heartbeats keep their length.
+fn skewed_clock(offset: &str) -> [(&'static str, &str); 3] {
+    [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME", offset),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
+/// The wall clock, in seconds since the epoch, of `date` started with `env`.
+fn clock_of(env: &[(&str, &str)]) -> i64 {
+    let out = std::process::Command::new("date")
+        .arg("+%s")
+        .envs(env.iter().copied())
+        .output()
+        .expect("date runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("date prints seconds")
+}
+
+/// The database's clock in Unix ms.
+async fn database_ms(pool: &sqlx::PgPool) -> i64 {
+    let (ms,): (i64,) =
+        sqlx::query_as("select (extract(epoch from clock_timestamp()) * 1000)::bigint")
+            .fetch_one(pool)
+            .await
+            .expect("the database's clock");
+    ms
+}
+
+/// Two replicas whose own clocks are two hours apart keep the one-trainer guarantee: the
+/// one an hour behind trains, and the one an hour ahead, scanning every second, never
+/// takes its live lease (on its own clock that lease expired an hour ago), because lease
+/// times are written and compared on the database's clock. Once the trainer is killed,
+/// the one ahead takes over after the lease's true expiry.
+#[tokio::test]
+async fn replicas_with_skewed_clocks_never_train_a_campaign_at_once() {
+    if crate::helpers::skip_postgres().await {
+        return;
+    }
+    if !std::path::Path::new(FAKETIME).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{FAKETIME} is missing: install Debian's libfaketime"
+        );
+        eprintln!("skipped: {FAKETIME} is missing (install Debian's libfaketime)");
+        return;
+    }
+    let (behind_clock, ahead_clock) = (skewed_clock("-1h"), skewed_clock("+1h"));
+    let here = clock_of(&[]);
+    assert!((clock_of(&behind_clock) - (here - 3600)).abs() < 60);
+    assert!((clock_of(&ahead_clock) - (here + 3600)).abs() < 60);
+
+    let db = crate::helpers::TestDatabase::create(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("database");
+    let client = reqwest::Client::new();
+    let ttl_ms = 2000;
+    let flags = ["--lease-ttl", "2"];
+    let behind = crate::durability::Server::start_with_env(&db.url, &flags, &behind_clock);
+    let campaign = json!({"name": "skewed", "space": {"type": "grid", "dims": 2, "size": 40},
+                          "model": {"hidden": 32}, "training": {"steps": 1_000_000, "batch_size": 16}});
+    let created: Value = client
+        .post(format!("{}/campaigns", behind.address))
+        .json(&campaign)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let id = created["id"].as_i64().expect("id");
+    let labels: Vec<Value> = (0..8)
+        .map(|i| json!({"campaign_id": id, "value": [i, 2 * i], "reward": i as f64}))
+        .collect();
+    let answer = client
+        .post(format!("{}/labels", behind.address))
+        .json(&json!({ "labels": labels }))
+        .send()
+        .await
+        .expect("labels");
+    assert_eq!(answer.status().as_u16(), 200);
+    let started = crate::replicas::wait_runs(&pool, id, "the first run", |r| !r.is_empty()).await;
+    assert!(behind.owns(&started[0].owner), "{started:?}");
+
+    let ahead = crate::durability::Server::start_with_env(&db.url, &flags, &ahead_clock);
+    // Three lease lifetimes: `behind` heartbeats every third of one, `ahead` scans every
+    // second.
+    let watch_until = std::time::Instant::now() + Duration::from_millis(3 * ttl_ms as u64);
+    while std::time::Instant::now() < watch_until {
+        let runs = crate::replicas::runs(&pool, id).await;
+        assert_eq!(runs.len(), 1, "a second trainer started: {runs:?}");
+        assert_eq!(runs[0].status, "running", "{runs:?}");
+        let (owner, expires_ms) = crate::replicas::lease(&pool, id).await;
+        assert!(behind.owns(&owner), "the lease moved to {owner}");
+        let left = expires_ms - database_ms(&pool).await;
+        assert!(
+            (0..=ttl_ms).contains(&left),
+            "the lease expires {left} ms from now on the database's clock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = client
+        .get(format!("{}/healthz", ahead.address))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("the replica ahead answers");
+    assert_eq!(answer.status().as_u16(), 200);
+
+    let (_, expires_ms) = crate::replicas::lease(&pool, id).await;
+    behind.kill();
+    let runs = crate::replicas::wait_runs(&pool, id, "the takeover", |r| r.len() == 2).await;
+    assert!(ahead.owns(&runs[1].owner), "{runs:?}");
+    assert!(
+        runs[1].started_ms + 1.0 >= expires_ms as f64,
+        "the takeover started before the lease expired: {runs:?}, expiry {expires_ms}"
+    );
+}
+
+/// A label key names one measurement: the same key and reward on another candidate is
+/// refused with 409, and nothing of the refused batch is stored.
+async fn a_key_reused_on_another_candidate_is_a_conflict(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_campaign(sequence_campaign()).await;
+    let label = |value: &str| json!({"campaign_id": id, "value": value, "reward": 1.0, "key": "k"});
+    let (status, body) = app
+        .post_json("/labels", &json!({"labels": [label("AC")]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The same key and result on another value is another measurement, not a retry.
+    let (status, err) = app
+        .post_json("/labels", &json!({"labels": [label("GT")]}))
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_error(&err, "conflict");
+    // Within one batch as well; and nothing of a refused batch is stored, not even the
+    // imported value's candidate.
+    let (status, err) = app
+        .post_json(
+            "/labels",
+            &json!({"labels": [
+                {"campaign_id": id, "value": "TT", "reward": 1.0, "key": "fresh"},
+                {"campaign_id": id, "value": "CC", "reward": 1.0, "key": "fresh"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    let cands = candidates(&app, id).await;
+    let values: Vec<&Value> = cands.iter().map(|c| &c["value"]).collect();
+    assert_eq!(
+        values,
+        [&json!("AC")],
+        "only the first label's candidate exists"
+    );
+    assert_eq!(cands[0]["observations"], 1);
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_key_reused_on_another_candidate_is_a_conflict,
+    a_key_reused_on_another_candidate_is_a_conflict
+);
+
+/// U+0000 in a name, token, key, error or entity is the same 400 on both backends
+/// (PostgreSQL cannot store it in text).
+async fn a_nul_character_is_refused_alike_on_both_backends(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, err) = app
+        .post_json(
+            "/campaigns",
+            &json!({"name": "a\u{0}b", "space": {"type": "sequence", "alphabet": ["A", "C"],
+                    "min_length": 2, "max_length": 2}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["details"]["field"], "name", "{err}");
+    for (space, field) in [
+        (
+            json!({"type": "sequence", "alphabet": ["A", "C\u{0}"], "min_length": 2, "max_length": 2}),
+            "space.alphabet",
+        ),
+        (
+            json!({"type": "set", "items": ["x", "y\u{0}"], "min_size": 1, "max_size": 2}),
+            "space.items",
+        ),
+    ] {
+        let (status, err) = app
+            .post_json("/campaigns", &json!({"name": "nul", "space": space}))
+            .await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"]["details"]["field"], field, "{err}");
+    }
+    let id = app.create_campaign(sequence_campaign()).await;
+    let cases = [
+        (
+            "key",
+            json!({"campaign_id": id, "value": "AC", "reward": 1.0, "key": "k\u{0}"}),
+        ),
+        (
+            "error",
+            json!({"campaign_id": id, "value": "AC", "failed": true, "error": "x\u{0}"}),
+        ),
+        (
+            "entity",
+            json!({"campaign_id": id, "value": "AC", "reward": 1.0, "entity": "e\u{0}"}),
+        ),
+    ];
+    for (field, label) in cases {
+        let (status, err) = app.post_json("/labels", &json!({"labels": [label]})).await;
+        assert_eq!(status, 400, "{field}: {err}");
+        assert_eq!(
+            err["error"]["details"]["field"],
+            format!("labels[0].{field}"),
+            "{err}"
+        );
+    }
+    assert!(candidates(&app, id).await.is_empty(), "nothing stored");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    a_nul_character_is_refused_alike_on_both_backends,
+    a_nul_character_is_refused_alike_on_both_backends
+);
+
+/// A password given as `?password=` in the database URL is as secret as one in its user
+/// part: a server logging at debug level and a start that fails on that URL print it
+/// nowhere, and show the URL with `password=***`.
+#[tokio::test]
+async fn a_password_in_the_database_url_query_is_never_printed() {
+    if crate::helpers::skip_postgres().await {
+        return;
+    }
+    let db = crate::helpers::TestDatabase::create(Backend::Postgres).await;
+    let secret = "q-s3cret-71c4";
+    // The test server's trust authentication accepts any password.
+    let url = format!("{}?application_name=limits&password={secret}", db.url);
+    let log_dir = tempfile::tempdir().expect("temporary directory");
+    let log_path = log_dir.path().join("stderr.log");
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowlab"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "debug")
+        .env_remove("FLOWLAB_API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stdout = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = stdout.next().expect("a line").expect("text");
+    let address = first
+        .strip_prefix("flowlab listening on ")
+        .unwrap_or_else(|| panic!("not the listening line: {first:?}"))
+        .to_string();
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(format!("{address}/campaigns"))
+        .json(&json!({"name": ""}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 400);
+    let health = client
+        .get(format!("{address}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("/healthz answers within 1 s");
+    assert_eq!(health.status().as_u16(), 200);
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    let rest: Vec<String> = stdout.map_while(Result::ok).collect();
+    let logged = std::fs::read_to_string(&log_path).expect("log read");
+    assert!(
+        logged.contains("password=***"),
+        "the connection line shows the redacted URL:\n{logged}"
+    );
+    let failed = std::process::Command::new(env!("CARGO_BIN_EXE_flowlab"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", url.replace("?", "_missing?"))
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("the binary runs");
+    assert!(!failed.status.success());
+    let failed = crate::logs::printed(&failed);
+    for text in [&logged, &first, &rest.join("\n"), &failed] {
+        assert!(!text.contains(secret), "the password was printed:\n{text}");
+    }
+}
+
+/// Tokens, set items and separators are at most 256 bytes, so no stored value can grow
+/// without bound from its space; a label's value, error, key and metadata have their own
+/// limits. Each refusal names its field, and nothing of it is stored.
+async fn tokens_items_and_label_texts_have_a_byte_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let long = "x".repeat(257);
+    for (space, field) in [
+        (
+            json!({"type": "sequence", "alphabet": ["A", long], "min_length": 1, "max_length": 4}),
+            "space.alphabet",
+        ),
+        (
+            json!({"type": "sequence", "alphabet": ["A", "C"], "separator": long, "min_length": 1, "max_length": 4}),
+            "space.separator",
+        ),
+        (
+            json!({"type": "set", "items": ["a", long], "min_size": 1, "max_size": 2}),
+            "space.items",
+        ),
+    ] {
+        let (status, err) = app
+            .post_json("/campaigns", &json!({"name": "long", "space": space}))
+            .await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(field_of(&err), field, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("257") && m.contains("256")),
+            "the figures: {err}"
+        );
+    }
+    assert_eq!(campaign_count(&app).await, 0, "no campaign stored");
+    // The longest tokens are still fine.
+    let id = app
+        .create_campaign(json!({"name": "widest", "space": {"type": "sequence",
+            "alphabet": ["y".repeat(256), "z".repeat(256)], "min_length": 1, "max_length": 4}}))
+        .await;
+    let megabyte = "y".repeat(256 * 4096);
+    for (field, label) in [
+        (
+            "value",
+            json!({"campaign_id": id, "value": megabyte, "reward": 1.0}),
+        ),
+        (
+            "error",
+            json!({"campaign_id": id, "value": "y".repeat(256), "failed": true, "error": "e".repeat(4097)}),
+        ),
+        (
+            "key",
+            json!({"campaign_id": id, "value": "y".repeat(256), "reward": 1.0, "key": "k".repeat(201)}),
+        ),
+        (
+            "metadata",
+            json!({"campaign_id": id, "value": "y".repeat(256), "reward": 1.0, "metadata": {"m": "m".repeat(17 << 10)}}),
+        ),
+    ] {
+        let (status, err) = app.post_json("/labels", &json!({"labels": [label]})).await;
+        assert_eq!(status, 400, "{field}: {err}");
+        assert_eq!(field_of(&err), format!("labels[0].{field}"), "{err}");
+    }
+    assert!(candidates(&app, id).await.is_empty(), "nothing stored");
+    app.assert_healthy().await;
+}
+on_both_backends!(
+    tokens_items_and_label_texts_have_a_byte_limit,
+    tokens_items_and_label_texts_have_a_byte_limit
 );
 
 /// `GET /campaigns/{id}/model` of the server at `address` once its status is `failed`, or

@@ -60,7 +60,7 @@ on_both_backends!(
 
 /// `url` with a password in it, and that password: the one it has, or a new one (the test
 /// server's trust authentication accepts any).
-fn with_password(url: &str) -> (String, String) {
+pub fn with_password(url: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
     let (credentials, host) = rest.split_once('@').expect("a URL with a user");
     match credentials.split_once(':') {
@@ -76,7 +76,7 @@ fn with_password(url: &str) -> (String, String) {
 }
 
 /// Everything a finished `flowlab` process printed.
-fn printed(output: &std::process::Output) -> String {
+pub fn printed(output: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
