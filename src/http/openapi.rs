@@ -185,7 +185,7 @@ pub enum RunStatus {
         RunStatus,
         signin::SignIn,
     )),
-    modifiers(&BearerAuth, &Links),
+    modifiers(&BearerAuth, &Links, &AssetNames),
     tags(
         (name = "health", description = "Liveness and metrics"),
         (name = "campaigns", description = "A candidate space with its reward, model and training settings"),
@@ -430,6 +430,36 @@ impl utoipa::Modify for Links {
             response
                 .links
                 .insert((*name).to_string(), link.build().into());
+        }
+    }
+}
+
+/// Lists the dashboard's asset names as the values of `GET /dashboard/assets/{name}`'s
+/// parameter, from the table the handler serves, so that a client (or a schema fuzzer)
+/// knows which names exist.
+struct AssetNames;
+
+impl utoipa::Modify for AssetNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let Some(get) = openapi
+            .paths
+            .paths
+            .get_mut("/dashboard/assets/{name}")
+            .and_then(|item| item.get.as_mut())
+        else {
+            return;
+        };
+        for parameter in get.parameters.iter_mut().flatten() {
+            if parameter.name == "name" {
+                let names: Vec<&str> = assets::names().collect();
+                parameter.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(names))
+                        .into(),
+                );
+            }
         }
     }
 }

@@ -44,6 +44,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
+/// The name of every asset, as the OpenAPI document lists them.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|(name, _, _)| *name)
+}
+
 /// `GET /dashboard/assets/{name}`: an embedded file, or 404.
 #[utoipa::path(
     get,
@@ -51,7 +56,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     operation_id = "dashboard_asset",
     tag = "dashboard",
     summary = "A script, stylesheet or icon of the dashboard's pages, compiled into the binary",
-    params(("name" = String, Path, description = "`dashboard.js`, `dashboard.css`, `favicon.svg`, `uPlot.iife.min.js`, `uPlot.min.css` or `uPlot.LICENSE`")),
+    params(("name" = String, Path, description = "The file's name; the document lists them")),
     responses(
         (status = 200, description = "The file", content(
             (String = "text/javascript"),
