@@ -64,13 +64,7 @@ pub async fn create(
     let default_campaign = default_campaign(&query)?;
     let (items, origin) = if content_type.starts_with("application/json") {
         let request: LabelsRequest = serde_json::from_slice(&body).map_err(json_error)?;
-        let mut items = request.labels;
-        for item in &mut items {
-            if item.value.is_some() && item.campaign_id.is_none() {
-                item.campaign_id = default_campaign;
-            }
-        }
-        (items, LabelOrigin::Json)
+        (request.labels, LabelOrigin::Json)
     } else if content_type.starts_with("text/csv") {
         (parse_csv(&body, default_campaign)?, LabelOrigin::Csv)
     } else {
@@ -78,7 +72,7 @@ pub async fn create(
             "expected Content-Type: application/json or text/csv".into(),
         ));
     };
-    let outcome = labels::record_labels(&state, items, origin).await?;
+    let outcome = labels::record_labels(&state, items, origin, default_campaign).await?;
     Ok(Json(outcome))
 }
 

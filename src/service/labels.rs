@@ -28,11 +28,18 @@ pub enum LabelOrigin {
 }
 
 /// Checks and stores a batch of labels; schedules training for the campaigns it touched.
+/// `default_campaign` is the campaign of items that give a `value` and no `campaign_id`.
 pub async fn record_labels(
     service: &Service,
-    items: Vec<LabelItem>,
+    mut items: Vec<LabelItem>,
     origin: LabelOrigin,
+    default_campaign: Option<i64>,
 ) -> Result<LabelsOutcome, Error> {
+    for item in &mut items {
+        if item.value.is_some() && item.campaign_id.is_none() {
+            item.campaign_id = default_campaign;
+        }
+    }
     let checked = check_items(service, items).await;
     let labels = match origin {
         LabelOrigin::Json => checked?,
