@@ -65,6 +65,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     http_in_flight: IntGauge,
     rounds: IntCounter,
+    round_redraws: IntCounter,
     candidates: IntCounter,
     candidates_by_source: IntCounterVec,
     labels: IntCounterVec,
@@ -113,6 +114,10 @@ impl Metrics {
         let rounds = IntCounter::new(
             "flowlab_rounds_total",
             "Rounds created (a repeated key returns the stored round and is not counted).",
+        )?;
+        let round_redraws = IntCounter::new(
+            "flowlab_round_redraws_total",
+            "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
         )?;
         let candidates = IntCounter::new(
             "flowlab_candidates_proposed_total",
@@ -167,40 +172,13 @@ impl Metrics {
             ),
             &["campaign_id"],
         )?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(http_in_flight.clone()))?;
-        registry.register(Box::new(rounds.clone()))?;
-        registry.register(Box::new(candidates.clone()))?;
-        registry.register(Box::new(candidates_by_source.clone()))?;
-        registry.register(Box::new(labels.clone()))?;
-        registry.register(Box::new(training_runs.clone()))?;
-        registry.register(Box::new(training_duration.clone()))?;
-        registry.register(Box::new(training_steps.clone()))?;
-        registry.register(Box::new(training_loss.clone()))?;
-        registry.register(Box::new(model_version.clone()))?;
-        // Series that exist from the start read 0 rather than missing, so that a rate over
-        // the first increment is right.
-        for result in ["accepted", "duplicate"] {
-            labels.with_label_values(&[result]);
-        }
-        for source in Source::ALL {
-            candidates_by_source.with_label_values(&[source.as_str()]);
-        }
-        for outcome in [
-            RunOutcome::Succeeded,
-            RunOutcome::Failed,
-            RunOutcome::Cancelled,
-            RunOutcome::Error,
-        ] {
-            training_runs.with_label_values(&[outcome.label()]);
-        }
-        Ok(Self {
+        let metrics = Self {
             registry,
             http_requests,
             http_duration,
             http_in_flight,
             rounds,
+            round_redraws,
             candidates,
             candidates_by_source,
             labels,
@@ -209,7 +187,49 @@ impl Metrics {
             training_steps,
             training_loss,
             model_version,
-        })
+        };
+        metrics.register()?;
+        Ok(metrics)
+    }
+
+    /// Registers every metric, and creates the series that exist from the start.
+    fn register(&self) -> Result<(), prometheus::Error> {
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(self.http_requests.clone()),
+            Box::new(self.http_duration.clone()),
+            Box::new(self.http_in_flight.clone()),
+            Box::new(self.rounds.clone()),
+            Box::new(self.round_redraws.clone()),
+            Box::new(self.candidates.clone()),
+            Box::new(self.candidates_by_source.clone()),
+            Box::new(self.labels.clone()),
+            Box::new(self.training_runs.clone()),
+            Box::new(self.training_duration.clone()),
+            Box::new(self.training_steps.clone()),
+            Box::new(self.training_loss.clone()),
+            Box::new(self.model_version.clone()),
+        ];
+        for collector in collectors {
+            self.registry.register(collector)?;
+        }
+        // Series that exist from the start read 0 rather than missing, so that a rate over
+        // the first increment is right.
+        for result in ["accepted", "duplicate"] {
+            self.labels.with_label_values(&[result]);
+        }
+        for source in Source::ALL {
+            self.candidates_by_source
+                .with_label_values(&[source.as_str()]);
+        }
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+            RunOutcome::Error,
+        ] {
+            self.training_runs.with_label_values(&[outcome.label()]);
+        }
+        Ok(())
     }
 
     /// Counts a request as in flight until the returned guard is dropped.
@@ -233,6 +253,11 @@ impl Metrics {
     pub fn round_created(&self, candidates: usize) {
         self.rounds.inc();
         self.candidates.inc_by(as_count(candidates));
+    }
+
+    /// A round drew again for values a concurrent round took first.
+    pub fn round_redrawn(&self) {
+        self.round_redraws.inc();
     }
 
     /// A committed round holds `n` candidates made by `source` (the source's share of the

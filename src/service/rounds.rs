@@ -122,6 +122,7 @@ async fn commit_round(
             RoundInsert::Existing(id) => return Ok(Written::Existing(id)),
             RoundInsert::Taken => {}
         }
+        service.metrics.round_redrawn();
         // Caught up with the rounds that committed first: keep what they left free.
         let seen = service.seen.current(&service.store, campaign_id).await?;
         values.retain(|v| !seen.contains(&v.value));
