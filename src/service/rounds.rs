@@ -2,7 +2,7 @@
 //! concurrent rounds took values first, one commit), read a round with its measurements,
 //! abandon one.
 
-use super::seen::CampaignValues;
+use super::seen::{CampaignValues, DrawingPlace};
 use super::{Service, Written};
 use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
 use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
@@ -27,7 +27,7 @@ use tokio::sync::OwnedRwLockReadGuard;
 /// How many times a round tries to commit its batch: between tries it draws again for the
 /// values that concurrent rounds of the same campaign took first; the last try commits a
 /// short batch.
-const DRAW_ATTEMPTS: u64 = 7;
+const DRAW_ATTEMPTS: u64 = 16;
 
 /// Redraws so far in this process: with the process id, the salt that gives each its own
 /// stream, also apart from other replicas'. (A round's first draw is reproducible from the
@@ -101,7 +101,12 @@ async fn commit_round(
     version: i64,
 ) -> Result<Written<i64>, Error> {
     let (campaign_id, n) = (request.campaign_id, request.batch_size as usize);
-    let (mut values, mut exhausted) = sampler.draw(service, campaign_id, n, &[], 0).await?;
+    // Rounds of the campaign drawing beside this one draw other batches; alone, the salt is 0.
+    let place = service.seen.drawing(campaign_id);
+    let (mut values, mut exhausted) = sampler
+        .draw(service, campaign_id, n, &[], &place, place.place)
+        .await?;
+    place.claim(values.iter().map(|v| v.value.clone()).collect());
     for attempt in 1..=DRAW_ATTEMPTS {
         let on_taken = if attempt == DRAW_ATTEMPTS {
             OnTaken::CommitShort
@@ -134,10 +139,18 @@ async fn commit_round(
             ^ redraw.wrapping_mul(0x2545_F491_4F6C_DD1D)
             ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let (more, now_exhausted) = sampler
-            .draw(service, campaign_id, n - values.len(), &values, salt)
+            .draw(
+                service,
+                campaign_id,
+                n - values.len(),
+                &values,
+                &place,
+                salt,
+            )
             .await?;
         exhausted = now_exhausted;
         values.extend(more);
+        place.claim(values.iter().map(|v| v.value.clone()).collect());
     }
     // The last try commits a short batch rather than answering `Taken`.
     Err(Error::Internal(
@@ -196,16 +209,19 @@ impl Sampler {
         campaign_id: i64,
         n: usize,
         kept: &[ProposedValue],
+        place: &DrawingPlace,
         salt: u64,
     ) -> Result<(Vec<ProposedValue>, bool), Error> {
         // Values kept from an earlier try are not stored yet: the draw must neither repeat
-        // them nor come within `min_distance` of them.
+        // them nor come within `min_distance` of them. Nor may it take the values other
+        // rounds drawing here hold but have not stored.
         let apart_from: Vec<SpaceState> = kept
             .iter()
             .filter_map(|v| serde_json::from_str(&v.value).ok())
             .filter_map(|v| self.space.parse_value(&v).ok())
             .collect();
-        let kept = kept.iter().map(|v| v.value.clone()).collect();
+        let mut unstored = place.claimed_by_others();
+        unstored.extend(kept.iter().map(|v| v.value.clone()));
         let seen = service.seen.current(&service.store, campaign_id).await?;
         let seed = self.training.seed
             ^ (seen.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -228,7 +244,10 @@ impl Sampler {
             explore: self.explore,
             min_distance: self.min_distance,
             apart_from,
-            seen: Seen { stored: seen, kept },
+            seen: Seen {
+                stored: seen,
+                unstored,
+            },
             n,
             seed,
         };
@@ -256,26 +275,26 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The values a draw must not propose: the campaign's, and those an earlier try of the same
-/// round keeps.
+/// The values a draw must not propose: the campaign's, those an earlier try of the same
+/// round keeps, and those other rounds drawing here hold.
 struct Seen {
     /// Read-locked: a catch-up of the campaign's values waits until this draw is done.
     stored: OwnedRwLockReadGuard<CampaignValues>,
-    kept: HashSet<String>,
+    unstored: HashSet<String>,
 }
 
 impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seen")
             .field("stored", &*self.stored)
-            .field("kept", &self.kept.len())
+            .field("unstored", &self.unstored.len())
             .finish()
     }
 }
 
 impl SeenValues for Seen {
     fn contains(&self, canonical: &str) -> bool {
-        self.kept.contains(canonical) || self.stored.contains(canonical)
+        self.unstored.contains(canonical) || self.stored.contains(canonical)
     }
 }
 

@@ -13,7 +13,7 @@
 use crate::error::Error;
 use crate::gfn::propose::SeenValues;
 use crate::store::Store;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
@@ -88,6 +88,8 @@ pub struct SeenCache {
     campaigns: Mutex<HashMap<i64, Entry>>,
     /// Most fingerprints over all campaigns ([`CACHED_VALUES`]).
     max_values: usize,
+    /// The rounds each campaign is drawing now (see [`SeenCache::drawing`]).
+    drawing: Arc<Mutex<HashMap<i64, Drawing>>>,
 }
 
 impl Default for SeenCache {
@@ -95,6 +97,62 @@ impl Default for SeenCache {
         Self {
             campaigns: Mutex::default(),
             max_values: CACHED_VALUES,
+            drawing: Arc::default(),
+        }
+    }
+}
+
+/// The rounds of one campaign drawing now in this process: their places, and the values
+/// each holds but has not stored yet.
+#[derive(Debug, Default)]
+struct Drawing {
+    places: BTreeSet<u64>,
+    claimed: HashMap<u64, Vec<String>>,
+}
+
+/// A round's place among the rounds of its campaign drawing at the same time in this
+/// process: the lowest free one, so 0 for a round drawn alone. Given back, with the values
+/// it claimed, when dropped.
+#[derive(Debug)]
+pub struct DrawingPlace {
+    campaign_id: i64,
+    /// 0 for the first round drawing, 1 for a second one drawing beside it, ...
+    pub place: u64,
+    drawing: Arc<Mutex<HashMap<i64, Drawing>>>,
+}
+
+impl DrawingPlace {
+    /// Records `values` (canonical texts) as this round's until it ends, so that the other
+    /// rounds of the campaign drawing here leave them alone.
+    pub fn claim(&self, values: Vec<String>) {
+        let mut drawing = self.drawing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(campaign) = drawing.get_mut(&self.campaign_id) {
+            campaign.claimed.insert(self.place, values);
+        }
+    }
+
+    /// The values the other rounds of the campaign drawing here hold and have not stored.
+    pub fn claimed_by_others(&self) -> HashSet<String> {
+        let drawing = self.drawing.lock().unwrap_or_else(PoisonError::into_inner);
+        drawing
+            .get(&self.campaign_id)
+            .into_iter()
+            .flat_map(|c| c.claimed.iter())
+            .filter(|(place, _)| **place != self.place)
+            .flat_map(|(_, values)| values.iter().cloned())
+            .collect()
+    }
+}
+
+impl Drop for DrawingPlace {
+    fn drop(&mut self) {
+        let mut drawing = self.drawing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(campaign) = drawing.get_mut(&self.campaign_id) {
+            campaign.places.remove(&self.place);
+            campaign.claimed.remove(&self.place);
+            if campaign.places.is_empty() {
+                drawing.remove(&self.campaign_id);
+            }
         }
     }
 }
@@ -174,6 +232,21 @@ impl SeenCache {
         self.campaigns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for a round of the campaign that starts drawing: rounds drawing at the same
+    /// time get different places, so that they can draw different batches, while a round
+    /// drawn alone always gets 0 and stays reproducible from the campaign's seed.
+    pub fn drawing(&self, campaign_id: i64) -> DrawingPlace {
+        let mut drawing = self.drawing.lock().unwrap_or_else(PoisonError::into_inner);
+        let campaign = drawing.entry(campaign_id).or_default();
+        let place = (0..).find(|p| !campaign.places.contains(p)).unwrap_or(0);
+        campaign.places.insert(place);
+        DrawingPlace {
+            campaign_id,
+            place,
+            drawing: self.drawing.clone(),
+        }
     }
 
     /// Number of campaigns cached.
@@ -276,6 +349,33 @@ mod tests {
             store.round_candidates(id).await.expect("candidates").len(),
             2
         );
+    }
+
+    /// Rounds drawing at once get different places; a round drawn alone gets 0, also
+    /// after others have finished. Each sees the values the others claim until they end.
+    #[test]
+    fn rounds_drawing_at_once_get_different_places() {
+        let cache = SeenCache::default();
+        let first = cache.drawing(1);
+        let second = cache.drawing(1);
+        let other_campaign = cache.drawing(2);
+        assert_eq!((first.place, second.place, other_campaign.place), (0, 1, 0));
+        drop(first);
+        let third = cache.drawing(1);
+        assert_eq!(third.place, 0, "the lowest free place");
+        second.claim(vec!["[1,2]".into()]);
+        third.claim(vec!["[3,4]".into()]);
+        let others: Vec<String> = third.claimed_by_others().into_iter().collect();
+        assert_eq!(others, ["[1,2]"], "another round's values, not its own");
+        assert!(other_campaign.claimed_by_others().is_empty());
+        drop(second);
+        assert!(
+            third.claimed_by_others().is_empty(),
+            "given back with its place"
+        );
+        drop((third, other_campaign));
+        assert_eq!(cache.drawing(1).place, 0);
+        assert!(cache.drawing.lock().expect("lock").is_empty());
     }
 
     /// A round after another sees what the first stored, and only the campaign's own values.

@@ -1026,28 +1026,31 @@ async fn draws_finished(app: &TestApp, free: usize) {
     }
 }
 
-/// A round is committed once, whole: two rounds drawn at the same moment from the same
-/// values draw the same batch, so the one that commits second finds it taken and draws
-/// again before it stores anything. Its client leaving during that second draw leaves no
-/// round and no candidate behind (a round committed before its top-ups used to stay, with
-/// pending candidates nobody was given), and its key is still free.
+/// A round is committed once, whole: two replicas on one database each draw a round of the
+/// same campaign at the same moment, from the same values and the same seed, so they draw
+/// the same batch, and the one that commits second finds it taken and draws again before it
+/// stores anything. Its client leaving during that second draw leaves no round and no
+/// candidate behind (a round committed before its top-ups used to stay, with pending
+/// candidates nobody was given).
 async fn a_round_is_stored_whole_or_not_at_all(backend: Backend) {
-    let app = TestApp::spawn_configured(backend, |c| c.max_step_memory_bytes = 1 << 40).await;
+    let budget = |c: &mut flowlab::config::Config| c.max_step_memory_bytes = 1 << 40;
+    let app = TestApp::spawn_configured(backend, budget).await;
+    let url = app.database_url().expect("its own database").to_string();
+    let replica = TestApp::spawn_on_configured(&url, budget).await;
     let free = app.free_sampling_permits();
-    assert!(free >= 2, "the two draws run side by side");
     let alphabet: Vec<String> = (0..20).map(|i| format!("{}", (b'A' + i) as char)).collect();
     let id = app
         .create_campaign(json!({"name": "whole", "space": {"type": "sequence",
             "alphabet": alphabet, "min_length": 1, "max_length": 64}}))
         .await;
     let batch = 1500;
-    let round = |key: &str| {
-        let (client, url) = (app.client.clone(), app.url("/rounds"));
+    let round = |server: &TestApp, key: &str| {
+        let (client, url) = (server.client.clone(), server.url("/rounds"));
         let body = json!({"campaign_id": id, "batch_size": batch, "min_distance": 12, "key": key});
         tokio::spawn(async move { client.post(url).json(&body).send().await })
     };
     let started = std::time::Instant::now();
-    let (mut first, mut second) = (round("first"), round("second"));
+    let (mut first, mut second) = (round(&app, "first"), round(&replica, "second"));
     let (answered, other) = tokio::select! {
         answer = &mut first => (answer, second),
         answer = &mut second => (answer, first),
@@ -1059,23 +1062,26 @@ async fn a_round_is_stored_whole_or_not_at_all(backend: Backend) {
     assert_eq!(winner["candidates"].as_array().map(Vec::len), Some(batch));
     // The other found its batch taken and is drawing again (as long again): its client
     // leaves then.
-    let redrawing = async {
-        loop {
-            let metrics = app
-                .client
-                .get(app.url("/metrics"))
+    let redraws = |server: &TestApp| {
+        let (client, url) = (server.client.clone(), server.url("/metrics"));
+        async move {
+            let metrics = client
+                .get(url)
                 .send()
                 .await
                 .expect("metrics")
                 .text()
                 .await
                 .expect("text");
-            if metrics
+            metrics
                 .lines()
-                .any(|l| l == "flowlab_round_redraws_total 1")
-            {
-                break;
-            }
+                .find_map(|l| l.strip_prefix("flowlab_round_redraws_total "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let redrawing = async {
+        while redraws(&app).await + redraws(&replica).await == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -1085,6 +1091,7 @@ async fn a_round_is_stored_whole_or_not_at_all(backend: Backend) {
     assert!(!other.is_finished(), "the second round answered");
     other.abort();
     draws_finished(&app, free).await;
+    draws_finished(&replica, free).await;
     let (_, campaign) = app.get(&format!("/campaigns/{id}")).await;
     assert_eq!(campaign["stats"]["rounds"], 1, "{campaign}");
     assert_eq!(campaign["stats"]["candidates"], batch, "{campaign}");
@@ -1095,6 +1102,7 @@ async fn a_round_is_stored_whole_or_not_at_all(backend: Backend) {
         .await;
     assert_eq!(keys, 1, "only the answered round holds its key");
     app.assert_healthy().await;
+    replica.assert_healthy().await;
 }
 on_both_backends!(
     a_round_is_stored_whole_or_not_at_all,
