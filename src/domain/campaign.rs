@@ -351,83 +351,62 @@ impl Default for ProxySpec {
 
 impl TrainingSpec {
     fn validate(self) -> Result<Self, Error> {
-        if !(1..=1_000_000).contains(&self.steps) {
-            return Err(Error::invalid("training.steps", "must be in 1..=1000000"));
-        }
-        if !(1..=4096).contains(&self.batch_size) {
-            return Err(Error::invalid("training.batch_size", "must be in 1..=4096"));
-        }
+        require(
+            (1..=1_000_000).contains(&self.steps),
+            "training.steps",
+            "must be in 1..=1000000",
+        )?;
+        require(
+            (1..=4096).contains(&self.batch_size),
+            "training.batch_size",
+            "must be in 1..=4096",
+        )?;
         validate_exploration("training", self.temperature, self.epsilon)?;
-        let share = |v: f64| v.is_finite() && v >= 0.0;
-        let mix = self.mix;
-        for (name, v) in [
-            ("labelled", mix.labelled),
-            ("forward", mix.forward),
-            ("local_search", mix.local_search),
-            ("conservative", mix.conservative),
-        ] {
-            if !share(v) {
-                return Err(Error::invalid(
-                    format!("training.mix.{name}"),
-                    "must be finite and at least 0",
-                ));
-            }
-        }
-        if mix.labelled + mix.forward + mix.local_search + mix.conservative <= 0.0 {
-            return Err(Error::invalid(
-                "training.mix",
-                "the shares must not all be 0",
-            ));
-        }
-        let proxy = self.proxy;
-        if !(1..=32).contains(&proxy.members) {
-            return Err(Error::invalid(
-                "training.proxy.members",
-                "must be in 1..=32",
-            ));
-        }
-        if !(1..=1024).contains(&proxy.hidden) {
-            return Err(Error::invalid(
-                "training.proxy.hidden",
-                "must be in 1..=1024",
-            ));
-        }
-        if !(1..=100_000).contains(&proxy.steps) {
-            return Err(Error::invalid(
-                "training.proxy.steps",
-                "must be in 1..=100000",
-            ));
-        }
-        if !(0.0..=0.5).contains(&proxy.holdout) {
-            return Err(Error::invalid(
-                "training.proxy.holdout",
-                "must be in [0, 0.5]",
-            ));
-        }
-        if !(1..=1000).contains(&self.elites) {
-            return Err(Error::invalid("training.elites", "must be in 1..=1000"));
-        }
-        if !(1..=100).contains(&self.pool) {
-            return Err(Error::invalid("training.pool", "must be in 1..=100"));
-        }
-        if self.pool_walk > 100 {
-            return Err(Error::invalid("training.pool_walk", "must be in 0..=100"));
-        }
-        if !(0.0..=1.0).contains(&self.pool_spread) {
-            return Err(Error::invalid("training.pool_spread", "must be in [0, 1]"));
-        }
-        if !(0.0..=1.0).contains(&self.pool_local_search) {
-            return Err(Error::invalid(
-                "training.pool_local_search",
-                "must be in [0, 1]",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.pool_conservative) {
-            return Err(Error::invalid(
-                "training.pool_conservative",
-                "must be in [0, 1]",
-            ));
-        }
+        self.mix.validate()?;
+        self.proxy.validate()?;
+        require(
+            (1..=1000).contains(&self.elites),
+            "training.elites",
+            "must be in 1..=1000",
+        )?;
+        self.validate_pool()?;
+        require(self.refine <= 20, "training.refine", "must be in 0..=20")?;
+        require(
+            self.refine_backtrack > 0.0 && self.refine_backtrack <= 1.0,
+            "training.refine_backtrack",
+            "must be in (0, 1]",
+        )?;
+        Ok(self)
+    }
+
+    /// The settings of a round's pool: its size, walks, spread and how it is shared out.
+    fn validate_pool(&self) -> Result<(), Error> {
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        require(
+            (1..=100).contains(&self.pool),
+            "training.pool",
+            "must be in 1..=100",
+        )?;
+        require(
+            self.pool_walk <= 100,
+            "training.pool_walk",
+            "must be in 0..=100",
+        )?;
+        require(
+            unit(self.pool_spread),
+            "training.pool_spread",
+            "must be in [0, 1]",
+        )?;
+        require(
+            unit(self.pool_local_search),
+            "training.pool_local_search",
+            "must be in [0, 1]",
+        )?;
+        require(
+            unit(self.pool_conservative),
+            "training.pool_conservative",
+            "must be in [0, 1]",
+        )?;
         if self.pool_local_search + self.pool_conservative > 1.0 + 1e-9 {
             return Err(Error::invalid(
                 "training.pool_conservative",
@@ -437,22 +416,67 @@ impl TrainingSpec {
                 ),
             ));
         }
-        if !(self.conservative_delta > 0.0 && self.conservative_delta <= 1.0) {
-            return Err(Error::invalid(
-                "training.conservative_delta",
-                "must be in (0, 1]",
-            ));
+        require(
+            self.conservative_delta > 0.0 && self.conservative_delta <= 1.0,
+            "training.conservative_delta",
+            "must be in (0, 1]",
+        )
+    }
+}
+
+impl TrainingMix {
+    fn validate(&self) -> Result<(), Error> {
+        for (name, v) in [
+            ("labelled", self.labelled),
+            ("forward", self.forward),
+            ("local_search", self.local_search),
+            ("conservative", self.conservative),
+        ] {
+            require(
+                v.is_finite() && v >= 0.0,
+                &format!("training.mix.{name}"),
+                "must be finite and at least 0",
+            )?;
         }
-        if self.refine > 20 {
-            return Err(Error::invalid("training.refine", "must be in 0..=20"));
-        }
-        if !(self.refine_backtrack > 0.0 && self.refine_backtrack <= 1.0) {
-            return Err(Error::invalid(
-                "training.refine_backtrack",
-                "must be in (0, 1]",
-            ));
-        }
-        Ok(self)
+        require(
+            self.labelled + self.forward + self.local_search + self.conservative > 0.0,
+            "training.mix",
+            "the shares must not all be 0",
+        )
+    }
+}
+
+impl ProxySpec {
+    fn validate(&self) -> Result<(), Error> {
+        require(
+            (1..=32).contains(&self.members),
+            "training.proxy.members",
+            "must be in 1..=32",
+        )?;
+        require(
+            (1..=1024).contains(&self.hidden),
+            "training.proxy.hidden",
+            "must be in 1..=1024",
+        )?;
+        require(
+            (1..=100_000).contains(&self.steps),
+            "training.proxy.steps",
+            "must be in 1..=100000",
+        )?;
+        require(
+            (0.0..=0.5).contains(&self.holdout),
+            "training.proxy.holdout",
+            "must be in [0, 0.5]",
+        )
+    }
+}
+
+/// `Ok` when `holds`, else the error naming `field` and the `rule` it breaks.
+fn require(holds: bool, field: &str, rule: &str) -> Result<(), Error> {
+    if holds {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, rule))
     }
 }
 

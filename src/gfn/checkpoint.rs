@@ -118,38 +118,7 @@ impl GflowNet {
             }
             var.set(t)?;
         }
-        if !optimiser.is_empty() {
-            let adam_steps: i32 = info
-                .get(ADAM_STEPS_KEY)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    GfnError::Checkpoint("optimiser moments without their step count".into())
-                })?;
-            if optimiser.len() != 2 * expected.len() {
-                return Err(GfnError::Checkpoint(format!(
-                    "expected {} optimiser tensors, found {}",
-                    2 * expected.len(),
-                    optimiser.len()
-                )));
-            }
-            let mut moments = Vec::with_capacity(expected.len());
-            for (name, var) in &expected {
-                let read = |which: &str| -> Result<Vec<f32>, GfnError> {
-                    let key = format!("{ADAM_PREFIX}{which}.{name}");
-                    let t = optimiser
-                        .get(&key)
-                        .ok_or_else(|| GfnError::Checkpoint(format!("missing tensor {key}")))?;
-                    if t.shape() != var.as_tensor().shape() {
-                        return Err(GfnError::Checkpoint(format!(
-                            "tensor {key} has shape {:?}, expected {:?}",
-                            t.shape(),
-                            var.as_tensor().shape()
-                        )));
-                    }
-                    Ok(t.flatten_all()?.to_vec1::<f32>()?)
-                };
-                moments.push((read("m")?, read("v")?));
-            }
+        if let Some((adam_steps, moments)) = read_moments(&info, &optimiser, &expected)? {
             gfn.adam
                 .restore(adam_steps, moments)
                 .map_err(GfnError::Checkpoint)?;
@@ -157,6 +126,51 @@ impl GflowNet {
         gfn.set_steps(steps);
         Ok(gfn)
     }
+}
+
+/// Adam's first and second moments of each tensor, flattened, in the network's order.
+type Moments = Vec<(Vec<f32>, Vec<f32>)>;
+
+/// Adam's step count and first and second moments for each of `expected`'s tensors, from a
+/// checkpoint's metadata and `adam.*` tensors; `None` for a checkpoint saved without them.
+fn read_moments(
+    info: &HashMap<String, String>,
+    optimiser: &HashMap<String, candle_core::Tensor>,
+    expected: &[(String, &candle_core::Var)],
+) -> Result<Option<(i32, Moments)>, GfnError> {
+    if optimiser.is_empty() {
+        return Ok(None);
+    }
+    let adam_steps: i32 = info
+        .get(ADAM_STEPS_KEY)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| GfnError::Checkpoint("optimiser moments without their step count".into()))?;
+    if optimiser.len() != 2 * expected.len() {
+        return Err(GfnError::Checkpoint(format!(
+            "expected {} optimiser tensors, found {}",
+            2 * expected.len(),
+            optimiser.len()
+        )));
+    }
+    let mut moments = Vec::with_capacity(expected.len());
+    for (name, var) in expected {
+        let read = |which: &str| -> Result<Vec<f32>, GfnError> {
+            let key = format!("{ADAM_PREFIX}{which}.{name}");
+            let t = optimiser
+                .get(&key)
+                .ok_or_else(|| GfnError::Checkpoint(format!("missing tensor {key}")))?;
+            if t.shape() != var.as_tensor().shape() {
+                return Err(GfnError::Checkpoint(format!(
+                    "tensor {key} has shape {:?}, expected {:?}",
+                    t.shape(),
+                    var.as_tensor().shape()
+                )));
+            }
+            Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        };
+        moments.push((read("m")?, read("v")?));
+    }
+    Ok(Some((adam_steps, moments)))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub async fn create(
         let request: LabelsRequest = serde_json::from_slice(&body).map_err(json_error)?;
         (request.labels, LabelOrigin::Json)
     } else if content_type.starts_with("text/csv") {
-        (parse_csv(&body, default_campaign)?, LabelOrigin::Csv)
+        (parse_csv(&body)?, LabelOrigin::Csv)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "expected Content-Type: application/json or text/csv".into(),
@@ -110,14 +110,7 @@ fn default_campaign(query: &HashMap<String, String>) -> Result<Option<i64>, ApiE
 }
 
 /// Reads CSV rows into label items. Row numbers count the header as row 1.
-fn parse_csv(body: &[u8], default_campaign: Option<i64>) -> Result<Vec<LabelItem>, ApiError> {
-    let bad = |row: usize, column: &str, reason: String| {
-        ApiError::from(Error::InvalidItem {
-            index: row.saturating_sub(2),
-            field: format!("row {row}, column {column}"),
-            reason,
-        })
-    };
+fn parse_csv(body: &[u8]) -> Result<Vec<LabelItem>, ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(body);
@@ -125,26 +118,13 @@ fn parse_csv(body: &[u8], default_campaign: Option<i64>) -> Result<Vec<LabelItem
         .headers()
         .map_err(|e| ApiError::from(Error::invalid("csv", format!("unreadable header: {e}"))))?
         .clone();
-    const COLUMNS: [&str; 8] = [
-        "candidate_id",
-        "campaign_id",
-        "value",
-        "reward",
-        "failed",
-        "error",
-        "key",
-        "entity",
-    ];
-    for h in headers.iter() {
-        if !COLUMNS.contains(&h) {
-            return Err(Error::invalid(
-                "csv",
-                format!("unknown column {h:?}; expected some of {COLUMNS:?}"),
-            )
-            .into());
-        }
+    if let Some(unknown) = headers.iter().find(|h| !CSV_COLUMNS.contains(h)) {
+        return Err(Error::invalid(
+            "csv",
+            format!("unknown column {unknown:?}; expected some of {CSV_COLUMNS:?}"),
+        )
+        .into());
     }
-    let column = |name: &str| headers.iter().position(|h| h == name);
     let mut items = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let row = i + 2;
@@ -157,24 +137,50 @@ fn parse_csv(body: &[u8], default_campaign: Option<i64>) -> Result<Vec<LabelItem
             )
             .into());
         }
-        let record = record.map_err(|e| bad(row, "*", e.to_string()))?;
-        // Cells written by the candidate export come back without its formula escape.
-        let cell = |name: &str| {
-            column(name)
-                .and_then(|c| record.get(c))
-                .map(super::spreadsheet::unescape)
-                .filter(|v| !v.is_empty())
+        let record = record.map_err(|e| bad_cell(row, "*", e.to_string()))?;
+        let row = CsvRow {
+            headers: &headers,
+            record: &record,
+            row,
         };
-        let int = |name: &str| -> Result<Option<i64>, ApiError> {
-            cell(name)
-                .map(|v| {
-                    v.parse::<i64>()
-                        .map_err(|_| bad(row, name, format!("{v:?} is not an integer")))
-                })
-                .transpose()
-        };
-        let candidate_id = int("candidate_id")?;
-        let value = cell("value").map(|v| {
+        items.push(row.item()?);
+    }
+    Ok(items)
+}
+
+/// The columns a CSV upload may have.
+const CSV_COLUMNS: [&str; 8] = [
+    "candidate_id",
+    "campaign_id",
+    "value",
+    "reward",
+    "failed",
+    "error",
+    "key",
+    "entity",
+];
+
+/// The error of one cell of a CSV upload; rows count from the header, row 1.
+fn bad_cell(row: usize, column: &str, reason: String) -> ApiError {
+    ApiError::from(Error::InvalidItem {
+        index: row.saturating_sub(2),
+        field: format!("row {row}, column {column}"),
+        reason,
+    })
+}
+
+/// One data row of a CSV upload, with the header that names its cells.
+struct CsvRow<'a> {
+    headers: &'a csv::StringRecord,
+    record: &'a csv::StringRecord,
+    /// Its number in the file (the header is row 1).
+    row: usize,
+}
+
+impl CsvRow<'_> {
+    /// The label item of the row. A value's campaign may come from `?campaign_id=` later.
+    fn item(&self) -> Result<LabelItem, ApiError> {
+        let value = self.cell("value").map(|v| {
             // Grids and sets are written as their JSON arrays; sequences as bare strings.
             if v.starts_with('[') {
                 serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()))
@@ -182,39 +188,58 @@ fn parse_csv(body: &[u8], default_campaign: Option<i64>) -> Result<Vec<LabelItem
                 serde_json::Value::String(v.to_string())
             }
         });
-        let campaign_id = int("campaign_id")?.or(if value.is_some() {
-            default_campaign
-        } else {
-            None
-        });
-        let reward = cell("reward")
+        Ok(LabelItem {
+            candidate_id: self.integer("candidate_id")?,
+            campaign_id: self.integer("campaign_id")?,
+            value,
+            reward: self.number("reward")?,
+            failed: self.flag("failed")?,
+            error: self.cell("error").map(str::to_string),
+            key: self.cell("key").map(str::to_string),
+            metadata: None,
+            entity: self.cell("entity").map(str::to_string),
+        })
+    }
+
+    /// The cell of column `name`, without the formula escape the candidate export adds;
+    /// `None` when the column is missing or the cell empty.
+    fn cell(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .and_then(|c| self.record.get(c))
+            .map(super::spreadsheet::unescape)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.cell(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| bad_cell(self.row, name, format!("{v:?} is not an integer")))
+            })
+            .transpose()
+    }
+
+    fn number(&self, name: &str) -> Result<Option<f64>, ApiError> {
+        self.cell(name)
             .map(|v| {
                 v.parse::<f64>()
-                    .map_err(|_| bad(row, "reward", format!("{v:?} is not a number")))
+                    .map_err(|_| bad_cell(self.row, name, format!("{v:?} is not a number")))
             })
-            .transpose()?;
-        let failed = match cell("failed").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(bad(
-                    row,
-                    "failed",
-                    format!("{other:?} is not true or false"),
-                ))
-            }
-        };
-        items.push(LabelItem {
-            candidate_id,
-            campaign_id,
-            value,
-            reward,
-            failed,
-            error: cell("error").map(str::to_string),
-            key: cell("key").map(str::to_string),
-            metadata: None,
-            entity: cell("entity").map(str::to_string),
-        });
+            .transpose()
     }
-    Ok(items)
+
+    /// `true`, `1` or `yes`; `false`, `0`, `no` or empty (any case).
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.cell(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(bad_cell(
+                self.row,
+                name,
+                format!("{other:?} is not true or false"),
+            )),
+        }
+    }
 }

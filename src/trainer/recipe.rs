@@ -388,6 +388,43 @@ impl Training {
     /// Takes steps until the run's `training.steps` are done (true) or `deadline` has
     /// passed (false; at least one step is taken first). A step with a non-finite loss or
     /// gradient is skipped and counted, and a run whose every step is skipped fails.
+    /// This step's trajectories that the policy walks itself, forward from the start and
+    /// around the elites (conservative search), rewarded by the run's one reward; none
+    /// before a proxy exists to reward them.
+    fn on_policy_trajectories(&mut self) -> Result<Vec<Trajectory>, JobError> {
+        let mix = self.mix;
+        if self.surrogate.is_none() || mix.forward + mix.conservative == 0 {
+            return Ok(Vec::new());
+        }
+        let rewarder = Rewarder {
+            surrogate: self.surrogate.as_ref(),
+            space: self.data.space.as_ref(),
+            reward: &self.job.spec.reward,
+        };
+        let mut forward: Vec<Trajectory> =
+            self.net
+                .sample_forward(mix.forward, self.explore, &mut self.rng)?;
+        let near = conservative_paths(
+            &self.net,
+            &self.elites,
+            mix.conservative,
+            self.job.spec.training.conservative_delta,
+            self.explore,
+            &mut self.rng,
+        )?;
+        forward.extend(near.into_iter().map(|p| Trajectory {
+            states: p.states,
+            actions: p.actions,
+            log_reward: 0.0,
+        }));
+        let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
+        let rewards = rewarder.log_rewards(&ends)?.unwrap_or_default();
+        for (t, lr) in forward.iter_mut().zip(rewards) {
+            t.log_reward = lr;
+        }
+        Ok(forward)
+    }
+
     pub(crate) fn advance(&mut self, deadline: Option<Instant>) -> Result<bool, JobError> {
         let started = Instant::now();
         let span = tracing::info_span!(
@@ -398,11 +435,6 @@ impl Training {
         let _entered = span.enter();
         let steps = self.job.spec.training.steps;
         let mix = self.mix;
-        let rewarder = Rewarder {
-            surrogate: self.surrogate.as_ref(),
-            space: self.data.space.as_ref(),
-            reward: &self.job.spec.reward,
-        };
         let mut batch: Vec<(State, f32)> = Vec::with_capacity(mix.total());
         let mut first = true;
         while self.step < steps {
@@ -422,30 +454,7 @@ impl Training {
                 .sample(mix.labelled, &mut self.rng, &mut batch);
             self.generated.sample(mix.local, &mut self.rng, &mut batch);
             let mut trajectories = self.net.sample_backward(&batch, &mut self.rng)?;
-            if rewarder.surrogate.is_some() && mix.forward + mix.conservative > 0 {
-                let mut forward: Vec<Trajectory> =
-                    self.net
-                        .sample_forward(mix.forward, self.explore, &mut self.rng)?;
-                let near = conservative_paths(
-                    &self.net,
-                    &self.elites,
-                    mix.conservative,
-                    self.job.spec.training.conservative_delta,
-                    self.explore,
-                    &mut self.rng,
-                )?;
-                forward.extend(near.into_iter().map(|p| Trajectory {
-                    states: p.states,
-                    actions: p.actions,
-                    log_reward: 0.0,
-                }));
-                let ends: Vec<State> = forward.iter().map(|t| t.terminal().clone()).collect();
-                let rewards = rewarder.log_rewards(&ends)?.unwrap_or_default();
-                for (t, lr) in forward.iter_mut().zip(rewards) {
-                    t.log_reward = lr;
-                }
-                trajectories.extend(forward);
-            }
+            trajectories.extend(self.on_policy_trajectories()?);
             if trajectories.is_empty() {
                 return Err(JobError::Failed("no trajectories to train on".into()));
             }

@@ -60,116 +60,14 @@ impl SequenceSpace {
         max_length: usize,
         separator: String,
     ) -> Result<Self, SpecError> {
-        if !(2..=1024).contains(&alphabet.len()) {
-            return Err(SpecError::new(
-                "alphabet",
-                format!("{} tokens is outside 2..=1024", alphabet.len()),
-            ));
-        }
-        if let Some(i) = alphabet.iter().position(|t| t.is_empty()) {
-            return Err(SpecError::new("alphabet", format!("token {i} is empty")));
-        }
-        // Values are stored as text, and PostgreSQL text cannot hold U+0000.
-        if let Some(i) = alphabet.iter().position(|t| t.contains('\0')) {
-            return Err(SpecError::new(
-                "alphabet",
-                format!("token {i} contains U+0000"),
-            ));
-        }
-        if separator.contains('\0') {
-            return Err(SpecError::new("separator", "contains U+0000"));
-        }
-        if let Some(i) = alphabet
-            .iter()
-            .position(|t| t.len() > super::MAX_SYMBOL_BYTES)
-        {
-            return Err(SpecError::new(
-                "alphabet",
-                format!(
-                    "token {i} has {} bytes; at most {} are allowed",
-                    alphabet[i].len(),
-                    super::MAX_SYMBOL_BYTES
-                ),
-            ));
-        }
-        if separator.len() > super::MAX_SYMBOL_BYTES {
-            return Err(SpecError::new(
-                "separator",
-                format!(
-                    "has {} bytes; at most {} are allowed",
-                    separator.len(),
-                    super::MAX_SYMBOL_BYTES
-                ),
-            ));
-        }
-        let mut sorted: Vec<&str> = alphabet.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
-        for pair in sorted.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            if a == b {
-                return Err(SpecError::new(
-                    "alphabet",
-                    format!("token {a:?} appears twice"),
-                ));
-            }
-        }
+        check_symbols(&alphabet, &separator)?;
         let code = if separator.is_empty() {
-            let code = TokenCode::new(&alphabet);
-            if let Some((shorter, longer)) = code.prefix_pair() {
-                let long = alphabet.iter().enumerate().find_map(|(i, t)| {
-                    let chars = t.chars().count();
-                    (chars > MAX_TOKEN_CHARS_WITH_PREFIXES).then_some((i, chars))
-                });
-                if let Some((i, chars)) = long {
-                    return Err(SpecError::new(
-                        "alphabet",
-                        format!(
-                            "token {i} has {chars} chars; without a separator, when a token is \
-                             a prefix of another (here token {shorter} of token {longer}), \
-                             tokens may have at most {MAX_TOKEN_CHARS_WITH_PREFIXES} chars"
-                        ),
-                    ));
-                }
-            }
-            if let Some(collision) = code.collision() {
-                return Err(SpecError::new(
-                    "alphabet",
-                    describe_collision(&alphabet, &collision),
-                ));
-            }
-            Some(code)
+            Some(joined_code(&alphabet)?)
         } else {
+            check_separator(&alphabet, &separator)?;
             None
         };
-        if !separator.is_empty() {
-            for token in &alphabet {
-                // Splitting `token + separator + rest` must find the separator right after
-                // the token; a match that starts earlier (inside the token, or overlapping
-                // the join as with token "a" and separator "aa") would split elsewhere.
-                let joined = format!("{token}{separator}");
-                if joined.find(separator.as_str()) != Some(token.len()) {
-                    return Err(SpecError::new(
-                        "separator",
-                        format!(
-                            "separator {separator:?} occurs inside or across the end of token \
-                             {token:?}, so values split ambiguously"
-                        ),
-                    ));
-                }
-            }
-        }
-        if !(1..=512).contains(&max_length) {
-            return Err(SpecError::new(
-                "max_length",
-                format!("{max_length} is outside 1..=512"),
-            ));
-        }
-        if !(1..=max_length).contains(&min_length) {
-            return Err(SpecError::new(
-                "min_length",
-                format!("{min_length} is outside 1..={max_length} (max_length)"),
-            ));
-        }
+        check_lengths(min_length, max_length)?;
         let index = alphabet
             .iter()
             .enumerate()
@@ -248,6 +146,130 @@ impl SequenceSpace {
             })
             .collect()
     }
+}
+
+/// Tokens and separator: 2..=1024 distinct non-empty tokens, none and no separator with
+/// U+0000 (PostgreSQL text cannot hold it) or over [`super::MAX_SYMBOL_BYTES`] bytes.
+fn check_symbols(alphabet: &[String], separator: &str) -> Result<(), SpecError> {
+    if !(2..=1024).contains(&alphabet.len()) {
+        return Err(SpecError::new(
+            "alphabet",
+            format!("{} tokens is outside 2..=1024", alphabet.len()),
+        ));
+    }
+    if let Some(i) = alphabet.iter().position(|t| t.is_empty()) {
+        return Err(SpecError::new("alphabet", format!("token {i} is empty")));
+    }
+    // Values are stored as text, and PostgreSQL text cannot hold U+0000.
+    if let Some(i) = alphabet.iter().position(|t| t.contains('\0')) {
+        return Err(SpecError::new(
+            "alphabet",
+            format!("token {i} contains U+0000"),
+        ));
+    }
+    if separator.contains('\0') {
+        return Err(SpecError::new("separator", "contains U+0000"));
+    }
+    if let Some(i) = alphabet
+        .iter()
+        .position(|t| t.len() > super::MAX_SYMBOL_BYTES)
+    {
+        return Err(SpecError::new(
+            "alphabet",
+            format!(
+                "token {i} has {} bytes; at most {} are allowed",
+                alphabet[i].len(),
+                super::MAX_SYMBOL_BYTES
+            ),
+        ));
+    }
+    if separator.len() > super::MAX_SYMBOL_BYTES {
+        return Err(SpecError::new(
+            "separator",
+            format!(
+                "has {} bytes; at most {} are allowed",
+                separator.len(),
+                super::MAX_SYMBOL_BYTES
+            ),
+        ));
+    }
+    let mut sorted: Vec<&str> = alphabet.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a == b {
+            return Err(SpecError::new(
+                "alphabet",
+                format!("token {a:?} appears twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The code of an alphabet whose tokens are joined with no separator: refused when values
+/// could decode two ways, or when prefix tokens are too long for the exact decoder.
+fn joined_code(alphabet: &[String]) -> Result<TokenCode, SpecError> {
+    let code = TokenCode::new(alphabet);
+    if let Some((shorter, longer)) = code.prefix_pair() {
+        let long = alphabet.iter().enumerate().find_map(|(i, t)| {
+            let chars = t.chars().count();
+            (chars > MAX_TOKEN_CHARS_WITH_PREFIXES).then_some((i, chars))
+        });
+        if let Some((i, chars)) = long {
+            return Err(SpecError::new(
+                "alphabet",
+                format!(
+                    "token {i} has {chars} chars; without a separator, when a token is \
+                     a prefix of another (here token {shorter} of token {longer}), \
+                     tokens may have at most {MAX_TOKEN_CHARS_WITH_PREFIXES} chars"
+                ),
+            ));
+        }
+    }
+    if let Some(collision) = code.collision() {
+        return Err(SpecError::new(
+            "alphabet",
+            describe_collision(alphabet, &collision),
+        ));
+    }
+    Ok(code)
+}
+
+/// With a separator, splitting `token + separator + rest` must find the separator right
+/// after the token; a match that starts earlier (inside the token, or overlapping the join
+/// as with token "a" and separator "aa") would split elsewhere.
+fn check_separator(alphabet: &[String], separator: &str) -> Result<(), SpecError> {
+    for token in alphabet {
+        let joined = format!("{token}{separator}");
+        if joined.find(separator) != Some(token.len()) {
+            return Err(SpecError::new(
+                "separator",
+                format!(
+                    "separator {separator:?} occurs inside or across the end of token \
+                     {token:?}, so values split ambiguously"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `max_length` in 1..=512, `min_length` in 1..=max_length.
+fn check_lengths(min_length: usize, max_length: usize) -> Result<(), SpecError> {
+    if !(1..=512).contains(&max_length) {
+        return Err(SpecError::new(
+            "max_length",
+            format!("{max_length} is outside 1..=512"),
+        ));
+    }
+    if !(1..=max_length).contains(&min_length) {
+        return Err(SpecError::new(
+            "min_length",
+            format!("{min_length} is outside 1..={max_length} (max_length)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The first [`EXCERPT_CHARS`] chars of `text`, so errors stay short.
