@@ -432,19 +432,7 @@ async fn a_campaign_that_crashes_the_server_is_given_up(backend: Backend) {
     let client = reqwest::Client::new();
     let flags = ["--lease-ttl", "1"];
     let crash = [("FLOWLAB_TEST_CRASH_TRAINING", "doomed")];
-    let post = |url: String, body: Value| {
-        let client = client.clone();
-        async move {
-            let answer = client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("a response");
-            let status = answer.status().as_u16();
-            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |url: String, body: Value| post_to(&client, url, body);
     let mut server = Server::start_with_env(&database.url, &flags, &crash);
     let (status, doomed) = post(
         format!("{}/campaigns", server.address),
@@ -498,13 +486,7 @@ async fn a_campaign_that_crashes_the_server_is_given_up(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{round}");
     assert_eq!(round["model_version"], 1, "{round}");
-    let health = reqwest::Client::new()
-        .get(format!("{}/healthz", server.address))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-        .expect("/healthz answers within 1 s");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_healthy_at(&server.address).await;
 }
 on_both_backends!(
     a_campaign_that_crashes_the_server_is_given_up,
@@ -844,19 +826,7 @@ async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend
     const ADDRESS_SPACE: u64 = 1536 << 20;
     let database = crate::helpers::TestDatabase::create(backend).await;
     let client = reqwest::Client::new();
-    let post = |url: String, body: Value| {
-        let client = client.clone();
-        async move {
-            let answer = client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("a response");
-            let status = answer.status().as_u16();
-            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |url: String, body: Value| post_to(&client, url, body);
     // Admitted by a server whose limit is 1 TiB: 512 trajectories of 513 states a step.
     let admits_all = ["--lease-ttl", "1", "--max-step-memory", "1099511627776"];
     let Some(mut server) = Server::start_limited(&database.url, &admits_all, ADDRESS_SPACE) else {
@@ -894,12 +864,7 @@ async fn a_refused_campaign_leaves_a_memory_capped_server_alive(backend: Backend
     let (status, body) = post(format!("{}/campaigns", server.address), bigger).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(field_of(&body), "training.batch_size", "{body}");
-    let health = client
-        .get(format!("{}/healthz", server.address))
-        .send()
-        .await
-        .expect("the server is up");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_healthy_at(&server.address).await;
 }
 on_both_backends!(
     a_refused_campaign_leaves_a_memory_capped_server_alive,
@@ -915,19 +880,7 @@ async fn large_draws_leave_a_memory_capped_server_alive(backend: Backend) {
     const ADDRESS_SPACE: u64 = 1536 << 20;
     let database = crate::helpers::TestDatabase::create(backend).await;
     let client = reqwest::Client::new();
-    let post = |url: String, body: Value| {
-        let client = client.clone();
-        async move {
-            let answer = client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("the capped server answers");
-            let status = answer.status().as_u16();
-            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |url: String, body: Value| post_to(&client, url, body);
     let Some(mut server) = Server::start_limited(&database.url, &[], ADDRESS_SPACE) else {
         eprintln!("prlimit is missing: the memory-capped server is not tested");
         return;
@@ -956,13 +909,7 @@ async fn large_draws_leave_a_memory_capped_server_alive(backend: Backend) {
         .expect("JSON");
     assert_eq!(stats["stats"]["rounds"], 0, "{stats}");
     assert_eq!(stats["stats"]["candidates"], 0, "{stats}");
-    let health = client
-        .get(format!("{}/healthz", server.address))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-        .expect("/healthz answers within 1 s");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_healthy_at(&server.address).await;
     assert!(server.wait_exit(Duration::ZERO).await.is_none(), "alive");
 }
 on_both_backends!(
@@ -1218,13 +1165,7 @@ async fn replicas_with_skewed_clocks_never_train_a_campaign_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let answer = client
-        .get(format!("{}/healthz", ahead.address))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-        .expect("the replica ahead answers");
-    assert_eq!(answer.status().as_u16(), 200);
+    assert_healthy_at(&ahead.address).await;
 
     let (_, expires_ms) = crate::replicas::lease(&pool, id).await;
     behind.kill();
@@ -1379,13 +1320,7 @@ async fn a_password_in_the_database_url_query_is_never_printed() {
         .await
         .expect("request");
     assert_eq!(refused.status().as_u16(), 400);
-    let health = client
-        .get(format!("{address}/healthz"))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-        .expect("/healthz answers within 1 s");
-    assert_eq!(health.status().as_u16(), 200);
+    assert_healthy_at(&address).await;
     child.kill().expect("kill");
     child.wait().expect("reaped");
     let rest: Vec<String> = stdout.map_while(Result::ok).collect();
@@ -1475,6 +1410,30 @@ on_both_backends!(
     tokens_items_and_label_texts_have_a_byte_limit,
     tokens_items_and_label_texts_have_a_byte_limit
 );
+
+/// POSTs `body` as JSON to `url` of a server process: the status and the answer's JSON (null
+/// when it has none).
+async fn post_to(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let answer = client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = answer.status().as_u16();
+    (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// Asserts that the server process at `address` answers `/healthz` with 200 within a second.
+async fn assert_healthy_at(address: &str) {
+    let health = reqwest::Client::new()
+        .get(format!("{address}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("/healthz answers within 1 s");
+    assert_eq!(health.status().as_u16(), 200);
+}
 
 /// `GET /campaigns/{id}/model` of the server at `address` once its status is `failed`, or
 /// as it is after 60 s.
