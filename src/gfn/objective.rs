@@ -336,67 +336,23 @@ impl Prepared {
     ) -> candle_core::Result<Self> {
         let n_actions = space.n_actions();
         let n_traj = trajs.len();
-        let mut rows: Vec<State> = Vec::new();
-        let mut pf_index = Vec::new();
-        let mut pb_index = Vec::new();
-        let mut pb_weight = Vec::new();
-        let mut next_row = Vec::new();
-        let mut is_last = Vec::new();
-        let mut log_reward_rows = Vec::new();
-        let mut starts = Vec::with_capacity(n_traj);
-        for tr in trajs {
-            let base = rows.len();
-            starts.push(base);
-            let n = tr.states.len() - 1;
-            for t in 0..=n {
-                let row = base + t;
-                pf_index.push(tr.actions[t] as u32);
-                pb_index.push(if t == 0 { 0 } else { tr.actions[t - 1] as u32 });
-                pb_weight.push(if t == 0 { 0f32 } else { 1.0 });
-                next_row.push(if t < n { (row + 1) as u32 } else { row as u32 });
-                is_last.push(if t == n { 1f32 } else { 0.0 });
-                log_reward_rows.push(if t == n { tr.log_reward } else { 0.0 });
-            }
-            rows.extend(tr.states.iter().cloned());
-        }
-        let n_traj_rows = rows.len();
-        let r = n_traj_rows;
-
+        let RowLayout {
+            mut rows,
+            pf_index,
+            pb_index,
+            pb_weight,
+            next_row,
+            is_last,
+            log_reward_rows,
+            starts,
+        } = RowLayout::of(trajs);
+        let r = rows.len();
         let traj_of_row: Vec<u32> = trajs
             .iter()
             .enumerate()
             .flat_map(|(b, tr)| std::iter::repeat_n(b as u32, tr.states.len()))
             .collect();
-
-        let log_pb = if space.is_tree() {
-            LogPb::Fixed(Tensor::zeros(r, DType::F32, device)?)
-        } else {
-            match settings.backward {
-                BackwardPolicy::Learned => LogPb::Learned {
-                    mask: Tensor::from_vec(
-                        additive_mask(space, &rows, true),
-                        (r, n_actions - 1),
-                        device,
-                    )?,
-                    index: Tensor::from_vec(pb_index, (r, 1), device)?,
-                    weight: Tensor::from_vec(pb_weight, r, device)?,
-                },
-                BackwardPolicy::Uniform => {
-                    let mut mask = vec![false; n_actions - 1];
-                    let vals: Vec<f32> = rows
-                        .iter()
-                        .zip(&pb_weight)
-                        .map(|(s, w)| {
-                            space.backward_mask(s, &mut mask);
-                            let k = mask.iter().filter(|m| **m).count().max(1);
-                            -(k as f32).ln() * w
-                        })
-                        .collect();
-                    LogPb::Fixed(Tensor::from_vec(vals, r, device)?)
-                }
-            }
-        };
-
+        let log_pb = backward_log_probs(space, &rows, settings, pb_index, pb_weight, device)?;
         let subtb = if settings.objective == Objective::Subtb {
             Some(SubTb::new(trajs, &starts, r, settings.lambda, device)?)
         } else {
@@ -441,6 +397,95 @@ impl Prepared {
             rows,
         })
     }
+}
+
+/// One row per state of every trajectory, in order, with what the loss needs of each row:
+/// the forward action taken from it, the backward action that led to it (weight 0 at a
+/// start), the next row (itself at the end), whether it ends its trajectory, and the log
+/// reward there.
+struct RowLayout {
+    rows: Vec<State>,
+    pf_index: Vec<u32>,
+    pb_index: Vec<u32>,
+    pb_weight: Vec<f32>,
+    next_row: Vec<u32>,
+    is_last: Vec<f32>,
+    log_reward_rows: Vec<f32>,
+    /// The first row of each trajectory.
+    starts: Vec<usize>,
+}
+
+impl RowLayout {
+    fn of(trajs: &[Trajectory]) -> Self {
+        let mut layout = Self {
+            rows: Vec::new(),
+            pf_index: Vec::new(),
+            pb_index: Vec::new(),
+            pb_weight: Vec::new(),
+            next_row: Vec::new(),
+            is_last: Vec::new(),
+            log_reward_rows: Vec::new(),
+            starts: Vec::with_capacity(trajs.len()),
+        };
+        for tr in trajs {
+            let base = layout.rows.len();
+            layout.starts.push(base);
+            let n = tr.states.len() - 1;
+            for t in 0..=n {
+                let row = base + t;
+                layout.pf_index.push(tr.actions[t] as u32);
+                layout
+                    .pb_index
+                    .push(if t == 0 { 0 } else { tr.actions[t - 1] as u32 });
+                layout.pb_weight.push(if t == 0 { 0f32 } else { 1.0 });
+                layout
+                    .next_row
+                    .push(if t < n { (row + 1) as u32 } else { row as u32 });
+                layout.is_last.push(if t == n { 1f32 } else { 0.0 });
+                layout
+                    .log_reward_rows
+                    .push(if t == n { tr.log_reward } else { 0.0 });
+            }
+            layout.rows.extend(tr.states.iter().cloned());
+        }
+        layout
+    }
+}
+
+/// The backward log-probability of each row's incoming action: 0 on trees (one parent),
+/// the learned policy's masked choice, or uniform over the row's parents.
+fn backward_log_probs(
+    space: &dyn Space,
+    rows: &[State],
+    settings: &LossSettings,
+    pb_index: Vec<u32>,
+    pb_weight: Vec<f32>,
+    device: &Device,
+) -> candle_core::Result<LogPb> {
+    let (r, n_actions) = (rows.len(), space.n_actions());
+    if space.is_tree() {
+        return Ok(LogPb::Fixed(Tensor::zeros(r, DType::F32, device)?));
+    }
+    Ok(match settings.backward {
+        BackwardPolicy::Learned => LogPb::Learned {
+            mask: Tensor::from_vec(additive_mask(space, rows, true), (r, n_actions - 1), device)?,
+            index: Tensor::from_vec(pb_index, (r, 1), device)?,
+            weight: Tensor::from_vec(pb_weight, r, device)?,
+        },
+        BackwardPolicy::Uniform => {
+            let mut mask = vec![false; n_actions - 1];
+            let vals: Vec<f32> = rows
+                .iter()
+                .zip(&pb_weight)
+                .map(|(s, w)| {
+                    space.backward_mask(s, &mut mask);
+                    let k = mask.iter().filter(|m| **m).count().max(1);
+                    -(k as f32).ln() * w
+                })
+                .collect();
+            LogPb::Fixed(Tensor::from_vec(vals, r, device)?)
+        }
+    })
 }
 
 /// The batch loss (a scalar tensor) from the network outputs `out` (`[rows, 2A]`, one row per

@@ -239,35 +239,87 @@ pub fn propose(
     screening: Option<Screening<'_>>,
     rng: &mut impl Rng,
 ) -> Result<Proposal, GfnError> {
-    let ProposalRequest {
-        n,
-        seen,
-        explore,
-        min_distance,
-        apart_from,
-        cancel,
-    } = request;
-    check(cancel)?;
-    let mut chosen: Vec<State> = Vec::with_capacity(n);
-    let mut sources: Vec<Source> = Vec::with_capacity(n);
-    let mut chosen_text: HashSet<String> = HashSet::with_capacity(n);
-    let fits = |x: &State, chosen: &[State]| match min_distance {
-        Some(d) if d > 0.0 => chosen
-            .iter()
-            .chain(apart_from)
-            .all(|c| space.distance_at_least(c, x, d)),
-        _ => true,
-    };
+    check(request.cancel)?;
+    let mut batch = Batch::new(space, request);
     if let (Some(screen), Some(policy)) = (screening, gfn) {
-        let pool = screened_pool(space, policy, screen, n, explore, rng)?;
-        check(cancel)?;
+        let pool = screened_pool(space, policy, screen, request.n, request.explore, rng)?;
+        check(request.cancel)?;
+        batch.take_from_pool(&pool, screen, rng)?;
+    }
+    batch.draw_escalating(gfn, untrained, rng)?;
+    let exhausted = if batch.is_full() {
+        false
+    } else {
+        batch.list_the_rest(rng)?
+    };
+    Ok(Proposal {
+        states: batch.chosen,
+        sources: batch.sources,
+        exhausted,
+    })
+}
+
+/// A batch being chosen: its terminals, how each was made, their texts, and what a new one
+/// must respect (the campaign's values, `min_distance`, the terminals it must keep apart
+/// from).
+struct Batch<'a> {
+    space: &'a dyn Space,
+    request: ProposalRequest<'a>,
+    chosen: Vec<State>,
+    sources: Vec<Source>,
+    chosen_text: HashSet<String>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(space: &'a dyn Space, request: ProposalRequest<'a>) -> Self {
+        Self {
+            space,
+            request,
+            chosen: Vec::with_capacity(request.n),
+            sources: Vec::with_capacity(request.n),
+            chosen_text: HashSet::with_capacity(request.n),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.chosen.len() >= self.request.n
+    }
+
+    /// Whether `x` keeps `min_distance` from every chosen terminal and those to keep apart
+    /// from.
+    fn fits(&self, x: &State) -> bool {
+        match self.request.min_distance {
+            Some(d) if d > 0.0 => self
+                .chosen
+                .iter()
+                .chain(self.request.apart_from)
+                .all(|c| self.space.distance_at_least(c, x, d)),
+            _ => true,
+        }
+    }
+
+    fn push(&mut self, x: State, text: String, source: Source) {
+        self.chosen_text.insert(text);
+        self.chosen.push(x);
+        self.sources.push(source);
+    }
+
+    /// The scored pool first, in the screening's order: one pass that keeps the batch
+    /// spread out (one of each region), a second that fills what is left.
+    fn take_from_pool(
+        &mut self,
+        pool: &Pool,
+        screen: Screening<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<(), GfnError> {
+        let space = self.space;
         let keep: Vec<bool> = {
             let mut pool_text: HashSet<String> = HashSet::with_capacity(pool.states.len());
             pool.states
                 .iter()
                 .map(|x| {
                     let text = canonical(space, x);
-                    !seen.contains(&text) && pool_text.insert(text)
+                    !self.request.seen.contains(&text) && pool_text.insert(text)
                 })
                 .collect()
         };
@@ -275,131 +327,128 @@ pub fn propose(
             .into_iter()
             .filter(|&i| keep[i])
             .collect();
-        // Two passes over the pool in that order: the first keeps the batch spread out (one
-        // of each region), the second fills what is left.
         let spread = screen.spread.max(0.0) * space.diameter();
         let mut taken = vec![false; pool.states.len()];
         for radius in [spread, 0.0] {
             for &i in &order {
-                if chosen.len() >= n {
+                if self.is_full() {
                     break;
                 }
                 let x = &pool.states[i];
                 if taken[i] {
                     continue;
                 }
-                check(cancel)?;
-                let mut others = chosen.iter().chain(apart_from);
+                check(self.request.cancel)?;
+                let mut others = self.chosen.iter().chain(self.request.apart_from);
                 let crowded = others.any(|c| {
                     space.near_duplicate(c, x)
                         || (radius > 0.0 && !space.distance_at_least(c, x, radius))
                 });
-                if crowded || !fits(x, &chosen) {
+                if crowded || !self.fits(x) {
                     continue;
                 }
                 taken[i] = true;
-                chosen_text.insert(canonical(space, x));
-                chosen.push(x.clone());
-                sources.push(pool.sources[i]);
+                self.push(x.clone(), canonical(space, x), pool.sources[i]);
             }
         }
+        Ok(())
     }
-    // Escalating exploration: the campaign's own first, then hotter and more uniform, ending
-    // with the uniform policy, which reaches every terminal.
-    let schedule: [Exploration; DRAW_ATTEMPTS] = [
-        explore,
-        Exploration {
-            temperature: explore.temperature * 2.0,
-            epsilon: explore.epsilon.max(0.1),
-        },
-        Exploration {
-            temperature: explore.temperature * 4.0,
-            epsilon: explore.epsilon.max(0.3),
-        },
-        Exploration {
-            temperature: explore.temperature * 8.0,
-            epsilon: 0.6,
-        },
-        Exploration {
+
+    /// Plain draws for what is still missing, with escalating exploration: the campaign's
+    /// own first, then hotter and more uniform, ending with the uniform policy, which
+    /// reaches every terminal.
+    fn draw_escalating(
+        &mut self,
+        gfn: Option<&GflowNet>,
+        untrained: &GflowNet,
+        rng: &mut impl Rng,
+    ) -> Result<(), GfnError> {
+        let explore = self.request.explore;
+        let uniform = Exploration {
             temperature: 1.0,
             epsilon: 1.0,
-        },
-        Exploration {
-            temperature: 1.0,
-            epsilon: 1.0,
-        },
-    ];
-    for (attempt, ex) in schedule.iter().enumerate() {
-        if chosen.len() >= n {
-            break;
-        }
-        let (policy, source) = match gfn {
-            Some(g) if ex.epsilon < 1.0 => (g, Source::Policy),
-            _ => (untrained, Source::Uniform),
         };
-        let ex = if gfn.is_none() {
+        let schedule: [Exploration; DRAW_ATTEMPTS] = [
+            explore,
             Exploration {
-                temperature: 1.0,
-                epsilon: 1.0,
-            }
-        } else {
-            *ex
-        };
-        // Oversample: a draw may repeat or fall too close to another.
-        let want = escalating_draw(n - chosen.len(), attempt);
-        for t in policy.sample_forward(want, ex, rng)? {
-            check(cancel)?;
-            let x = t.terminal();
-            let text = canonical(space, x);
-            if seen.contains(&text) || chosen_text.contains(&text) || !fits(x, &chosen) {
-                continue;
-            }
-            chosen_text.insert(text);
-            chosen.push(x.clone());
-            sources.push(source);
-            if chosen.len() >= n {
+                temperature: explore.temperature * 2.0,
+                epsilon: explore.epsilon.max(0.1),
+            },
+            Exploration {
+                temperature: explore.temperature * 4.0,
+                epsilon: explore.epsilon.max(0.3),
+            },
+            Exploration {
+                temperature: explore.temperature * 8.0,
+                epsilon: 0.6,
+            },
+            uniform,
+            uniform,
+        ];
+        for (attempt, ex) in schedule.iter().enumerate() {
+            if self.is_full() {
                 break;
             }
-        }
-    }
-    let mut exhausted = false;
-    if chosen.len() < n {
-        // Sampling fell short: on an enumerable space, list what remains so that a short
-        // batch means the space ran out, not that sampling was unlucky.
-        if let Some(all) = space.enumerate(ENUMERATION_LIMIT) {
-            let mut remaining: Vec<State> = all
-                .into_iter()
-                .filter(|x| space.can_stop(x))
-                .filter(|x| {
-                    let text = canonical(space, x);
-                    !seen.contains(&text) && !chosen_text.contains(&text)
-                })
-                .collect();
-            // A random order keeps the fallback from always favouring the same corner.
-            for i in (1..remaining.len()).rev() {
-                remaining.swap(i, rng.random_range(0..=i));
-            }
-            let mut left = remaining.len();
-            for x in remaining {
-                check(cancel)?;
-                if chosen.len() >= n {
+            let (policy, source) = match gfn {
+                Some(g) if ex.epsilon < 1.0 => (g, Source::Policy),
+                _ => (untrained, Source::Uniform),
+            };
+            let ex = if gfn.is_none() { uniform } else { *ex };
+            // Oversample: a draw may repeat or fall too close to another.
+            let want = escalating_draw(self.request.n - self.chosen.len(), attempt);
+            for t in policy.sample_forward(want, ex, rng)? {
+                check(self.request.cancel)?;
+                let x = t.terminal();
+                let text = canonical(self.space, x);
+                if self.request.seen.contains(&text)
+                    || self.chosen_text.contains(&text)
+                    || !self.fits(x)
+                {
+                    continue;
+                }
+                self.push(x.clone(), text, source);
+                if self.is_full() {
                     break;
                 }
-                if fits(&x, &chosen) {
-                    chosen.push(x);
-                    sources.push(Source::Uniform);
-                    left -= 1;
-                }
             }
-            // Exhausted: every unseen terminal is in this batch and it is still short.
-            exhausted = left == 0 && chosen.len() < n;
         }
+        Ok(())
     }
-    Ok(Proposal {
-        states: chosen,
-        sources,
-        exhausted,
-    })
+
+    /// When sampling fell short on an enumerable space, lists what remains, so that a short
+    /// batch means the space ran out, not that sampling was unlucky. Returns whether it ran
+    /// out: every unseen terminal is in this batch and it is still short.
+    fn list_the_rest(&mut self, rng: &mut impl Rng) -> Result<bool, GfnError> {
+        let space = self.space;
+        let Some(all) = space.enumerate(ENUMERATION_LIMIT) else {
+            return Ok(false);
+        };
+        let mut remaining: Vec<State> = all
+            .into_iter()
+            .filter(|x| space.can_stop(x))
+            .filter(|x| {
+                let text = canonical(space, x);
+                !self.request.seen.contains(&text) && !self.chosen_text.contains(&text)
+            })
+            .collect();
+        // A random order keeps the fallback from always favouring the same corner.
+        for i in (1..remaining.len()).rev() {
+            remaining.swap(i, rng.random_range(0..=i));
+        }
+        let mut left = remaining.len();
+        for x in remaining {
+            check(self.request.cancel)?;
+            if self.is_full() {
+                break;
+            }
+            if self.fits(&x) {
+                let text = canonical(space, &x);
+                self.push(x, text, Source::Uniform);
+                left -= 1;
+            }
+        }
+        Ok(left == 0 && !self.is_full())
+    }
 }
 
 /// A scored pool of candidates with where each came from.

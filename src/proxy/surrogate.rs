@@ -128,48 +128,22 @@ impl Surrogate {
         let settings = fit_settings(spec);
 
         let quality = if labelled.len() >= MIN_LABELS_FOR_HOLDOUT && spec.holdout > 0.0 {
-            let mut order: Vec<usize> = (0..labelled.len()).collect();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.random_range(0..=i));
-            }
-            let test_n = ((labelled.len() as f64 * spec.holdout).round() as usize)
-                .clamp(2, labelled.len() - 2);
-            let (test, train) = order.split_at(test_n);
-            let rows = |idx: &[usize]| -> Vec<f32> {
-                idx.iter()
-                    .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
-                    .collect()
-            };
-            let train_y: Vec<f32> = train.iter().map(|&i| z[i]).collect();
-            let copy = Ensemble::fit(
-                &rows(train),
+            let data = Encoded {
+                x: &x,
                 dim,
-                &train_y,
-                Target::Regression,
+                z: &z,
+                scores: &scores,
+            };
+            Some(holdout_quality(
+                &data,
+                &scale,
+                spec.holdout,
                 &settings,
                 rng,
-            )
-            .map_err(candle)?;
-            let predicted = member_mean(&copy.predict(&rows(test)).map_err(candle)?);
-            let measured: Vec<f64> = test.iter().map(|&i| scores[i]).collect();
-            let predicted_raw: Vec<f64> = predicted.iter().map(|p| scale.invert(*p)).collect();
-            let rmse = (measured
-                .iter()
-                .zip(&predicted_raw)
-                .map(|(m, p)| (m - p).powi(2))
-                .sum::<f64>()
-                / measured.len() as f64)
-                .sqrt();
-            Some(ProxyQuality {
-                spearman: spearman(&predicted_raw, &measured),
-                rmse,
-                train: train.len(),
-                test: test.len(),
-            })
+            )?)
         } else {
             None
         };
-
         let regression =
             Ensemble::fit(&x, dim, &z, Target::Regression, &settings, rng).map_err(candle)?;
         let feasibility = if failed.is_empty() {
@@ -347,6 +321,65 @@ impl Surrogate {
             meta,
         })
     }
+}
+
+/// The labelled candidates as the proxy sees them: encoded rows of `dim` features, their
+/// standardised scores `z` and the scores as measured.
+struct Encoded<'a> {
+    x: &'a [f32],
+    dim: usize,
+    z: &'a [f32],
+    scores: &'a [f64],
+}
+
+/// The random-split figures of the proxy: a copy fit on all but a `holdout` share of the
+/// labelled candidates, scored on that share.
+fn holdout_quality(
+    data: &Encoded<'_>,
+    scale: &Standardisation,
+    holdout: f64,
+    settings: &FitSettings,
+    rng: &mut impl Rng,
+) -> Result<ProxyQuality, String> {
+    let n = data.scores.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let test_n = ((n as f64 * holdout).round() as usize).clamp(2, n - 2);
+    let (test, train) = order.split_at(test_n);
+    let dim = data.dim;
+    let rows = |idx: &[usize]| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| data.x[i * dim..(i + 1) * dim].iter().copied())
+            .collect()
+    };
+    let train_y: Vec<f32> = train.iter().map(|&i| data.z[i]).collect();
+    let copy = Ensemble::fit(
+        &rows(train),
+        dim,
+        &train_y,
+        Target::Regression,
+        settings,
+        rng,
+    )
+    .map_err(candle)?;
+    let predicted = member_mean(&copy.predict(&rows(test)).map_err(candle)?);
+    let measured: Vec<f64> = test.iter().map(|&i| data.scores[i]).collect();
+    let predicted_raw: Vec<f64> = predicted.iter().map(|p| scale.invert(*p)).collect();
+    let rmse = (measured
+        .iter()
+        .zip(&predicted_raw)
+        .map(|(m, p)| (m - p).powi(2))
+        .sum::<f64>()
+        / measured.len() as f64)
+        .sqrt();
+    Ok(ProxyQuality {
+        spearman: spearman(&predicted_raw, &measured),
+        rmse,
+        train: train.len(),
+        test: test.len(),
+    })
 }
 
 /// The acquisition value of a prediction, in standardised units: `ucb` is
