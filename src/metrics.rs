@@ -76,6 +76,15 @@ pub struct Metrics {
     model_version: IntGaugeVec,
 }
 
+/// A counter with labels: `IntCounterVec` named `name`, described by `help`.
+fn counter_vec(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
 /// Decrements the in-flight gauge when the request ends, answered or dropped.
 #[derive(Debug)]
 pub struct InFlight(IntGauge);
@@ -91,102 +100,80 @@ impl Metrics {
     /// definition (a name or label that breaks Prometheus' rules), a bug caught by the
     /// tests.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let metrics = Self {
+                registry: Registry::new(),
+            http_requests: counter_vec(
                 "flowlab_http_requests_total",
                 "HTTP requests answered, by method, route template and status code.",
-            ),
-            &["method", "route", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "flowlab_http_request_duration_seconds",
-                "Time from receiving an HTTP request to its response head, by method and route template.",
-            )
-            .buckets(REQUEST_BUCKETS.to_vec()),
-            &["method", "route"],
-        )?;
-        let http_in_flight = IntGauge::new(
-            "flowlab_http_requests_in_flight",
-            "HTTP requests being handled now.",
-        )?;
-        let rounds = IntCounter::new(
-            "flowlab_rounds_total",
-            "Rounds created (a repeated key returns the stored round and is not counted).",
-        )?;
-        let round_redraws = IntCounter::new(
-            "flowlab_round_redraws_total",
-            "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
-        )?;
-        let candidates = IntCounter::new(
-            "flowlab_candidates_proposed_total",
-            "Candidates proposed by the rounds created.",
-        )?;
-        // A counter of its own rather than a label on the one above, so that the existing
-        // series keeps its name and shape.
-        let candidates_by_source = IntCounterVec::new(
-            Opts::new(
+                &["method", "route", "status"],
+            )?,
+            http_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "flowlab_http_request_duration_seconds",
+                    "Time from receiving an HTTP request to its response head, by method and route template.",
+                )
+                .buckets(REQUEST_BUCKETS.to_vec()),
+                &["method", "route"],
+            )?,
+            http_in_flight: IntGauge::new(
+                "flowlab_http_requests_in_flight",
+                "HTTP requests being handled now.",
+            )?,
+            rounds: IntCounter::new(
+                "flowlab_rounds_total",
+                "Rounds created (a repeated key returns the stored round and is not counted).",
+            )?,
+            round_redraws: IntCounter::new(
+                "flowlab_round_redraws_total",
+                "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
+            )?,
+            candidates: IntCounter::new(
+                "flowlab_candidates_proposed_total",
+                "Candidates proposed by the rounds created.",
+            )?,
+            // A counter of its own rather than a label on the one above, so that the existing
+            // series keeps its name and shape.
+            candidates_by_source: counter_vec(
                 "flowlab_candidates_proposed_by_source_total",
                 "Candidates proposed by the rounds created, by how they were made: `uniform`, `policy`, `policy+local`, `local` or `elite+policy`.",
-            ),
-            &["source"],
-        )?;
-        let labels = IntCounterVec::new(
-            Opts::new(
+                &["source"],
+            )?,
+            labels: counter_vec(
                 "flowlab_labels_total",
                 "Label items of committed POST /labels requests: `accepted` (new observations, failed ones included) or `duplicate` (a key already stored).",
-            ),
-            &["result"],
-        )?;
-        let training_runs = IntCounterVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            training_runs: counter_vec(
                 "flowlab_training_runs_total",
                 "Training runs this process carried out, by outcome.",
-            ),
-            &["outcome"],
-        )?;
-        let training_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "flowlab_training_run_duration_seconds",
-                "Wall time of training runs, from taking the lease to recording the run, by outcome.",
-            )
-            .buckets(TRAINING_BUCKETS.to_vec()),
-            &["outcome"],
-        )?;
-        let training_steps = IntCounter::new(
-            "flowlab_training_steps_total",
-            "Optimisation steps taken by this process's training runs (counted as they happen).",
-        )?;
-        let training_loss = GaugeVec::new(
-            Opts::new(
-                "flowlab_training_loss",
-                "Loss (mean of the last steps) of the newest run this process finished, by campaign.",
-            ),
-            &["campaign_id"],
-        )?;
-        let model_version = IntGaugeVec::new(
-            Opts::new(
-                "flowlab_model_version",
-                "Newest checkpoint version of each campaign that has one, read from the database at scrape time.",
-            ),
-            &["campaign_id"],
-        )?;
-        let metrics = Self {
-            registry,
-            http_requests,
-            http_duration,
-            http_in_flight,
-            rounds,
-            round_redraws,
-            candidates,
-            candidates_by_source,
-            labels,
-            training_runs,
-            training_duration,
-            training_steps,
-            training_loss,
-            model_version,
+                &["outcome"],
+            )?,
+            training_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "flowlab_training_run_duration_seconds",
+                    "Wall time of training runs, from taking the lease to recording the run, by outcome.",
+                )
+                .buckets(TRAINING_BUCKETS.to_vec()),
+                &["outcome"],
+            )?,
+            training_steps: IntCounter::new(
+                "flowlab_training_steps_total",
+                "Optimisation steps taken by this process's training runs (counted as they happen).",
+            )?,
+            training_loss: GaugeVec::new(
+                Opts::new(
+                    "flowlab_training_loss",
+                    "Loss (mean of the last steps) of the newest run this process finished, by campaign.",
+                ),
+                &["campaign_id"],
+            )?,
+            model_version: IntGaugeVec::new(
+                Opts::new(
+                    "flowlab_model_version",
+                    "Newest checkpoint version of each campaign that has one, read from the database at scrape time.",
+                ),
+                &["campaign_id"],
+            )?,
         };
         metrics.register()?;
         Ok(metrics)

@@ -301,7 +301,7 @@ const FUNCTION_LINES: usize = 80;
 /// Functions still longer than [`FUNCTION_LINES`], with their length today. The list may
 /// only shrink: a function may not grow past its figure, a new long function fails, and an
 /// entry whose function got short enough must go.
-const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[("metrics.rs", "new", 101)];
+const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[];
 
 /// The functions of `code` (a source without comment lines) outside its test module, with
 /// their length in lines from the `fn` line to the closing brace. rustfmt puts that brace
