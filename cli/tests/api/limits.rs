@@ -1125,26 +1125,16 @@ async fn replicas_with_skewed_clocks_never_train_a_campaign_at_once() {
     let behind = crate::durability::Server::start_with_env(&db.url, &flags, &behind_clock);
     let campaign = json!({"name": "skewed", "space": {"type": "grid", "dims": 2, "size": 40},
                           "model": {"hidden": 32}, "training": {"steps": 1_000_000, "batch_size": 16}});
-    let created: Value = client
-        .post(format!("{}/campaigns", behind.address))
-        .json(&campaign)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("JSON");
+    let (status, created) =
+        post_to(&client, format!("{}/campaigns", behind.address), campaign).await;
+    assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().expect("id");
     let labels: Vec<Value> = (0..8)
         .map(|i| json!({"campaign_id": id, "value": [i, 2 * i], "reward": i as f64}))
         .collect();
-    let answer = client
-        .post(format!("{}/labels", behind.address))
-        .json(&json!({ "labels": labels }))
-        .send()
-        .await
-        .expect("labels");
-    assert_eq!(answer.status().as_u16(), 200);
+    let labels = json!({ "labels": labels });
+    let (status, body) = post_to(&client, format!("{}/labels", behind.address), labels).await;
+    assert_eq!(status, 200, "{body}");
     let started = crate::replicas::wait_runs(&pool, id, "the first run", |r| !r.is_empty()).await;
     assert!(behind.owns(&started[0].owner), "{started:?}");
 
