@@ -301,7 +301,7 @@ impl Config {
                 "--max-training-labels must be in {MIN_TRAINING_LABELS}..={MAX_TRAINING_LABELS}"
             ));
         }
-        self.device.check_supported()?;
+        self.device.check_supported().map_err(|e| e.to_string())?;
         Ok(())
     }
 

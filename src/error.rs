@@ -1,6 +1,10 @@
 //! Domain errors: what went wrong, in the service's own terms. No axum or sqlx types appear
 //! in their shape; `http::error` maps each to a status code and a stable `code`.
 
+/// The underlying error of a [`Error::Storage`]: the database driver's, or a message where
+/// the store found a broken invariant itself.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// An error of the service layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,9 +34,11 @@ pub enum Error {
     /// A wait that ran out (the model did not catch up in time).
     #[error("{0}")]
     Unavailable(String),
-    /// The storage layer failed (connection lost, constraint broken unexpectedly).
+    /// The storage layer failed (connection lost, constraint broken unexpectedly, a stored
+    /// row that cannot be read back). The cause is kept as the error's source; its type
+    /// stays the store's business.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] Cause),
     /// A fault of the server itself, neither the request's nor the storage's (a metric that
     /// cannot be registered).
     #[error("internal: {0}")]

@@ -303,10 +303,23 @@ const FUNCTION_LINES: usize = 80;
 /// entry whose function got short enough must go.
 const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[];
 
-/// The functions of `code` (a source without comment lines) outside its test module, with
-/// their length in lines from the `fn` line to the closing brace. rustfmt puts that brace
-/// at the indentation of the `fn` line, which is what this relies on.
-fn function_lengths(code: &str) -> Vec<(String, usize)> {
+/// A function of a source file outside its test module.
+struct Function {
+    name: String,
+    /// Whether it is declared `async`.
+    asynchronous: bool,
+    /// From the `fn` line to the line that opens the body.
+    signature: String,
+    /// The body's lines, after the signature up to the closing brace.
+    body: String,
+    /// Length in lines from the `fn` line to the closing brace.
+    lines: usize,
+}
+
+/// The functions of `code` (a source without comment lines) outside its test module. rustfmt
+/// puts a body's closing brace at the indentation of the `fn` line, which is what this
+/// relies on.
+fn functions(code: &str) -> Vec<Function> {
     let lines: Vec<&str> = code.lines().collect();
     let end = lines
         .windows(2)
@@ -336,10 +349,24 @@ fn function_lengths(code: &str) -> Vec<(String, usize)> {
         while close < end && lines[close].trim_end() != closing {
             close += 1;
         }
-        found.push((name, close - i + 1));
+        found.push(Function {
+            name,
+            asynchronous: trimmed.contains("async fn "),
+            signature: lines[i..=open].join("\n"),
+            body: lines[(open + 1).min(close)..close].join("\n"),
+            lines: close - i + 1,
+        });
         i = close + 1;
     }
     found
+}
+
+/// The functions of `code` with their length in lines.
+fn function_lengths(code: &str) -> Vec<(String, usize)> {
+    functions(code)
+        .into_iter()
+        .map(|f| (f.name, f.lines))
+        .collect()
 }
 
 /// The name of the function a line declares, if it does.
@@ -403,6 +430,72 @@ fn production_functions_stay_short() {
         if !still_long.contains(&(file.to_string(), name.to_string())) {
             broken.push(format!(
                 "{file}: {name} is no longer over {FUNCTION_LINES} lines: take it off LONG_FUNCTIONS"
+            ));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// Most lines of a request handler: it reads the request, calls one service function and
+/// shapes the answer; anything longer belongs in the service layer.
+const HANDLER_LINES: usize = 40;
+
+/// Whether `signature` is that of an axum handler: an `async fn` taking an extractor.
+fn is_handler(function: &Function) -> bool {
+    function.asynchronous
+        && ["State<", "Path<", "Query<", "Json<", "Bytes", "HeaderMap"]
+            .iter()
+            .any(|extractor| function.signature.contains(extractor))
+}
+
+#[test]
+fn handlers_are_short_and_answer_with_typed_bodies() {
+    let mut broken = Vec::new();
+    let mut handlers = 0;
+    for source in sources().into_iter().filter(|s| s.layer == "http") {
+        for function in functions(&source.code).iter().filter(|f| is_handler(f)) {
+            handlers += 1;
+            if function.lines > HANDLER_LINES {
+                broken.push(format!(
+                    "{}: handler {} has {} lines (at most {HANDLER_LINES})",
+                    source.relative, function.name, function.lines
+                ));
+            }
+            if function.body.contains("json!") {
+                broken.push(format!(
+                    "{}: handler {} builds its body with json!; answer with a typed body",
+                    source.relative, function.name
+                ));
+            }
+        }
+    }
+    assert!(handlers >= 20, "the handlers were found: {handlers}");
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// Where an error is turned into text before it reaches the edge, its source is lost: the
+/// service's errors and the layers beneath keep theirs as typed sources.
+#[test]
+fn errors_are_typed_not_strings() {
+    let mut broken = Vec::new();
+    for source in sources() {
+        if matches!(source.layer.as_str(), "http" | "config" | "main") {
+            continue;
+        }
+        for function in functions(&source.code) {
+            // A `Result<_, String>` return type closes the signature as `, String> {`.
+            let returns = function.signature.split("->").nth(1).unwrap_or_default();
+            if returns.contains("Result<") && returns.trim_end().ends_with(", String> {") {
+                broken.push(format!(
+                    "{}: {} fails with a String",
+                    source.relative, function.name
+                ));
+            }
+        }
+        if source.code.contains("map_err(|e| e.to_string())") {
+            broken.push(format!(
+                "{}: an error flattened to a String",
+                source.relative
             ));
         }
     }

@@ -514,7 +514,7 @@ impl CampaignSpec {
         self.space
             .build()
             .map(std::sync::Arc::from)
-            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}")))
+            .map_err(|e| Error::Storage(format!("stored space is invalid: {e}").into()))
     }
 }
 

@@ -119,9 +119,7 @@ impl GflowNet {
             var.set(t)?;
         }
         if let Some((adam_steps, moments)) = read_moments(&info, &optimiser, &expected)? {
-            gfn.adam
-                .restore(adam_steps, moments)
-                .map_err(GfnError::Checkpoint)?;
+            gfn.adam.restore(adam_steps, moments)?;
         }
         gfn.set_steps(steps);
         Ok(gfn)

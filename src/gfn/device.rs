@@ -50,12 +50,12 @@ impl std::str::FromStr for ComputeDevice {
 
 impl ComputeDevice {
     /// Whether this build can compute on the device at all; the reason when it cannot.
-    pub fn check_supported(self) -> Result<(), String> {
+    pub fn check_supported(self) -> Result<(), GfnError> {
         match self {
-            Self::Cuda(_) if !cfg!(feature = "cuda") => Err(format!(
+            Self::Cuda(_) if !cfg!(feature = "cuda") => Err(GfnError::Config(format!(
                 "--device {self} needs a flowlab built with the `cuda` feature \
                  (cargo build --release --features cuda); this binary computes on the CPU only"
-            )),
+            ))),
             _ => Ok(()),
         }
     }
@@ -67,7 +67,7 @@ static SELECTED: OnceLock<(ComputeDevice, Device)> = OnceLock::new();
 /// the CPU while nothing else was selected changes nothing; a second, different choice is
 /// refused, because networks already built would live on the first device.
 pub fn select(choice: ComputeDevice) -> Result<(), GfnError> {
-    choice.check_supported().map_err(GfnError::Config)?;
+    choice.check_supported()?;
     let already = |(selected, _): &(ComputeDevice, Device)| {
         if *selected == choice {
             Ok(())

@@ -18,6 +18,7 @@
 //! `head.bias`, `log_z`.
 
 use super::kernels;
+use super::train::GfnError;
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 
@@ -246,17 +247,21 @@ impl Adam {
         &mut self,
         steps: i32,
         moments: Vec<(Vec<f32>, Vec<f32>)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), GfnError> {
         if moments.len() != self.moments.len()
             || moments
                 .iter()
                 .zip(&self.moments)
                 .any(|((m, v), (m0, v0))| m.len() != m0.len() || v.len() != v0.len())
         {
-            return Err("optimiser moments do not match the network's parameters".into());
+            return Err(GfnError::Checkpoint(
+                "optimiser moments do not match the network's parameters".into(),
+            ));
         }
         if steps < 0 {
-            return Err(format!("optimiser step count {steps} is negative"));
+            return Err(GfnError::Checkpoint(format!(
+                "optimiser step count {steps} is negative"
+            )));
         }
         self.step = steps;
         self.moments = moments;

@@ -23,8 +23,9 @@ pub enum GfnError {
     Checkpoint(String),
     #[error("state {0:?} is not a terminal state of the space")]
     NotTerminal(State),
+    /// The caller's scoring function failed (the proxy behind it, say).
     #[error("scoring candidates failed: {0}")]
-    Score(String),
+    Score(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The work was called off (its client went away, or its deadline passed).
     #[error("cancelled")]
     Cancelled,

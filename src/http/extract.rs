@@ -2,12 +2,12 @@
 //! missing field, wrong content type, body too large) is an `ApiError` in the protocol's shape,
 //! where axum's own would answer some of them with 422 and a plain-text body.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::Value;
 
 /// A JSON request body parsed into `T`.
 pub struct ApiJson<T>(pub T);
@@ -27,22 +27,22 @@ where
                     ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
                 }
                 JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest {
-                    code: "malformed_json",
+                    code: ErrorCode::MalformedJson,
                     message: e.body_text(),
-                    details: json!(null),
+                    details: Value::Null,
                 },
                 JsonRejection::JsonDataError(e) => ApiError::BadRequest {
-                    code: "invalid_body",
+                    code: ErrorCode::InvalidBody,
                     message: e.body_text(),
-                    details: json!(null),
+                    details: Value::Null,
                 },
                 JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     ApiError::PayloadTooLarge("request body is over the size limit".into())
                 }
                 other => ApiError::BadRequest {
-                    code: "bad_request",
+                    code: ErrorCode::BadRequest,
                     message: other.body_text(),
-                    details: json!(null),
+                    details: Value::Null,
                 },
             }),
         }

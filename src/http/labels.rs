@@ -1,7 +1,7 @@
 //! `POST /labels`: measurements, all or nothing. Every item is validated before anything is
 //! stored; the first bad one answers 400 (or 404 for an unknown id) with its index.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::AppState;
 use crate::domain::label::{LabelItem, LabelsOutcome, LabelsRequest, MAX_LABELS};
 use crate::error::Error;
@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde_json::json;
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// `POST /labels` with a JSON body (`application/json`) or a CSV file (`text/csv`, columns
@@ -50,9 +50,9 @@ pub async fn create(
             ApiError::PayloadTooLarge("request body is over the size limit".into())
         } else {
             ApiError::BadRequest {
-                code: "bad_request",
+                code: ErrorCode::BadRequest,
                 message: e.body_text(),
-                details: json!(null),
+                details: Value::Null,
             }
         }
     })?;
@@ -80,13 +80,15 @@ pub async fn create(
 /// (types, unknown or missing fields) `invalid_body`.
 fn json_error(e: serde_json::Error) -> ApiError {
     let code = match e.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed_json",
-        _ => "invalid_body",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ErrorCode::MalformedJson
+        }
+        _ => ErrorCode::InvalidBody,
     };
     ApiError::BadRequest {
         code,
         message: e.to_string(),
-        details: json!(null),
+        details: Value::Null,
     }
 }
 

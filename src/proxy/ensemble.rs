@@ -15,6 +15,7 @@
 //! `FitSettings::steps` is thus the most steps a fit takes. With too few rows for every
 //! member to have a validation split the fit runs the full count.
 
+use super::ProxyError;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::Rng;
@@ -422,22 +423,22 @@ impl Ensemble {
         prefix: &str,
         input_dim: usize,
         target: Target,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProxyError> {
         let mut params = Vec::with_capacity(PARAMS.len());
         for name in PARAMS {
             let t = tensors
                 .get(&format!("{prefix}{name}"))
-                .ok_or_else(|| format!("missing tensor {prefix}{name}"))?;
-            let t = t.to_dtype(DType::F32).map_err(|e| e.to_string())?;
-            params.push(Var::from_tensor(&t).map_err(|e| e.to_string())?);
+                .ok_or_else(|| ProxyError::Checkpoint(format!("missing tensor {prefix}{name}")))?;
+            let t = t.to_dtype(DType::F32)?;
+            params.push(Var::from_tensor(&t)?);
         }
         let dims: Vec<Vec<usize>> = params.iter().map(|p| p.dims().to_vec()).collect();
         let (k, h) = match dims[0].as_slice() {
             [k, d, h] if *d == input_dim => (*k, *h),
             other => {
-                return Err(format!(
+                return Err(ProxyError::Checkpoint(format!(
                     "{prefix}w1 has shape {other:?}, expected [members, {input_dim}, hidden]"
-                ))
+                )))
             }
         };
         let expected = [
@@ -450,9 +451,9 @@ impl Ensemble {
         ];
         for ((name, got), want) in PARAMS.iter().zip(&dims).zip(&expected) {
             if got != want {
-                return Err(format!(
+                return Err(ProxyError::Checkpoint(format!(
                     "{prefix}{name} has shape {got:?}, expected {want:?}"
-                ));
+                )));
             }
         }
         Ok(Self {

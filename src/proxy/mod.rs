@@ -31,6 +31,23 @@ pub fn campaign_cost(
 }
 pub use surrogate::{acquisition, spearman, Prediction, ProxyQuality, Surrogate};
 
+/// Why the proxy could not be fit, used or rebuilt from a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Fitting needs data: a campaign without a successful label has no proxy.
+    #[error("the proxy needs at least one labelled candidate")]
+    NoLabels,
+    /// A tensor operation failed (shapes, device, numerics).
+    #[error("proxy tensors: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// The checkpoint's metadata is not the proxy's JSON.
+    #[error("proxy metadata: {0}")]
+    Metadata(#[from] serde_json::Error),
+    /// The checkpoint's tensors do not fit together or do not fit the space.
+    #[error("proxy checkpoint: {0}")]
+    Checkpoint(String),
+}
+
 use crate::domain::campaign::{RewardSpec, Transform};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;

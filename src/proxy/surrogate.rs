@@ -12,7 +12,7 @@
 
 use super::ensemble::{Ensemble, FitSettings, Target};
 use super::features::FeatureMap;
-use super::{descending_score, standardisation, Standardisation};
+use super::{descending_score, standardisation, ProxyError, Standardisation};
 use crate::domain::campaign::{Acquisition, ProxySpec, RewardSpec};
 use crate::gfn::{Space, State};
 use candle_core::Tensor;
@@ -100,10 +100,6 @@ fn fit_settings(spec: &ProxySpec) -> FitSettings {
     }
 }
 
-fn candle(e: candle_core::Error) -> String {
-    e.to_string()
-}
-
 impl Surrogate {
     /// Fits the surrogate on the labelled candidates (terminal, mean raw score) and the
     /// candidates that only ever failed.
@@ -114,9 +110,9 @@ impl Surrogate {
         maximize: bool,
         spec: &ProxySpec,
         rng: &mut impl Rng,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProxyError> {
         if labelled.is_empty() {
-            return Err("the proxy needs at least one labelled candidate".into());
+            return Err(ProxyError::NoLabels);
         }
         let scores: Vec<f64> = labelled.iter().map(|(_, y)| *y).collect();
         let scale = standardisation(&scores, maximize);
@@ -144,8 +140,7 @@ impl Surrogate {
         } else {
             None
         };
-        let regression =
-            Ensemble::fit(&x, dim, &z, Target::Regression, &settings, rng).map_err(candle)?;
+        let regression = Ensemble::fit(&x, dim, &z, Target::Regression, &settings, rng)?;
         let feasibility = if failed.is_empty() {
             None
         } else {
@@ -162,7 +157,14 @@ impl Surrogate {
                 patience: 0,
                 ..settings
             };
-            Some(Ensemble::fit(&xs, dim, &ys, Target::Classification, &full, rng).map_err(candle)?)
+            Some(Ensemble::fit(
+                &xs,
+                dim,
+                &ys,
+                Target::Classification,
+                &full,
+                rng,
+            )?)
         };
         let lo = z.iter().copied().fold(f32::INFINITY, f32::min) as f64;
         let hi = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -186,7 +188,11 @@ impl Surrogate {
     }
 
     /// Predictions for terminals of the space the surrogate was fit on.
-    pub fn predict(&self, space: &dyn Space, states: &[State]) -> Result<Vec<Prediction>, String> {
+    pub fn predict(
+        &self,
+        space: &dyn Space,
+        states: &[State],
+    ) -> Result<Vec<Prediction>, ProxyError> {
         if states.is_empty() {
             return Ok(Vec::new());
         }
@@ -202,14 +208,11 @@ impl Surrogate {
             .map(|_| Vec::with_capacity(states.len()));
         for chunk in states.chunks(rows) {
             let x = self.map.encode(space, chunk);
-            for (all, part) in members
-                .iter_mut()
-                .zip(self.regression.predict(&x).map_err(candle)?)
-            {
+            for (all, part) in members.iter_mut().zip(self.regression.predict(&x)?) {
                 all.extend(part);
             }
             if let (Some(f), Some(out)) = (&self.feasibility, feasible.as_mut()) {
-                out.extend(member_mean(&f.predict(&x).map_err(candle)?));
+                out.extend(member_mean(&f.predict(&x)?));
             }
         }
         let k = members.len() as f64;
@@ -270,12 +273,12 @@ impl Surrogate {
     }
 
     /// Tensors (under `proxy.`) and metadata for a checkpoint.
-    pub fn to_parts(&self) -> Result<(Vec<(String, Tensor)>, String), String> {
+    pub fn to_parts(&self) -> Result<(Vec<(String, Tensor)>, String), ProxyError> {
         let mut tensors = self.regression.named_tensors(REGRESSION_PREFIX);
         if let Some(f) = &self.feasibility {
             tensors.extend(f.named_tensors(FEASIBILITY_PREFIX));
         }
-        let meta = serde_json::to_string(&self.meta).map_err(|e| e.to_string())?;
+        let meta = serde_json::to_string(&self.meta)?;
         Ok((tensors, meta))
     }
 
@@ -285,17 +288,16 @@ impl Surrogate {
         tensors: &HashMap<String, Tensor>,
         meta: &str,
         encoding_dim: usize,
-    ) -> Result<Self, String> {
-        let meta: SurrogateMeta =
-            serde_json::from_str(meta).map_err(|e| format!("proxy metadata: {e}"))?;
+    ) -> Result<Self, ProxyError> {
+        let meta: SurrogateMeta = serde_json::from_str(meta)?;
         let map = meta
             .features
             .unwrap_or_else(|| FeatureMap::legacy(encoding_dim));
         if map.encoding_dim != encoding_dim {
-            return Err(format!(
+            return Err(ProxyError::Checkpoint(format!(
                 "the proxy was fit on a space encoded in {} inputs, not {encoding_dim}",
                 map.encoding_dim
-            ));
+            )));
         }
         let input_dim = map.dim();
         let regression = Ensemble::from_named_tensors(
@@ -340,7 +342,7 @@ fn holdout_quality(
     holdout: f64,
     settings: &FitSettings,
     rng: &mut impl Rng,
-) -> Result<ProxyQuality, String> {
+) -> Result<ProxyQuality, ProxyError> {
     let n = data.scores.len();
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..order.len()).rev() {
@@ -362,9 +364,8 @@ fn holdout_quality(
         Target::Regression,
         settings,
         rng,
-    )
-    .map_err(candle)?;
-    let predicted = member_mean(&copy.predict(&rows(test)).map_err(candle)?);
+    )?;
+    let predicted = member_mean(&copy.predict(&rows(test))?);
     let measured: Vec<f64> = test.iter().map(|&i| data.scores[i]).collect();
     let predicted_raw: Vec<f64> = predicted.iter().map(|p| scale.invert(*p)).collect();
     let rmse = (measured

@@ -344,7 +344,9 @@ impl DrawJob {
             let Some(s) = surrogate else {
                 return Ok(vec![0.0; states.len()]);
             };
-            let predictions = s.predict(space, states).map_err(GfnError::Score)?;
+            let predictions = s
+                .predict(space, states)
+                .map_err(|e| GfnError::Score(e.into()))?;
             Ok(s.log_rewards(&reward, &predictions)
                 .into_iter()
                 .map(f64::from)
@@ -365,7 +367,7 @@ impl DrawJob {
         let estimates: Vec<Option<(f64, f64)>> = match surrogate {
             Some(s) => s
                 .predict(space, &proposal.states)
-                .map_err(GfnError::Score)?
+                .map_err(|e| GfnError::Score(e.into()))?
                 .into_iter()
                 .map(|p| Some((p.mean, p.std)))
                 .collect(),

@@ -142,7 +142,7 @@ macro_rules! insert_labels_tx {
                 LabelTarget::Value { campaign_id, value } => {
                     match id_of_value.get(&(*campaign_id, value.clone())) {
                         Some(id) => *id,
-                        None => return Err(Error::Storage(format!("label {index}: imported candidate vanished"))),
+                        None => return Err(Error::Storage(format!("label {index}: imported candidate vanished").into())),
                     }
                 }
             });

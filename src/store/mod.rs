@@ -68,14 +68,14 @@ impl From<sqlx::Error> for Error {
                     .into(),
             )
         } else {
-            Self::Storage(e.to_string())
+            Self::Storage(Box::new(e))
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Self::Storage(e.to_string())
+        Self::Storage(Box::new(e))
     }
 }
 
@@ -207,7 +207,7 @@ impl Store {
 
     #[tracing::instrument(skip_all)]
     pub async fn insert_campaign(&self, spec: &CampaignSpec) -> Result<Campaign, Error> {
-        let json = serde_json::to_string(spec).map_err(|e| Error::Storage(e.to_string()))?;
+        let json = serde_json::to_string(spec).map_err(|e| Error::Storage(Box::new(e)))?;
         let (id, created_at) = match self {
             Self::Sqlite(pool) => sqlite::insert_campaign(pool, &spec.name, &json).await?,
             Self::Postgres(pool) => postgres::insert_campaign(pool, &spec.name, &json).await?,
@@ -254,7 +254,7 @@ pub(crate) struct CampaignRow {
 impl CampaignRow {
     fn into_campaign(self) -> Result<Campaign, Error> {
         let spec: CampaignSpec = serde_json::from_str(&self.spec).map_err(|e| {
-            Error::Storage(format!("campaign {} has an unreadable spec: {e}", self.id))
+            Error::Storage(format!("campaign {} has an unreadable spec: {e}", self.id).into())
         })?;
         Ok(Campaign {
             id: self.id,

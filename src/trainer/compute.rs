@@ -29,18 +29,36 @@ use tokio::sync::oneshot;
 const QUEUE_CAPACITY: usize = 64;
 
 /// Why a job produced no result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum JobError {
-    /// Training is impossible or broke (bad data, unreadable checkpoint, a panic).
+    /// The engine failed: tensors, settings, a checkpoint it cannot read.
+    #[error(transparent)]
+    Engine(#[from] crate::gfn::GfnError),
+    /// The proxy could not be fit on the campaign's labels.
+    #[error("fitting the proxy failed: {0}")]
+    ProxyFit(#[source] crate::proxy::ProxyError),
+    /// The fitted proxy could not score candidates.
+    #[error("the proxy failed: {0}")]
+    Proxy(#[source] crate::proxy::ProxyError),
+    /// The trained model could not be written as a checkpoint.
+    #[error("writing the checkpoint failed: {0}")]
+    Checkpoint(#[source] crate::model::ModelError),
+    /// Training is impossible (no labels, a stored value outside the space) or broke (a
+    /// panic, the compute thread gone); the message says which.
+    #[error("{0}")]
     Failed(String),
     /// The cancel flag was raised (shutdown, or the lease was lost).
+    #[error("cancelled")]
     Cancelled,
 }
 
-impl From<crate::gfn::GfnError> for JobError {
-    fn from(e: crate::gfn::GfnError) -> Self {
-        Self::Failed(e.to_string())
-    }
+/// Why the compute thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("cannot build the training thread pool: {0}")]
+    Pool(#[from] rayon::ThreadPoolBuildError),
+    #[error("cannot start the training thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// What one turn of a job ended with.
@@ -69,17 +87,15 @@ pub(crate) struct Submitter {
 pub(crate) fn start(
     threads: usize,
     slice: Duration,
-) -> Result<(Submitter, std::thread::JoinHandle<()>), String> {
+) -> Result<(Submitter, std::thread::JoinHandle<()>), StartError> {
     let (tx, rx) = sync_channel::<Task>(QUEUE_CAPACITY);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("flowlab-train-{i}"))
-        .build()
-        .map_err(|e| format!("cannot build the training thread pool: {e}"))?;
+        .build()?;
     let thread = std::thread::Builder::new()
         .name("flowlab-trainer".into())
-        .spawn(move || run_loop(&rx, &pool, slice))
-        .map_err(|e| format!("cannot start the training thread: {e}"))?;
+        .spawn(move || run_loop(&rx, &pool, slice))?;
     Ok((Submitter { tx }, thread))
 }
 
@@ -230,14 +246,18 @@ mod tests {
         let rx = submitter
             .submit(|| -> Result<(), JobError> { panic!("boom") })
             .expect("queued");
-        assert_eq!(
-            recv(rx),
-            Err(JobError::Failed("training panicked: boom".into()))
+        assert!(
+            matches!(recv(rx), Err(JobError::Failed(m)) if m == "training panicked: boom"),
+            "a panic fails the job with its message"
         );
         let rx = submitter
             .submit(|| Ok(rayon::current_num_threads()))
             .expect("queued");
-        assert_eq!(recv(rx), Ok(1), "jobs run inside the configured pool");
+        assert_eq!(
+            recv(rx).ok(),
+            Some(1),
+            "jobs run inside the configured pool"
+        );
         drop(submitter);
         thread
             .join()
@@ -250,7 +270,7 @@ mod tests {
         let rx = submitter
             .submit(|| Ok(rayon::current_num_threads()))
             .expect("queued");
-        assert_eq!(recv(rx), Ok(2));
+        assert_eq!(recv(rx).ok(), Some(2));
         let name = submitter
             .submit(|| Ok(std::thread::current().name().map(str::to_string)))
             .expect("queued");
@@ -298,12 +318,12 @@ mod tests {
                 .expect("queued")
         };
         open_gate.send(()).expect("gate");
-        assert_eq!(recv(gate), Ok(()));
+        assert_eq!(recv(gate).ok(), Some(()));
         // Turn by turn: the long job had one turn before each of the short one's five.
         // First come, first served would never have let the short job run.
-        assert_eq!(recv(short), Ok(5));
+        assert_eq!(recv(short).ok(), Some(5));
         cancel_long.store(true, Ordering::Relaxed);
-        assert_eq!(recv(long), Err(JobError::Cancelled));
+        assert!(matches!(recv(long), Err(JobError::Cancelled)));
         drop(submitter);
         thread.join().expect("the thread ends");
     }
@@ -334,9 +354,9 @@ mod tests {
         let a = submitter.submit_turns(job('a', 3)).expect("queued");
         let b = submitter.submit_turns(job('b', 2)).expect("queued");
         open_gate.send(()).expect("gate");
-        assert_eq!(recv(gate), Ok(()));
-        assert_eq!(recv(a), Ok(()));
-        assert_eq!(recv(b), Ok(()));
+        assert_eq!(recv(gate).ok(), Some(()));
+        assert_eq!(recv(a).ok(), Some(()));
+        assert_eq!(recv(b).ok(), Some(()));
         let order: String = log.lock().expect("log").iter().collect();
         assert_eq!(order, "ababa");
         drop(submitter);
@@ -359,10 +379,10 @@ mod tests {
         let fine = submitter
             .submit_turns(|_deadline| Turn::Finished(Ok(7)))
             .expect("queued");
-        assert_eq!(
-            recv(panics),
-            Err(JobError::Failed("training panicked: second turn".into()))
+        assert!(
+            matches!(recv(panics), Err(JobError::Failed(m)) if m == "training panicked: second turn"),
+            "a panic in a later turn fails the job with its message"
         );
-        assert_eq!(recv(fine), Ok(7));
+        assert_eq!(recv(fine).ok(), Some(7));
     }
 }

@@ -347,9 +347,7 @@ impl TrainerHandle {
             }
         }
         Err(first_error.unwrap_or_else(|| {
-            Error::Storage(format!(
-                "checkpoint {newest} of campaign {campaign_id} vanished"
-            ))
+            Error::Storage(format!("checkpoint {newest} of campaign {campaign_id} vanished").into())
         }))
     }
 
@@ -365,18 +363,19 @@ impl TrainerHandle {
             .checkpoint_weights(campaign_id, version)
             .await?
             .ok_or_else(|| {
-                Error::Storage(format!(
-                    "checkpoint {version} of campaign {campaign_id} vanished"
-                ))
+                Error::Storage(
+                    format!("checkpoint {version} of campaign {campaign_id} vanished").into(),
+                )
             })?;
         // Decoding builds the network: tensor work, kept off the reactor.
         tokio::task::spawn_blocking(move || Model::from_bytes(space, &bytes))
             .await
-            .map_err(|e| Error::Storage(format!("loading a checkpoint panicked: {e}")))?
+            .map_err(|e| Error::Storage(format!("loading a checkpoint panicked: {e}").into()))?
             .map_err(|e| {
-                Error::Storage(format!(
-                    "checkpoint {version} of campaign {campaign_id} cannot be loaded: {e}"
-                ))
+                Error::Storage(
+                    format!("checkpoint {version} of campaign {campaign_id} cannot be loaded: {e}")
+                        .into(),
+                )
             })
     }
 

@@ -164,7 +164,7 @@ fn fit_surrogate(
     let failed = &data.failed;
     let fit = |labelled: &[(State, f64)], proxy: &crate::domain::campaign::ProxySpec, rng| {
         Surrogate::fit(space, labelled, failed, spec.reward.maximize, proxy, rng)
-            .map_err(|e| JobError::Failed(format!("fitting the proxy failed: {e}")))
+            .map_err(JobError::ProxyFit)
     };
     if labelled.len() >= MIN_PROXY_LABELS {
         return fit(labelled, &spec.training.proxy, rng).map(Some);
@@ -228,9 +228,7 @@ fn proxy_log_rewards(
     reward: &crate::domain::campaign::RewardSpec,
     states: &[State],
 ) -> Result<Vec<f32>, JobError> {
-    let predictions = surrogate
-        .predict(space, states)
-        .map_err(|e| JobError::Failed(format!("the proxy failed: {e}")))?;
+    let predictions = surrogate.predict(space, states).map_err(JobError::Proxy)?;
     Ok(surrogate.log_rewards(reward, &predictions))
 }
 
@@ -500,9 +498,7 @@ impl Training {
             surrogate: self.surrogate,
             elites: self.elites,
         };
-        let checkpoint = model
-            .to_bytes()
-            .map_err(|e| JobError::Failed(format!("writing the checkpoint failed: {e}")))?;
+        let checkpoint = model.to_bytes().map_err(JobError::Checkpoint)?;
         let seconds = self.busy.as_secs_f64();
         let steps = self.job.spec.training.steps;
         let mix = self.mix;
@@ -673,7 +669,7 @@ impl Rewarder<'_> {
         let score = |states: &[State]| -> Result<Vec<f64>, crate::gfn::GfnError> {
             let predictions = s
                 .predict(self.space, states)
-                .map_err(crate::gfn::GfnError::Score)?;
+                .map_err(|e| crate::gfn::GfnError::Score(e.into()))?;
             Ok(s.log_rewards(self.reward, &predictions)
                 .into_iter()
                 .map(f64::from)
@@ -910,7 +906,7 @@ mod tests {
     fn train_stops_when_cancelled() {
         let j = job(1_000_000, None);
         j.cancel.store(true, Ordering::Relaxed);
-        assert_eq!(train(j).map(|_| ()), Err(JobError::Cancelled));
+        assert!(matches!(train(j), Err(JobError::Cancelled)));
     }
 
     #[test]

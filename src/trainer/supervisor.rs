@@ -117,7 +117,8 @@ impl Supervisor {
     pub(super) async fn run(mut self) {
         let (submitter, thread) = match compute::start(self.config.threads, self.config.slice) {
             Ok((submitter, thread)) => (Some(submitter), Some(thread)),
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 // Runs then fail with this reason instead of the server refusing to start.
                 tracing::error!(%reason, "the training thread did not start");
                 (None, None)
@@ -429,7 +430,8 @@ async fn record(
                 .await?;
             Ok(Outcome::Cancelled(reason.into()))
         }
-        Err(RunError::Job(JobError::Failed(reason))) => {
+        Err(RunError::Job(error)) => {
+            let reason = error.to_string();
             store
                 .end_training_run(lease, run_id, RunEnd::Failed, &reason, now)
                 .await?;
