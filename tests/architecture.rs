@@ -176,8 +176,6 @@ const OPENAPI_DERIVES_OUTSIDE_HTTP: &[&str] = &[
     "gfn/objective.rs",
     "gfn/space/mod.rs",
     "gfn/train.rs",
-    "proxy/prospective.rs",
-    "proxy/surrogate.rs",
 ];
 
 #[test]

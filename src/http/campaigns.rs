@@ -7,7 +7,6 @@ use super::AppState;
 use crate::domain::campaign::{Campaign, NewCampaign};
 use crate::service::campaigns::{self, CampaignOverview};
 use crate::service::rounds::parse_stored;
-use crate::store::training::ModelOverview;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -67,8 +66,7 @@ pub struct CampaignStats {
     pub best: Option<BestCandidate>,
     /// As `GET /campaigns/{id}/model` answers it (the campaign's own `model` holds the
     /// network settings).
-    #[schema(value_type = super::openapi::ModelOverview)]
-    pub model: ModelOverview,
+    pub model: super::model::ModelOverview,
 }
 
 /// The best candidate of a campaign so far.
@@ -179,7 +177,7 @@ impl From<CampaignOverview> for CampaignDetail {
                     reward: c.mean_reward.unwrap_or(f64::NAN),
                     entity,
                 }),
-                model: overview.model,
+                model: overview.model.into(),
             },
         }
     }

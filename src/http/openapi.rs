@@ -18,97 +18,6 @@ use crate::domain::{campaign, label, round, CandidateValue};
 use crate::gfn::{BackwardPolicy, GfnConfig, Objective, SpaceSpec};
 use utoipa::OpenApi;
 
-/// The model of a campaign as `GET /campaigns/{id}/model` answers it: documents
-/// `store::training::ModelOverview` (the store does not depend on utoipa); a test holds the
-/// two together.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ModelOverview {
-    /// Newest checkpoint version, 0 before any.
-    pub version: i64,
-    pub status: ModelStatus,
-    /// Why the last run failed, when `status` is `failed`.
-    #[schema(required)]
-    pub error: Option<String>,
-    /// Successful observations the newest checkpoint was trained on, 0 before any.
-    pub trained_on_labels: i64,
-    /// Observations the newest checkpoint was trained on, failed ones included, 0 before
-    /// any. Every accepted label schedules training, and `wait_for_model` waits on this.
-    pub trained_on_observations: i64,
-    /// Total optimisation steps of the newest checkpoint.
-    pub steps: i64,
-    /// Loss reported with the newest checkpoint.
-    #[schema(required)]
-    pub loss: Option<f64>,
-    /// Held-out quality of the newest checkpoint's proxy; null until a run measured one (it
-    /// needs at least 10 labels).
-    #[schema(required)]
-    pub proxy: Option<crate::proxy::ProxyQuality>,
-    /// RFC 3339, UTC: latest of the newest checkpoint's creation and the newest run's start
-    /// or finish; null before any training.
-    #[schema(required)]
-    pub updated_at: Option<String>,
-    /// Training runs, newest first, at most 50.
-    pub history: Vec<TrainingRun>,
-}
-
-/// Where a campaign's model stands.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelStatus {
-    /// No checkpoint and no run yet.
-    Untrained,
-    /// A run is in progress.
-    Training,
-    /// The newest run finished; rounds use its checkpoint.
-    Ready,
-    /// The last run failed; `error` says why.
-    Failed,
-}
-
-/// One training run (documents `store::training::TrainingRunRow`).
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TrainingRun {
-    /// The run's id, increasing in start order.
-    pub id: i64,
-    /// The trainer (process) that ran it.
-    pub owner: String,
-    pub status: RunStatus,
-    /// Successful observations the run trained on.
-    pub labels: i64,
-    /// Observations the run trained on, failed ones included.
-    pub observations: i64,
-    /// Optimisation steps of this run alone.
-    pub steps: i64,
-    /// Mean loss of the run's last steps (succeeded runs only).
-    #[schema(required)]
-    pub loss: Option<f64>,
-    /// The checkpoint version it wrote (succeeded runs only).
-    #[schema(required)]
-    pub version: Option<i64>,
-    /// Why the run failed or was cancelled.
-    #[schema(required)]
-    pub error: Option<String>,
-    /// RFC 3339, UTC.
-    pub started_at: String,
-    /// RFC 3339, UTC; null while running.
-    #[schema(required)]
-    pub finished_at: Option<String>,
-    /// Held-out quality of the proxy the run fit; null when it fit none or had too few
-    /// labels to hold some out.
-    #[schema(required)]
-    pub proxy: Option<crate::proxy::ProxyQuality>,
-}
-
-/// How a training run ended, or that it has not yet.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
 /// The document: every route of [`super::ROUTES`] and the schemas they use.
 #[derive(OpenApi)]
 #[openapi(
@@ -175,14 +84,14 @@ pub enum RunStatus {
         rounds::RoundCandidate,
         rounds::StoredLabel,
         preview::ModelSample,
-        ModelOverview,
+        model::ModelOverview,
         model::ModelDetail,
         model::RoundFigures,
-        crate::proxy::prospective::ProspectiveQuality,
-        crate::proxy::prospective::ProspectiveSummary,
-        ModelStatus,
-        TrainingRun,
-        RunStatus,
+        model::ProspectiveQuality,
+        model::ProspectiveSummary,
+        model::ModelStatus,
+        model::TrainingRun,
+        model::RunStatus,
         signin::SignIn,
     )),
     modifiers(&BearerAuth, &Links, &AssetNames),
@@ -873,42 +782,6 @@ mod tests {
             })
             .collect();
         assert_eq!(tags, ["grid", "sequence", "set"].map(String::from).into());
-    }
-
-    #[test]
-    fn documented_model_overview_matches_the_store_type() {
-        use crate::store::training::{ModelOverview, TrainingRunRow};
-        let run = TrainingRunRow {
-            id: 1,
-            owner: "a".into(),
-            status: "succeeded".into(),
-            labels: 3,
-            observations: 4,
-            steps: 10,
-            loss: Some(0.5),
-            version: Some(1),
-            error: None,
-            started_at: "2026-01-01T00:00:00.000Z".into(),
-            finished_at: None,
-            proxy: None,
-            metrics: None,
-        };
-        let overview = ModelOverview {
-            version: 1,
-            status: "ready".into(),
-            error: None,
-            trained_on_labels: 3,
-            trained_on_observations: 4,
-            steps: 10,
-            loss: Some(0.5),
-            proxy: None,
-            updated_at: None,
-            history: vec![run],
-        };
-        let json = serde_json::to_value(&overview).expect("serialises");
-        let doc = document();
-        assert_eq!(keys(&json), properties(&doc, "ModelOverview"));
-        assert_eq!(keys(&json["history"][0]), properties(&doc, "TrainingRun"));
     }
 
     #[test]

@@ -31,44 +31,36 @@ pub struct Outcome {
 
 /// The prospective figures of one set of outcomes (a round's). Every figure is null when
 /// `n` is under [`MIN_OUTCOMES`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ProspectiveQuality {
     /// Proposals with a stored prediction and a successful observation.
     pub n: usize,
     /// Spearman rank correlation of predicted means and measured rewards (ties share their
     /// mean rank); null also when either side is constant, where it is undefined.
-    #[schema(required)]
     pub spearman: Option<f64>,
     /// Root mean squared error of the predicted means, in the oracle's units.
-    #[schema(required)]
     pub rmse: Option<f64>,
     /// Share of outcomes with `|reward - mean| <= std`; about 0.68 for a calibrated
     /// Gaussian spread.
-    #[schema(required)]
     pub coverage_1sigma: Option<f64>,
     /// Share of outcomes with `|reward - mean| <= 2 std`; about 0.95 when calibrated.
-    #[schema(required)]
     pub coverage_2sigma: Option<f64>,
 }
 
 /// A summary over several rounds' figures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ProspectiveSummary {
     /// Rounds with figures (at least [`MIN_OUTCOMES`] outcomes).
     pub rounds: usize,
     /// Outcomes of those rounds.
     pub n: usize,
     /// Median of those rounds' Spearman correlations (the defined ones); null when none.
-    #[schema(required)]
     pub median_spearman: Option<f64>,
     /// Median of those rounds' RMSE, oracle units; null when no round has figures.
-    #[schema(required)]
     pub median_rmse: Option<f64>,
     /// 1σ coverage over every outcome of those rounds.
-    #[schema(required)]
     pub coverage_1sigma: Option<f64>,
     /// 2σ coverage over every outcome of those rounds.
-    #[schema(required)]
     pub coverage_2sigma: Option<f64>,
 }
 

@@ -28,7 +28,7 @@ pub const MIN_LABELS_FOR_HOLDOUT: usize = 10;
 const MIN_FEASIBLE: f64 = 1e-4;
 
 /// Held-out quality of a fit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ProxyQuality {
     /// Spearman rank correlation of predicted and measured scores on the held-out labels.
     pub spearman: f64,

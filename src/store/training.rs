@@ -12,7 +12,6 @@
 
 use super::Store;
 use crate::error::Error;
-use serde::Serialize;
 
 /// Most training runs listed by [`Store::model_overview`].
 pub const HISTORY_LIMIT: i64 = 50;
@@ -51,7 +50,7 @@ pub struct CheckpointInfo {
 }
 
 /// One training run, as `GET /campaigns/{id}/model` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TrainingRunRow {
     /// The run's id, increasing in start order.
     pub id: i64,
@@ -80,12 +79,11 @@ pub struct TrainingRunRow {
     #[sqlx(skip)]
     pub proxy: Option<serde_json::Value>,
     /// The run's metrics as stored (JSON text); read for `proxy`.
-    #[serde(skip)]
     pub metrics: Option<String>,
 }
 
 /// The model's state as `GET /campaigns/{id}/model` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelOverview {
     /// Newest checkpoint version, 0 before any.
     pub version: i64,
