@@ -173,9 +173,6 @@ const OPENAPI_DERIVES_OUTSIDE_HTTP: &[&str] = &[
     "domain/label.rs",
     "domain/mod.rs",
     "domain/round.rs",
-    "gfn/objective.rs",
-    "gfn/space/mod.rs",
-    "gfn/train.rs",
 ];
 
 #[test]

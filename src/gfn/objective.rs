@@ -19,7 +19,7 @@ use std::collections::HashMap;
 const MASKED: f32 = -1.0e9;
 
 /// Which balance condition the policy is trained to satisfy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// Trajectory balance (Malkin et al. 2022).
@@ -60,7 +60,7 @@ impl std::fmt::Display for Objective {
 }
 
 /// How the backward policy `P_B` is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BackwardPolicy {
     /// A head of the network, trained with the objective.

@@ -32,34 +32,26 @@ pub enum GfnError {
 }
 
 /// Network and optimisation settings of a GFlowNet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[schema(default)]
 pub struct GfnConfig {
     pub objective: Objective,
     pub backward_policy: BackwardPolicy,
     /// Width of each hidden layer.
-    #[schema(minimum = 1, maximum = 4096)]
     pub hidden: usize,
     /// Number of hidden layers.
-    #[schema(minimum = 1, maximum = 8)]
     pub layers: usize,
     /// Adam learning rate of the network.
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub lr: f64,
     /// Adam learning rate of log Z (TB), usually much larger than `lr`.
-    #[schema(exclusive_minimum = 0.0, maximum = 10.0)]
     pub lr_log_z: f64,
     /// SubTB's lambda.
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub subtb_lambda: f64,
     /// FM's epsilon in `log(eps + flow)`.
-    #[schema(exclusive_minimum = 0.0)]
     pub fm_epsilon: f64,
     /// Largest global L2 norm of the gradient (network and log Z together): a larger one is
     /// scaled down to it before the Adam update, so one outlying batch cannot throw the
     /// policy far off. Positive and finite.
-    #[schema(exclusive_minimum = 0.0)]
     pub max_grad_norm: f64,
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod candidates;
 pub mod dashboard;
+mod engine_schemas;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -88,7 +88,7 @@ pub struct InvalidAction {
 }
 
 /// The space part of a campaign, as clients write it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SpaceSpec {
     /// Strings of tokens; a value is the tokens joined by the separator.
@@ -96,13 +96,10 @@ pub enum SpaceSpec {
         /// 2..=1024 distinct non-empty tokens; with an empty separator, a uniquely
         /// decodable code (no two different token sequences may spell the same text) whose
         /// tokens have at most 64 chars if one is a prefix of another.
-        #[schema(min_items = 2, max_items = 1024)]
         alphabet: Vec<String>,
         /// Fewest tokens, `1..=max_length`.
-        #[schema(minimum = 1, maximum = 512)]
         min_length: usize,
         /// Most tokens, 1..=512.
-        #[schema(minimum = 1, maximum = 512)]
         max_length: usize,
         /// Written between tokens (default empty); may not occur in a token.
         #[serde(default)]
@@ -111,22 +108,17 @@ pub enum SpaceSpec {
     /// Points of a `size^dims` grid; a value is an array of `dims` integers in `[0, size)`.
     Grid {
         /// 1..=16.
-        #[schema(minimum = 1, maximum = 16)]
         dims: usize,
         /// 2..=1024.
-        #[schema(minimum = 2, maximum = 1024)]
         size: usize,
     },
     /// Subsets of the items; a value is an array of items.
     Set {
         /// 2..=4096 distinct non-empty strings.
-        #[schema(min_items = 2, max_items = 4096)]
         items: Vec<String>,
         /// Fewest items, `0..=max_size`.
-        #[schema(minimum = 0, maximum = 4096)]
         min_size: usize,
         /// Most items, `1..=items.len()`.
-        #[schema(minimum = 1, maximum = 4096)]
         max_size: usize,
     },
 }
