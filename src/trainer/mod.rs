@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// Whether the schedule is empty (nothing queued or running), for `until_idle`.
     idle: watch::Sender<bool>,
+    /// Scans for campaigns to train completed so far, for `scans_completed`.
+    scans: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -154,6 +156,7 @@ impl TrainerHandle {
             signals: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             idle: watch::channel(true).0,
+            scans: watch::channel(0).0,
         });
         let (wake, wake_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
@@ -394,6 +397,27 @@ impl TrainerHandle {
             Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
             Err(_) => Err(Error::Unavailable(format!(
                 "the trainer was still busy after {:.1} s",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// Returns once the periodic scan for campaigns to train has run `count` more times and
+    /// scheduled what it found: what tests wait for to show that a scan starts nothing,
+    /// instead of sleeping for longer than the scan interval and hoping one ran.
+    /// `Unavailable` after `timeout` or when the trainer stops first.
+    pub async fn scans_completed(&self, count: u64, timeout: Duration) -> Result<(), Error> {
+        let mut scans = self.inner.shared.scans.subscribe();
+        let from = *scans.borrow_and_update();
+        let waited = tokio::time::timeout(timeout, async {
+            scans.wait_for(|n| *n >= from + count).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
+            Err(_) => Err(Error::Unavailable(format!(
+                "the trainer did not scan {count} times within {:.1} s",
                 timeout.as_secs_f64()
             ))),
         }

@@ -109,6 +109,7 @@ impl Supervisor {
             }),
             Err(e) => tracing::warn!(error = %e, "scan for campaigns to train failed"),
         }
+        self.shared.scans.send_modify(|n| *n += 1);
     }
 
     /// Runs until `stop` turns true (or its sender is dropped), then cancels the running

@@ -210,6 +210,19 @@ impl TestApp {
         self._server.service().sampling.available_permits()
     }
 
+    /// Waits until this server's trainer has scanned the database for campaigns to train
+    /// twice more (so at least one whole scan began after the call), then until it has
+    /// nothing queued or running: whatever a scan would start has then run.
+    pub async fn after_a_whole_scan(&self) {
+        self._server
+            .service()
+            .trainer
+            .scans_completed(2, TRAINING_LIMIT)
+            .await
+            .expect("the trainer scans");
+        self.train_until_idle().await;
+    }
+
     /// Waits until this server's trainer has nothing queued or running: every label posted
     /// before has been trained on. Deterministic, unlike polling the model.
     pub async fn train_until_idle(&self) {

@@ -186,7 +186,7 @@ async fn labels_during_a_run_cause_exactly_one_more_run(backend: Backend) {
     let m = idle_model(&app, id).await;
     assert!(ready_on(8)(&m), "a model trained on all 8 labels: {m}");
     // The periodic scan (every second) must not start anything else either.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.after_a_whole_scan().await;
     let m2 = model(&app, id).await;
     assert_eq!(m2["version"], m["version"]);
     let runs = history(&m2);
@@ -264,7 +264,7 @@ async fn a_failing_campaign_is_failed_while_another_still_trains(backend: Backen
     assert_eq!(status, 201, "{body}");
 
     // A failed campaign is not retried by the scan, only by new labels (which fail again).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.after_a_whole_scan().await;
     assert_eq!(history(&model(&app, bad).await).len(), 1);
     drop(app);
 }
@@ -291,7 +291,8 @@ async fn two_servers_on_one_database_never_train_a_campaign_at_once(backend: Bac
                 post_labels(&two, id, half_two)
             );
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Both were told to train: let them contend for each batch before the next.
+        tokio::join!(one.train_until_idle(), two.train_until_idle());
     }
     for &id in &ids {
         let m = wait_model(
