@@ -9,7 +9,7 @@
 //! add the batch's counts and sums to every touched candidate, and give candidates without
 //! an entity the one their labels name.
 
-use super::Store;
+use super::{Pool, Store};
 use crate::domain::label::{LabelTarget, LabelsOutcome, NewLabel};
 use crate::error::Error;
 use serde_json::json;
@@ -256,12 +256,12 @@ impl Store {
         &self,
         labels: &[NewLabel],
     ) -> Result<(LabelsOutcome, Vec<i64>), Error> {
-        match self {
-            Store::Sqlite(pool) => {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
                 let mut tx = pool.begin_with("begin immediate").await?;
                 insert_labels_tx!(tx, sql::sqlite, labels)
             }
-            Store::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 insert_labels_tx!(tx, sql::postgres, labels)
             }

@@ -26,12 +26,12 @@ macro_rules! pg_ts {
 /// store file has a `sql::sqlite` and a `sql::postgres` module of constants).
 macro_rules! on_backend {
     ($store:expr, $name:ident, |$pool:ident, $sql:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => {
                 let $sql = sql::sqlite::$name;
                 $body
             }
-            Store::Postgres($pool) => {
+            $crate::store::Pool::Postgres($pool) => {
                 let $sql = sql::postgres::$name;
                 $body
             }
@@ -79,9 +79,15 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
-/// A connection pool on one of the two backends.
+/// The database: a connection pool on one of the two backends, kept inside the store so
+/// that every statement the server runs is one of the store's methods.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -169,14 +175,18 @@ impl Store {
                 .max_connections(8)
                 .connect_with(options)
                 .await?;
-            Ok(Self::Sqlite(pool))
+            Ok(Self {
+                pool: Pool::Sqlite(pool),
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Ok(Self::Postgres(pool))
+            Ok(Self {
+                pool: Pool::Postgres(pool),
+            })
         } else {
             Err(Error::invalid(
                 "database_url",
@@ -187,30 +197,30 @@ impl Store {
 
     /// Applies the pending migrations of this backend.
     pub async fn migrate(&self) -> Result<(), Error> {
-        match self {
-            Self::Sqlite(pool) => {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
                 sqlx::migrate!("./migrations/sqlite").run(pool).await?;
                 widen_sqlite_sources(pool).await?;
             }
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        match self {
-            Self::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
-            Self::Postgres(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
+            Pool::Postgres(pool) => sqlx::query("select 1").execute(pool).await.is_ok(),
         }
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn insert_campaign(&self, spec: &CampaignSpec) -> Result<Campaign, Error> {
         let json = serde_json::to_string(spec).map_err(|e| Error::Storage(Box::new(e)))?;
-        let (id, created_at) = match self {
-            Self::Sqlite(pool) => sqlite::insert_campaign(pool, &spec.name, &json).await?,
-            Self::Postgres(pool) => postgres::insert_campaign(pool, &spec.name, &json).await?,
+        let (id, created_at) = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::insert_campaign(pool, &spec.name, &json).await?,
+            Pool::Postgres(pool) => postgres::insert_campaign(pool, &spec.name, &json).await?,
         };
         Ok(Campaign {
             id,
@@ -221,9 +231,9 @@ impl Store {
 
     #[tracing::instrument(skip_all, fields(campaign_id = id))]
     pub async fn campaign(&self, id: i64) -> Result<Campaign, Error> {
-        let row = match self {
-            Self::Sqlite(pool) => sqlite::campaign(pool, id).await?,
-            Self::Postgres(pool) => postgres::campaign(pool, id).await?,
+        let row = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::campaign(pool, id).await?,
+            Pool::Postgres(pool) => postgres::campaign(pool, id).await?,
         };
         row.ok_or_else(|| Error::NotFound {
             what: "campaign",
@@ -235,9 +245,9 @@ impl Store {
     /// A page of the campaigns, oldest first: `limit` of them after the first `offset`.
     #[tracing::instrument(skip_all)]
     pub async fn campaigns(&self, limit: i64, offset: i64) -> Result<Vec<Campaign>, Error> {
-        let rows = match self {
-            Self::Sqlite(pool) => sqlite::campaigns(pool, limit, offset).await?,
-            Self::Postgres(pool) => postgres::campaigns(pool, limit, offset).await?,
+        let rows = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::campaigns(pool, limit, offset).await?,
+            Pool::Postgres(pool) => postgres::campaigns(pool, limit, offset).await?,
         };
         rows.into_iter().map(CampaignRow::into_campaign).collect()
     }
@@ -305,7 +315,7 @@ mod tests {
         }
         let url = format!("sqlite://{}", path.display());
         let store = super::Store::connect(&url).await.expect("connects");
-        let super::Store::Sqlite(pool) = &store else {
+        let super::Pool::Sqlite(pool) = &store.pool else {
             panic!("a SQLite store");
         };
         let mut older = sqlx::migrate!("./migrations/sqlite");

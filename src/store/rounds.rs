@@ -6,7 +6,7 @@
 //! campaign, so the rounds of one campaign are created one at a time; `unique (campaign_id,
 //! value)` makes sure no two rounds ever share a candidate whatever the timing.
 
-use super::Store;
+use super::{Pool, Store};
 use crate::error::Error;
 use crate::gfn::Source;
 use serde::Serialize;
@@ -349,12 +349,12 @@ impl Store {
     /// instead; nothing is written.
     #[tracing::instrument(skip_all, fields(campaign_id = draft.campaign_id))]
     pub async fn insert_round(&self, draft: &RoundDraft<'_>) -> Result<RoundInsert, Error> {
-        match self {
-            Store::Sqlite(pool) => {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
                 let mut tx = pool.begin_with("begin immediate").await?;
                 insert_round_tx!(tx, sql::sqlite, draft)
             }
-            Store::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 insert_round_tx!(tx, sql::postgres, draft)
             }

@@ -10,7 +10,7 @@
 //!
 //! Imports no axum; SQL for both backends lives in `sql` below, next to the methods.
 
-use super::Store;
+use super::{Pool, Store};
 use crate::error::Error;
 
 /// Most training runs listed by [`Store::model_overview`].
@@ -367,13 +367,13 @@ mod sql {
 /// the backend's SQL module.
 macro_rules! write_tx {
     ($store:expr, |$tx:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(pool) => {
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
                 let mut $tx = pool.begin_with("begin immediate").await?;
                 use sql::sqlite as $q;
                 $body
             }
-            Store::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 use sql::postgres as $q;
                 $body

@@ -32,20 +32,31 @@ async fn poll(client: &reqwest::Client, url: String, what: &str, done: impl Fn(&
     }
 }
 
-/// The campaign's lease rows: (owner, expires_at_ms).
-async fn leases(store: &Store, campaign_id: i64) -> Vec<(String, i64)> {
+/// The campaign's lease rows: (owner, expires_at_ms), read from the database at `url`.
+async fn leases(url: &str, campaign_id: i64) -> Vec<(String, i64)> {
     let sql = "select owner, expires_at_ms from leases where campaign_id = $1";
-    match store {
-        Store::Sqlite(pool) => sqlx::query_as(sql)
-            .bind(campaign_id)
-            .fetch_all(pool)
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
             .await
-            .expect("leases"),
-        Store::Postgres(pool) => sqlx::query_as(sql)
+            .expect("the SQLite file");
+        let rows = sqlx::query_as(sql)
             .bind(campaign_id)
-            .fetch_all(pool)
+            .fetch_all(&pool)
             .await
-            .expect("leases"),
+            .expect("leases");
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("the PostgreSQL database");
+        let rows = sqlx::query_as(sql)
+            .bind(campaign_id)
+            .fetch_all(&pool)
+            .await
+            .expect("leases");
+        pool.close().await;
+        rows
     }
 }
 
@@ -153,7 +164,7 @@ async fn sigterm_answers_in_flight_stops_training_and_exits_0(backend: Backend) 
         None,
         "no half-trained checkpoint"
     );
-    let leases = leases(&store, id).await;
+    let leases = leases(&db.url, id).await;
     assert_eq!(leases.len(), 1, "{leases:?}");
     assert!(server.owns(&leases[0].0), "{leases:?}");
     assert_eq!(leases[0].1, 0, "released, not left to expire: {leases:?}");
