@@ -8,7 +8,7 @@ use super::AppState;
 use crate::error::Error;
 use crate::service::candidates::{self, CandidateQuery, ListedRow};
 use crate::service::rounds::parse_stored;
-use crate::store::CandidateStatus;
+use crate::store::CandidateStatus as StatusFilter;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -19,10 +19,10 @@ use std::collections::HashMap;
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100_000;
 
-/// Where a candidate stands (documentation; the store keeps it as text).
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(as = CandidateStatus, rename_all = "snake_case")]
-pub enum CandidateStatusDoc {
+/// Where a candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateStatus {
     /// Proposed, not measured yet.
     Pending,
     /// Has at least one successful observation.
@@ -31,6 +31,13 @@ pub enum CandidateStatusDoc {
     Failed,
     /// Its round was abandoned before it was measured.
     Abandoned,
+}
+
+impl CandidateStatus {
+    /// The status as the store keeps it, in text.
+    pub(crate) fn stored(text: &str) -> Self {
+        super::stored_status(text, Self::Pending)
+    }
 }
 
 /// The order of a candidate page.
@@ -60,7 +67,7 @@ pub enum PageFormat {
 pub struct CandidatesQuery {
     /// Only candidates with this status; default: all.
     #[param(inline)]
-    pub status: Option<CandidateStatusDoc>,
+    pub status: Option<CandidateStatus>,
     /// Default `created`.
     #[param(inline)]
     pub order: Option<CandidateOrder>,
@@ -110,8 +117,7 @@ pub struct ListedCandidate {
     /// Number of the round that proposed it; null for an imported value.
     #[schema(required)]
     pub round: Option<i64>,
-    #[schema(value_type = CandidateStatusDoc)]
-    pub status: String,
+    pub status: CandidateStatus,
     /// Mean of its successful observations; null before any.
     #[schema(required)]
     pub mean_reward: Option<f64>,
@@ -183,10 +189,10 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
     )?;
     let status = match params.get("status").map(String::as_str) {
         None => None,
-        Some("pending") => Some(CandidateStatus::Pending),
-        Some("labelled") => Some(CandidateStatus::Labelled),
-        Some("failed") => Some(CandidateStatus::Failed),
-        Some("abandoned") => Some(CandidateStatus::Abandoned),
+        Some("pending") => Some(StatusFilter::Pending),
+        Some("labelled") => Some(StatusFilter::Labelled),
+        Some("failed") => Some(StatusFilter::Failed),
+        Some("abandoned") => Some(StatusFilter::Abandoned),
         Some(_) => {
             return Err(Error::invalid(
                 "status",
@@ -226,7 +232,7 @@ impl From<ListedRow> for ListedCandidate {
             id: c.id,
             value: parse_stored(&c.value),
             round: c.round_number,
-            status: c.status,
+            status: CandidateStatus::stored(&c.status),
             mean_reward: c.mean_reward,
             observations: c.n_success + c.n_failed,
             successes: c.n_success,
@@ -277,4 +283,25 @@ fn to_csv(rows: &[ListedRow]) -> Result<String, csv::Error> {
         .into_inner()
         .map_err(|e| csv::Error::from(e.into_error()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_status_reads_as_the_status_of_the_same_name() {
+        for stored in [
+            StatusFilter::Pending,
+            StatusFilter::Labelled,
+            StatusFilter::Failed,
+            StatusFilter::Abandoned,
+        ] {
+            let status = CandidateStatus::stored(stored.as_str());
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::from(stored.as_str()))
+            );
+        }
+    }
 }

@@ -19,6 +19,15 @@ pub mod rounds;
 pub mod server;
 pub mod spreadsheet;
 
+/// A status the store wrote as text, read back as one of `T`'s (snake_case) variants;
+/// `fallback`, logged, if a newer server wrote one this one does not know.
+pub(crate) fn stored_status<T: for<'de> serde::Deserialize<'de>>(text: &str, fallback: T) -> T {
+    serde_json::from_value(serde_json::Value::from(text)).unwrap_or_else(|_| {
+        tracing::warn!(status = text, "an unknown stored status");
+        fallback
+    })
+}
+
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 

@@ -192,15 +192,6 @@ impl From<prospective::ProspectiveSummary> for ProspectiveSummary {
     }
 }
 
-/// A status the store wrote, read back as one of `T`'s (snake_case) variants; `fallback`
-/// (logged) if a newer server wrote one this one does not know.
-fn stored_status<T: for<'de> Deserialize<'de>>(text: &str, fallback: T) -> T {
-    serde_json::from_value(serde_json::Value::from(text)).unwrap_or_else(|_| {
-        tracing::warn!(status = text, "an unknown stored status");
-        fallback
-    })
-}
-
 /// The proxy figures a run stored with its metrics; none when they do not read as such.
 fn stored_quality(proxy: Option<serde_json::Value>) -> Option<ProxyQuality> {
     proxy.and_then(|v| serde_json::from_value(v).ok())
@@ -211,7 +202,7 @@ impl From<TrainingRunRow> for TrainingRun {
         Self {
             id: run.id,
             owner: run.owner,
-            status: stored_status(&run.status, RunStatus::Failed),
+            status: super::stored_status(&run.status, RunStatus::Failed),
             labels: run.labels,
             observations: run.observations,
             steps: run.steps,
@@ -229,7 +220,7 @@ impl From<stored::ModelOverview> for ModelOverview {
     fn from(model: stored::ModelOverview) -> Self {
         Self {
             version: model.version,
-            status: stored_status(&model.status, ModelStatus::Failed),
+            status: super::stored_status(&model.status, ModelStatus::Failed),
             error: model.error,
             trained_on_labels: model.trained_on_labels,
             trained_on_observations: model.trained_on_observations,
@@ -481,11 +472,11 @@ mod tests {
     #[test]
     fn unknown_stored_statuses_and_unreadable_proxy_figures_do_not_fail_the_answer() {
         assert_eq!(
-            stored_status("training", ModelStatus::Failed),
+            crate::http::stored_status("training", ModelStatus::Failed),
             ModelStatus::Training
         );
         assert_eq!(
-            stored_status("from a newer server", ModelStatus::Failed),
+            crate::http::stored_status("from a newer server", ModelStatus::Failed),
             ModelStatus::Failed
         );
         assert_eq!(

@@ -79,7 +79,7 @@ use utoipa::OpenApi;
         campaigns::BestCandidate,
         candidates::CandidatePage,
         candidates::ListedCandidate,
-        candidates::CandidateStatusDoc,
+        candidates::CandidateStatus,
         rounds::RoundDetail,
         rounds::RoundCandidate,
         rounds::StoredLabel,

@@ -66,8 +66,7 @@ pub struct RoundCandidate {
     pub id: i64,
     #[schema(value_type = crate::domain::CandidateValue)]
     pub value: Value,
-    #[schema(value_type = super::candidates::CandidateStatusDoc)]
-    pub status: String,
+    pub status: super::candidates::CandidateStatus,
     /// Mean of its successful observations; null before any.
     #[schema(required)]
     pub mean_reward: Option<f64>,
@@ -165,7 +164,7 @@ impl From<CandidateWithLabels> for RoundCandidate {
         Self {
             id: c.id,
             value: parse_stored(&c.value),
-            status: c.status,
+            status: super::candidates::CandidateStatus::stored(&c.status),
             mean_reward: c.mean_reward,
             observations: c.n_success + c.n_failed,
             source: c.source,
