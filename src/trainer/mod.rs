@@ -136,6 +136,24 @@ impl Shared {
     }
 }
 
+/// Waits until `condition` holds for the value `watched` publishes; `Unavailable` saying
+/// `unmet` after `timeout`, or when the publisher (the trainer) is gone first.
+async fn wait_until<T>(
+    mut watched: watch::Receiver<T>,
+    condition: impl FnMut(&T) -> bool,
+    timeout: Duration,
+    unmet: &str,
+) -> Result<(), Error> {
+    match tokio::time::timeout(timeout, watched.wait_for(condition)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
+        Err(_) => Err(Error::Unavailable(format!(
+            "{unmet} after {:.1} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it: every value
 /// kept under these locks stays consistent between statements.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -387,19 +405,8 @@ impl TrainerHandle {
     /// tools that drive training deterministically instead of polling; `Unavailable` after
     /// `timeout` or when the trainer stops first.
     pub async fn until_idle(&self, timeout: Duration) -> Result<(), Error> {
-        let mut idle = self.inner.shared.idle.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
-            idle.wait_for(|idle| *idle).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
-            Err(_) => Err(Error::Unavailable(format!(
-                "the trainer was still busy after {:.1} s",
-                timeout.as_secs_f64()
-            ))),
-        }
+        let idle = self.inner.shared.idle.subscribe();
+        wait_until(idle, |idle| *idle, timeout, "the trainer was still busy").await
     }
 
     /// Returns once the periodic scan for campaigns to train has run `count` more times and
@@ -409,18 +416,8 @@ impl TrainerHandle {
     pub async fn scans_completed(&self, count: u64, timeout: Duration) -> Result<(), Error> {
         let mut scans = self.inner.shared.scans.subscribe();
         let from = *scans.borrow_and_update();
-        let waited = tokio::time::timeout(timeout, async {
-            scans.wait_for(|n| *n >= from + count).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::Unavailable("the trainer stopped".into())),
-            Err(_) => Err(Error::Unavailable(format!(
-                "the trainer did not scan {count} times within {:.1} s",
-                timeout.as_secs_f64()
-            ))),
-        }
+        let unmet = format!("the trainer had not scanned {count} times");
+        wait_until(scans, |n| *n >= from + count, timeout, &unmet).await
     }
 
     /// Whether shutdown has begun.
