@@ -33,10 +33,6 @@ mod sql {
     }
 
     pub mod sqlite {
-        /// `indexed by`: SQLite, without statistics, may otherwise walk a campaign through
-        /// the reward index and so visit its rows in random order (several times slower at a
-        /// million candidates); the `(campaign_id, id)` index visits them in table order.
-        pub const OBJECT_COUNT: &str = "select count(distinct entity) + count(*) - count(entity) from candidates indexed by candidates_campaign_id where campaign_id = $1 and status = 'labelled'";
         pub const ENTITIES: &str = "select id, entity from candidates where campaign_id = $1 and entity is not null and id in (select value from json_each($2))";
         pub const OBJECTS: &str = concat!(
             "select * from (select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.entity, sum(c.n_success) over w as n_success, sum(c.n_failed) over w as n_failed, case when sum(c.n_success) over w > 0 then sum(c.reward_sum) over w / sum(c.n_success) over w end as mean_reward, count(*) over w as replicates, c.created_at, row_number() over (",
@@ -48,7 +44,6 @@ mod sql {
     }
 
     pub mod postgres {
-        pub const OBJECT_COUNT: &str = "select count(distinct entity) + count(*) - count(entity) from candidates where campaign_id = $1 and status = 'labelled'";
         pub const ENTITIES: &str = "select id, entity from candidates where campaign_id = $1 and entity is not null and id in (select (jsonb_array_elements_text($2::jsonb))::bigint)";
         pub const OBJECTS: &str = concat!(
             "select * from (select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.entity, (sum(c.n_success) over w)::bigint as n_success, (sum(c.n_failed) over w)::bigint as n_failed, case when sum(c.n_success) over w > 0 then sum(c.reward_sum) over w / (sum(c.n_success) over w)::float8 end as mean_reward, count(*) over w as replicates, ",
@@ -63,15 +58,6 @@ mod sql {
 }
 
 impl Store {
-    /// Distinct objects among the campaign's labelled candidates: each entity once, and
-    /// each labelled candidate without an entity.
-    pub async fn object_count(&self, campaign_id: i64) -> Result<i64, Error> {
-        let (n,): (i64,) = on_backend!(self, OBJECT_COUNT, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
-        });
-        Ok(n)
-    }
-
     /// The entities of those of `ids` (candidates of the campaign) that have one.
     pub async fn candidate_entities(
         &self,
@@ -118,5 +104,160 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{OnTaken, Pool, ProposedValue, RoundDraft, RoundInsert, Stats, Store};
+    use crate::domain::campaign::NewCampaign;
+    use crate::domain::label::{LabelTarget, NewLabel};
+    use crate::gfn::Source;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The counts as `GET /campaigns/{id}` computed them before the campaign kept its own:
+    /// over every candidate and round of the campaign.
+    async fn recount(store: &Store, campaign_id: i64) -> Stats {
+        const RECOUNT: &str = "select
+            (select count(*) from candidates where campaign_id = $1),
+            (select count(*) from candidates where campaign_id = $1 and status = 'labelled'),
+            (select count(*) from candidates where campaign_id = $1 and status = 'failed'),
+            (select count(*) from candidates where campaign_id = $1 and status = 'pending'),
+            (select count(*) from candidates where campaign_id = $1 and status = 'abandoned'),
+            (select count(*) from rounds where campaign_id = $1),
+            (select count(distinct entity) + count(*) - count(entity) from candidates
+                where campaign_id = $1 and status = 'labelled')";
+        type Row = (i64, i64, i64, i64, i64, i64, i64);
+        let row: Row = match &store.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(RECOUNT)
+                    .bind(campaign_id)
+                    .fetch_one(pool)
+                    .await
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(RECOUNT)
+                    .bind(campaign_id)
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("recount");
+        let (candidates, labelled, failed, pending, abandoned, rounds, objects) = row;
+        Stats {
+            candidates,
+            labelled,
+            failed,
+            pending,
+            abandoned,
+            rounds,
+            objects,
+        }
+    }
+
+    /// A label for `target`: a success or a failure, with an entity from a small set (so
+    /// that replicates, conflicts and entities named late all happen) and sometimes a key
+    /// from a small set (so that retries and refused batches happen too).
+    fn random_label(rng: &mut StdRng, target: LabelTarget) -> NewLabel {
+        let failed = rng.random_bool(0.3);
+        NewLabel {
+            target,
+            reward: (!failed).then(|| rng.random_range(0.0..1.0)),
+            failed,
+            error: failed.then(|| "assay failed".to_string()),
+            key: rng
+                .random_bool(0.2)
+                .then(|| format!("k{}", rng.random_range(0..30))),
+            metadata: None,
+            entity: rng
+                .random_bool(0.5)
+                .then(|| format!("e{}", rng.random_range(0..6))),
+        }
+    }
+
+    /// Rounds, label batches (over two campaigns at once, with imports, failures, entities,
+    /// duplicates and refused batches) and abandonments in a random order: after each, every
+    /// campaign's kept counts equal a recount over its candidates.
+    #[tokio::test]
+    async fn kept_counts_equal_a_recount_after_every_write() {
+        let mut urls = vec!["sqlite::memory:".to_string()];
+        urls.extend(std::env::var("FLOWLAB_TEST_POSTGRES_URL").ok());
+        for url in urls {
+            let store = Store::connect(&url).await.expect("connects");
+            store.migrate().await.expect("migrates");
+            let mut campaigns = Vec::new();
+            for name in ["counted-a", "counted-b"] {
+                let body = serde_json::json!({
+                    "name": name,
+                    "space": {"type": "grid", "dims": 2, "size": 4},
+                });
+                let campaign: NewCampaign = serde_json::from_value(body).expect("body");
+                let spec = campaign.validate().expect("valid");
+                campaigns.push(store.insert_campaign(&spec).await.expect("stored").id);
+            }
+            let mut rng = StdRng::seed_from_u64(7);
+            let mut rounds: Vec<i64> = Vec::new();
+            let mut refused = 0;
+            for step in 0..120 {
+                let campaign_id = campaigns[rng.random_range(0..campaigns.len())];
+                match rng.random_range(0..10) {
+                    0..=2 => {
+                        let values: Vec<ProposedValue> = (0..rng.random_range(1..8))
+                            .map(|_| ProposedValue {
+                                value: format!("v{}", rng.random_range(0..60)),
+                                proxy: None,
+                                source: Source::Uniform,
+                            })
+                            .collect();
+                        let draft = RoundDraft {
+                            campaign_id,
+                            key: None,
+                            model_version: 0,
+                            batch_size: rng.random_range(1..6),
+                            exhausted: false,
+                            values: &values,
+                            on_taken: OnTaken::CommitShort,
+                        };
+                        if let RoundInsert::Created(id) =
+                            store.insert_round(&draft).await.expect("round")
+                        {
+                            rounds.push(id);
+                        }
+                    }
+                    3 if !rounds.is_empty() => {
+                        let round = rounds[rng.random_range(0..rounds.len())];
+                        store.abandon_round(round).await.expect("abandons");
+                    }
+                    _ => {
+                        let mut labels = Vec::new();
+                        for _ in 0..rng.random_range(1..10) {
+                            let target = LabelTarget::Value {
+                                campaign_id: campaigns[rng.random_range(0..campaigns.len())],
+                                value: format!("v{}", rng.random_range(0..60)),
+                            };
+                            labels.push(random_label(&mut rng, target));
+                        }
+                        if store.insert_labels(&labels).await.is_err() {
+                            refused += 1;
+                        }
+                    }
+                }
+                for &id in &campaigns {
+                    let kept = store.stats(id).await.expect("stats");
+                    assert_eq!(kept, recount(&store, id).await, "{url}: step {step}");
+                }
+            }
+            let end = store.stats(campaigns[0]).await.expect("stats");
+            assert!(
+                end.labelled > 0 && end.failed > 0 && end.abandoned > 0 && end.objects > 0,
+                "{url}: the walk reached every count: {end:?}"
+            );
+            assert!(
+                end.objects < end.labelled,
+                "{url}: replicates happened: {end:?}"
+            );
+            assert!(refused > 0, "{url}: refused batches happened");
+        }
     }
 }

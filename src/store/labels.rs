@@ -22,7 +22,8 @@ mod sql {
             "select id from campaigns where id in (select value from json_each($1)) order by id";
         pub const CANDIDATES_BY_ID: &str =
             "select id, campaign_id from candidates where id in (select value from json_each($1))";
-        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing";
+        /// Returns a row per candidate it inserted (values already there are skipped).
+        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select json_extract(j.value, '$.c'), json_extract(j.value, '$.v'), 'pending' from json_each($1) j where true on conflict (campaign_id, value) do nothing returning campaign_id";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join json_each($1) j on c.campaign_id = json_extract(j.value, '$.c') and c.value = json_extract(j.value, '$.v')";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.candidate_id, l.reward, l.failed from labels l join json_each($1) j on l.campaign_id = json_extract(j.value, '$.c') and l.key = json_extract(j.value, '$.k')";
         pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select value from json_each($1))";
@@ -35,6 +36,14 @@ mod sql {
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select json_extract(j.value, '$.id') as id, sum(json_extract(j.value, '$.f') = 0) as s, sum(json_extract(j.value, '$.f') = 1) as f, coalesce(sum(json_extract(j.value, '$.r')), 0) as r from json_each($1) j group by 1) as a where candidates.id = a.id";
         /// Adds the batch's counts to each touched campaign's totals.
         pub const COUNT_CAMPAIGNS: &str = "update campaigns set observations = campaigns.observations + a.n, successes = campaigns.successes + a.s from (select json_extract(j.value, '$.c') as c, count(*) as n, sum(json_extract(j.value, '$.f') = 0) as s from json_each($1) j group by 1) as a where campaigns.id = a.c";
+        /// Per campaign, the statuses of the given candidates, and how many of them are
+        /// labelled objects of their own (no entity).
+        pub const STATUS_TALLY: &str = "select campaign_id, sum(status = 'pending'), sum(status = 'labelled'), sum(status = 'failed'), sum(status = 'abandoned'), sum(status = 'labelled' and entity is null) from candidates where id in (select value from json_each($1)) group by campaign_id";
+        /// Per campaign, how many of the given `{"c", "n"}` entities have a labelled candidate
+        /// (each is one object); served by the `(campaign_id, entity)` index.
+        pub const ENTITY_TALLY: &str = "select e.c, count(*) from (select distinct json_extract(j.value, '$.c') as c, json_extract(j.value, '$.n') as n from json_each($1) j) e where exists (select 1 from candidates c where c.campaign_id = e.c and c.entity = e.n and c.status = 'labelled') group by e.c";
+        /// Adds `{"c", "new", "p", "l", "f", "a", "o"}` changes to each campaign's counts.
+        pub const COUNT_STATUSES: &str = "update campaigns set candidate_count = candidate_count + json_extract(j.value, '$.new'), pending_count = pending_count + json_extract(j.value, '$.p'), labelled_count = labelled_count + json_extract(j.value, '$.l'), failed_count = failed_count + json_extract(j.value, '$.f'), abandoned_count = abandoned_count + json_extract(j.value, '$.a'), object_count = object_count + json_extract(j.value, '$.o') from json_each($1) j where campaigns.id = json_extract(j.value, '$.c')";
     }
 
     pub mod postgres {
@@ -42,7 +51,8 @@ mod sql {
         /// no two transactions wait on each other's uncommitted candidates or keys.
         pub const LOCK_CAMPAIGNS: &str = "select id from campaigns where id in (select (jsonb_array_elements_text($1::jsonb))::bigint) order by id for update";
         pub const CANDIDATES_BY_ID: &str = "select id, campaign_id from candidates where id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
-        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing";
+        /// Returns a row per candidate it inserted (values already there are skipped).
+        pub const IMPORT: &str = "insert into candidates (campaign_id, value, status) select x.c, x.v, 'pending' from jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on conflict (campaign_id, value) do nothing returning campaign_id";
         pub const CANDIDATES_BY_VALUE: &str = "select c.id, c.campaign_id, c.value from candidates c join jsonb_to_recordset($1::jsonb) as x(c bigint, v text) on c.campaign_id = x.c and c.value = x.v";
         pub const KEYS: &str = "select l.campaign_id, l.key, l.candidate_id, l.reward, l.failed from labels l join jsonb_to_recordset($1::jsonb) as x(c bigint, k text) on l.campaign_id = x.c and l.key = x.k";
         pub const ENTITIES: &str = "select id, entity from candidates where entity is not null and id in (select (jsonb_array_elements_text($1::jsonb))::bigint)";
@@ -53,11 +63,78 @@ mod sql {
         pub const AGGREGATE: &str = "update candidates set n_success = candidates.n_success + a.s, n_failed = candidates.n_failed + a.f, reward_sum = candidates.reward_sum + a.r, status = case when candidates.n_success + a.s > 0 then 'labelled' when candidates.n_failed + a.f > 0 then 'failed' else candidates.status end from (select x.id, count(*) filter (where not x.f) as s, count(*) filter (where x.f) as f, coalesce(sum(x.r) filter (where not x.f), 0) as r from jsonb_to_recordset($1::jsonb) as x(id bigint, f boolean, r double precision) group by x.id) as a where candidates.id = a.id";
         /// Adds the batch's counts to each touched campaign's totals.
         pub const COUNT_CAMPAIGNS: &str = "update campaigns set observations = campaigns.observations + a.n, successes = campaigns.successes + a.s from (select x.c, count(*) as n, count(*) filter (where not x.f) as s from jsonb_to_recordset($1::jsonb) as x(c bigint, f boolean) group by x.c) as a where campaigns.id = a.c";
+        pub const STATUS_TALLY: &str = "select campaign_id, count(*) filter (where status = 'pending'), count(*) filter (where status = 'labelled'), count(*) filter (where status = 'failed'), count(*) filter (where status = 'abandoned'), count(*) filter (where status = 'labelled' and entity is null) from candidates where id in (select (jsonb_array_elements_text($1::jsonb))::bigint) group by campaign_id";
+        pub const ENTITY_TALLY: &str = "select e.c, count(*) from (select distinct x.c, x.n from jsonb_to_recordset($1::jsonb) as x(c bigint, n text)) e where exists (select 1 from candidates c where c.campaign_id = e.c and c.entity = e.n and c.status = 'labelled') group by e.c";
+        pub const COUNT_STATUSES: &str = "update campaigns set candidate_count = candidate_count + x.new, pending_count = pending_count + x.p, labelled_count = labelled_count + x.l, failed_count = failed_count + x.f, abandoned_count = abandoned_count + x.a, object_count = object_count + x.o from jsonb_to_recordset($1::jsonb) as x(c bigint, new bigint, p bigint, l bigint, f bigint, a bigint, o bigint) where campaigns.id = x.c";
     }
 }
 
 /// A stored or pending label's identity for duplicate detection: candidate, reward, failed.
 type KeyRecord = (i64, Option<f64>, bool);
+
+/// One campaign's counts over the candidates a label batch touches.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Tally {
+    pending: i64,
+    labelled: i64,
+    failed: i64,
+    abandoned: i64,
+    /// Labelled candidates without an entity: each is an object of its own.
+    own_objects: i64,
+    /// Entities of the touched candidates that have a labelled candidate.
+    entity_objects: i64,
+}
+
+/// Counts the touched candidates per campaign, by status and as objects. Run before and
+/// after a batch's updates, the difference is what the batch changed in each campaign's
+/// counts: objects are groups of candidates by entity, and every group a batch can change
+/// holds a touched candidate.
+macro_rules! tally_tx {
+    ($tx:ident, $q:ident, $ids:expr, $entities:expr) => {{
+        let mut tally: HashMap<i64, Tally> = HashMap::new();
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as($q::STATUS_TALLY)
+            .bind($ids)
+            .fetch_all(&mut *$tx)
+            .await?;
+        for (campaign_id, pending, labelled, failed, abandoned, own_objects) in rows {
+            let t = tally.entry(campaign_id).or_default();
+            (t.pending, t.labelled, t.failed, t.abandoned) = (pending, labelled, failed, abandoned);
+            t.own_objects = own_objects;
+        }
+        let rows: Vec<(i64, i64)> = sqlx::query_as($q::ENTITY_TALLY)
+            .bind($entities)
+            .fetch_all(&mut *$tx)
+            .await?;
+        for (campaign_id, objects) in rows {
+            tally.entry(campaign_id).or_default().entity_objects = objects;
+        }
+        tally
+    }};
+}
+
+/// The changes to each campaign's counts as `COUNT_STATUSES` takes them: candidates the
+/// batch imported (pending at `before`, so new to the campaign) plus what its updates moved.
+fn count_changes(
+    before: &HashMap<i64, Tally>,
+    after: &HashMap<i64, Tally>,
+    imported: &HashMap<i64, i64>,
+) -> Vec<serde_json::Value> {
+    let mut campaigns: Vec<i64> = before.keys().chain(after.keys()).copied().collect();
+    campaigns.sort_unstable();
+    campaigns.dedup();
+    campaigns
+        .into_iter()
+        .filter_map(|c| {
+            let (b, a) = (before.get(&c).copied().unwrap_or_default(), after.get(&c).copied().unwrap_or_default());
+            let new = imported.get(&c).copied().unwrap_or_default();
+            let objects = (a.own_objects + a.entity_objects) - (b.own_objects + b.entity_objects);
+            let change = [new, new + a.pending - b.pending, a.labelled - b.labelled, a.failed - b.failed, a.abandoned - b.abandoned, objects];
+            (change != [0; 6]).then(|| {
+                json!({ "c": c, "new": change[0], "p": change[1], "l": change[2], "f": change[3], "a": change[4], "o": change[5] })
+            })
+        })
+        .collect()
+}
 
 /// The transaction body, the same on both backends but for the SQL module.
 macro_rules! insert_labels_tx {
@@ -105,9 +182,13 @@ macro_rules! insert_labels_tx {
             })
             .collect();
         let mut id_of_value: HashMap<(i64, String), i64> = HashMap::new();
+        let mut imported: HashMap<i64, i64> = HashMap::new();
         if !values.is_empty() {
             let values = serde_json::Value::Array(values).to_string();
-            sqlx::query(q::IMPORT).bind(&values).execute(&mut *$tx).await?;
+            let inserted: Vec<(i64,)> = sqlx::query_as(q::IMPORT).bind(&values).fetch_all(&mut *$tx).await?;
+            for (campaign_id,) in inserted {
+                *imported.entry(campaign_id).or_default() += 1;
+            }
             let rows: Vec<(i64, i64, String)> =
                 sqlx::query_as(q::CANDIDATES_BY_VALUE).bind(&values).fetch_all(&mut *$tx).await?;
             for (id, campaign_id, value) in rows {
@@ -149,18 +230,15 @@ macro_rules! insert_labels_tx {
         }
         // 3b. Entities the candidates already have: a candidate is one object, so a label
         // naming another entity for it is refused, like a key stored with another result.
-        let named: Vec<i64> = labels
-            .iter()
-            .zip(&candidates)
-            .filter(|(l, _)| l.entity.is_some())
-            .map(|(_, id)| *id)
-            .collect();
+        // (All of them, not only those named: the campaign's object count needs them.)
+        let mut touched = candidates.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        let touched = json!(touched).to_string();
         let mut entity_of: HashMap<i64, String> = HashMap::new();
-        if !named.is_empty() {
-            let rows: Vec<(i64, String)> =
-                sqlx::query_as(q::ENTITIES).bind(json!(named).to_string()).fetch_all(&mut *$tx).await?;
-            entity_of.extend(rows);
-        }
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as(q::ENTITIES).bind(&touched).fetch_all(&mut *$tx).await?;
+        entity_of.extend(rows);
         let mut new_entities = Vec::new();
         for (index, (l, candidate)) in labels.iter().zip(&candidates).enumerate() {
             let Some(entity) = &l.entity else { continue };
@@ -210,8 +288,15 @@ macro_rules! insert_labels_tx {
                 "e": l.error, "k": l.key, "m": l.metadata, "n": l.entity,
             }));
         }
-        // 4 and 5. Insert, then add what the new labels bring to their candidates.
+        // 4 and 5. Insert, then add what the new labels bring to their candidates, and
+        // what that changes in their campaigns' counts (by status and of objects).
         let accepted = rows.len();
+        let entities = json!(entity_of
+            .iter()
+            .map(|(id, n)| json!({ "c": campaign_of.get(id).copied().unwrap_or_default(), "n": n }))
+            .collect::<Vec<_>>())
+        .to_string();
+        let before = tally_tx!($tx, q, &touched, &entities);
         if accepted > 0 {
             let rows = serde_json::Value::Array(rows).to_string();
             sqlx::query(q::INSERT).bind(&rows).execute(&mut *$tx).await?;
@@ -224,6 +309,14 @@ macro_rules! insert_labels_tx {
         if !new_entities.is_empty() {
             sqlx::query(q::SET_ENTITIES)
                 .bind(serde_json::Value::Array(new_entities).to_string())
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let after = tally_tx!($tx, q, &touched, &entities);
+        let changes = count_changes(&before, &after, &imported);
+        if !changes.is_empty() {
+            sqlx::query(q::COUNT_STATUSES)
+                .bind(serde_json::Value::Array(changes).to_string())
                 .execute(&mut *$tx)
                 .await?;
         }

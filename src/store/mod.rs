@@ -352,6 +352,17 @@ mod tests {
             .migrate()
             .await
             .expect("migrating again changes nothing");
+        let counted = store.stats(1).await.expect("the backfilled counts");
+        assert_eq!(
+            (
+                counted.candidates,
+                counted.labelled,
+                counted.pending,
+                counted.objects
+            ),
+            (2, 1, 1, 1),
+            "the migration counts what the older database holds"
+        );
         let rows: Vec<(i64, String, Option<String>)> =
             sqlx::query_as("select id, value, source from candidates order by id")
                 .fetch_all(pool)

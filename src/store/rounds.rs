@@ -194,15 +194,22 @@ impl CandidateStatus {
 }
 
 /// Counts for `GET /campaigns/{id}`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Stats {
+    #[sqlx(rename = "candidate_count")]
     pub candidates: i64,
+    #[sqlx(rename = "labelled_count")]
     pub labelled: i64,
+    #[sqlx(rename = "failed_count")]
     pub failed: i64,
+    #[sqlx(rename = "pending_count")]
     pub pending: i64,
+    #[sqlx(rename = "abandoned_count")]
     pub abandoned: i64,
+    #[sqlx(rename = "round_count")]
     pub rounds: i64,
     /// Distinct objects among the labelled candidates (see `store::campaigns`).
+    #[sqlx(rename = "object_count")]
     pub objects: i64,
 }
 
@@ -220,6 +227,11 @@ mod sql {
         pub const LABELS_OF_ROUND: &str = "select l.candidate_id, l.reward, l.failed, l.error, l.key, l.metadata, l.created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id";
         pub const ABANDON: &str =
             "update candidates set status = 'abandoned' where round_id = $1 and status = 'pending'";
+        /// `begin immediate` already holds SQLite's write lock.
+        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1";
+        pub const COUNT_ROUND: &str = "update campaigns set round_count = round_count + 1, candidate_count = candidate_count + $2, pending_count = pending_count + $2 where id = $1";
+        pub const COUNT_ABANDONED: &str = "update campaigns set pending_count = pending_count - $2, abandoned_count = abandoned_count + $2 where id = $1";
+        pub const STATS: &str = "select candidate_count, labelled_count, failed_count, pending_count, abandoned_count, round_count, object_count from campaigns where id = $1";
         /// Served by the `(campaign_id, id)` index: a round reads only what is new.
         pub const VALUES_AFTER: &str =
             "select id, value from candidates where campaign_id = $1 and id > $2 order by id";
@@ -232,12 +244,6 @@ mod sql {
         pub const LIST_BY_REWARD_HIGH: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) desc, c.id limit $3 offset $4";
         /// Smallest mean reward first, unmeasured candidates last.
         pub const LIST_BY_REWARD_LOW: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4";
-        /// `indexed by`: SQLite, without statistics, may otherwise walk a campaign through
-        /// the reward index and so visit its rows in random order (several times slower at a
-        /// million candidates); the `(campaign_id, id)` index visits them in table order.
-        pub const STATUS_COUNTS: &str =
-            "select status, count(*) from candidates indexed by candidates_campaign_id where campaign_id = $1 group by status";
-        pub const ROUND_COUNT: &str = "select count(*) from rounds where campaign_id = $1";
         /// The newest `$2` rounds (the `(campaign_id, number)` key serves the order), then
         /// their candidates grouped by source: at most five rows a round. A round without
         /// candidates gives one row with `proposed` 0.
@@ -268,6 +274,12 @@ mod sql {
             " as created_at from labels l join candidates c on c.id = l.candidate_id where c.round_id = $1 order by l.id"
         );
         pub const ABANDON: &str = super::sqlite::ABANDON;
+        /// Label batches, rounds and abandonments of a campaign change its counts one at a
+        /// time: each takes the campaign's row first.
+        pub const LOCK_CAMPAIGN: &str = "select id from campaigns where id = $1 for update";
+        pub const COUNT_ROUND: &str = super::sqlite::COUNT_ROUND;
+        pub const COUNT_ABANDONED: &str = super::sqlite::COUNT_ABANDONED;
+        pub const STATS: &str = super::sqlite::STATS;
         pub const VALUES_AFTER: &str = super::sqlite::VALUES_AFTER;
         pub const LIST_CREATED: &str = concat!(
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
@@ -284,9 +296,6 @@ mod sql {
             pg_ts!("c.created_at"),
             " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4"
         );
-        pub const STATUS_COUNTS: &str =
-            "select status, count(*) from candidates where campaign_id = $1 group by status";
-        pub const ROUND_COUNT: &str = super::sqlite::ROUND_COUNT;
         pub const ROUND_TALLIES: &str = super::sqlite::ROUND_TALLIES;
         pub const ROUND_OUTCOMES: &str = super::sqlite::ROUND_OUTCOMES;
     }
@@ -337,8 +346,38 @@ macro_rules! insert_round_tx {
             $tx.rollback().await?;
             return Ok(RoundInsert::Taken);
         }
+        sqlx::query(q::COUNT_ROUND)
+            .bind(draft.campaign_id)
+            .bind(inserted as i64)
+            .execute(&mut *$tx)
+            .await?;
         $tx.commit().await?;
         Ok(RoundInsert::Created(round_id))
+    }};
+}
+
+/// Marks a round's pending candidates abandoned and moves them between its campaign's
+/// counts, in one transaction.
+macro_rules! abandon_round_tx {
+    ($tx:ident, $sql:path, $round:expr) => {{
+        use $sql as q;
+        let round: &RoundRow = $round;
+        sqlx::query(q::LOCK_CAMPAIGN)
+            .bind(round.campaign_id)
+            .execute(&mut *$tx)
+            .await?;
+        let abandoned = sqlx::query(q::ABANDON)
+            .bind(round.id)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        sqlx::query(q::COUNT_ABANDONED)
+            .bind(round.campaign_id)
+            .bind(abandoned as i64)
+            .execute(&mut *$tx)
+            .await?;
+        $tx.commit().await?;
+        Ok(abandoned)
     }};
 }
 
@@ -398,14 +437,17 @@ impl Store {
     /// Marks the round's still-pending candidates abandoned.
     #[tracing::instrument(skip_all, fields(round_id = round_id))]
     pub async fn abandon_round(&self, round_id: i64) -> Result<u64, Error> {
-        self.round(round_id).await?;
-        Ok(on_backend!(self, ABANDON, |pool, q| {
-            sqlx::query(q)
-                .bind(round_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+        let round = self.round(round_id).await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("begin immediate").await?;
+                abandon_round_tx!(tx, sql::sqlite, &round)
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                abandon_round_tx!(tx, sql::postgres, &round)
+            }
+        }
     }
 
     /// Canonical texts of the values the campaign has proposed or imported as candidates with
@@ -517,29 +559,15 @@ impl Store {
         }))
     }
 
-    /// Candidate counts by status and the number of rounds.
+    /// Candidate counts by status, the number of rounds and of labelled objects: the
+    /// campaign's own counts, which every write that changes them keeps up to date.
     pub async fn stats(&self, campaign_id: i64) -> Result<Stats, Error> {
-        let counts: Vec<(String, i64)> = on_backend!(self, STATUS_COUNTS, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_all(pool).await?
+        let row: Option<Stats> = on_backend!(self, STATS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(campaign_id)
+                .fetch_optional(pool)
+                .await?
         });
-        let (rounds,): (i64,) = on_backend!(self, ROUND_COUNT, |pool, q| {
-            sqlx::query_as(q).bind(campaign_id).fetch_one(pool).await?
-        });
-        let mut stats = Stats {
-            rounds,
-            objects: self.object_count(campaign_id).await?,
-            ..Stats::default()
-        };
-        for (status, n) in counts {
-            stats.candidates += n;
-            match status.as_str() {
-                "pending" => stats.pending = n,
-                "labelled" => stats.labelled = n,
-                "failed" => stats.failed = n,
-                "abandoned" => stats.abandoned = n,
-                _ => {}
-            }
-        }
-        Ok(stats)
+        row.ok_or_else(|| Error::not_found("campaign", campaign_id))
     }
 }
