@@ -73,7 +73,7 @@ pub struct CampaignStats {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct BestCandidate {
     pub candidate_id: i64,
-    #[schema(value_type = crate::domain::CandidateValue)]
+    #[schema(value_type = super::CandidateValue)]
     pub value: Value,
     /// Mean of its successful observations.
     pub reward: f64,

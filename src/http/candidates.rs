@@ -112,7 +112,7 @@ pub struct CandidatePage {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListedCandidate {
     pub id: i64,
-    #[schema(value_type = crate::domain::CandidateValue)]
+    #[schema(value_type = super::CandidateValue)]
     pub value: serde_json::Value,
     /// Number of the round that proposed it; null for an imported value.
     #[schema(required)]
@@ -129,7 +129,7 @@ pub struct ListedCandidate {
     pub created_at: String,
     /// How the candidate was made (`imported` for a value first seen in a label); null when
     /// proposed before sources were recorded.
-    #[schema(value_type = Option<crate::domain::round::CandidateSource>, required)]
+    #[schema(value_type = Option<super::rounds::CandidateSource>, required)]
     pub source: Option<String>,
     /// The oracle's identity of the object it is, from its labels; null when none named
     /// one.

@@ -19,6 +19,20 @@ pub mod rounds;
 pub mod server;
 pub mod spreadsheet;
 
+/// A candidate value as the API reads and writes it; its form depends on the campaign's space.
+/// Only documents the OpenAPI schema: values travel as `serde_json::Value` and each space parses
+/// its own.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CandidateValue {
+    /// `sequence`: the tokens joined by the separator.
+    Sequence(String),
+    /// `grid`: `dims` integers in `[0, size)`.
+    Grid(Vec<u16>),
+    /// `set`: items of the space (any order in; in the order of `items` out).
+    Set(Vec<String>),
+}
+
 /// A status the store wrote as text, read back as one of `T`'s (snake_case) variants;
 /// `fallback`, logged, if a newer server wrote one this one does not know.
 pub(crate) fn stored_status<T: for<'de> serde::Deserialize<'de>>(text: &str, fallback: T) -> T {

@@ -13,8 +13,9 @@
 //! documentation-only type beside the handler (or here) describes the shape.
 
 use super::dashboard::{self, assets, signin};
+use super::CandidateValue;
 use super::{campaigns, candidates, error, health, labels, metrics, model, preview, rounds};
-use crate::domain::{campaign, label, round, CandidateValue};
+use crate::domain::campaign;
 use crate::gfn::{BackwardPolicy, GfnConfig, Objective, SpaceSpec};
 use utoipa::OpenApi;
 
@@ -62,13 +63,13 @@ use utoipa::OpenApi;
         Objective,
         BackwardPolicy,
         CandidateValue,
-        round::RoundRequest,
-        round::Round,
-        round::ProposedCandidate,
-        round::CandidateSource,
-        label::LabelsRequest,
-        label::LabelItem,
-        label::LabelsOutcome,
+        rounds::RoundRequest,
+        rounds::Round,
+        rounds::ProposedCandidate,
+        rounds::CandidateSource,
+        labels::LabelsRequest,
+        labels::LabelItem,
+        labels::LabelsOutcome,
         error::ErrorBody,
         error::ErrorDetail,
         error::ErrorCode,

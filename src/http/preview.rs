@@ -37,7 +37,7 @@ pub struct ModelSample {
     pub model_version: i64,
     pub seed: u64,
     /// `n` values, repeats possible; none is stored.
-    #[schema(value_type = Vec<crate::domain::CandidateValue>)]
+    #[schema(value_type = Vec<super::CandidateValue>)]
     pub values: Vec<Value>,
 }
 

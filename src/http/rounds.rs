@@ -5,15 +5,160 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::extract::PathText;
 use super::AppState;
-use crate::domain::round::{Round, RoundRequest};
-use crate::service::rounds::{self, parse_stored, CandidateWithLabels, RoundWithLabels};
+use crate::domain::round::NewRound;
+use crate::service::rounds::{
+    self, parse_stored, CandidateWithLabels, RoundWithCandidates, RoundWithLabels,
+};
 use crate::service::Written;
 use crate::store::LabelRow;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The body of `POST /rounds`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoundRequest {
+    #[schema(minimum = 1)]
+    pub campaign_id: i64,
+    /// Candidates wanted, 1..=10000.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub batch_size: i64,
+    /// Idempotency key, 1..=200 bytes: a repeated key answers 200 with the same round.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub key: Option<String>,
+    /// Wait until the model was trained on every label accepted before the request (503
+    /// after the server's timeout, or at once when the campaign's training failed).
+    #[serde(default)]
+    pub wait_for_model: bool,
+    /// Sampling temperature for this round only, in (0, 1000]; default: the campaign's.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1000.0)]
+    pub temperature: Option<f64>,
+    /// Uniform mixing weight for this round only, in [0, 1]; default: the campaign's.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub epsilon: Option<f64>,
+    /// Smallest distance between two candidates of the batch, at least 0; default: none.
+    #[serde(default)]
+    #[schema(minimum = 0.0)]
+    pub min_distance: Option<f64>,
+}
+
+impl From<RoundRequest> for NewRound {
+    fn from(request: RoundRequest) -> Self {
+        Self {
+            campaign_id: request.campaign_id,
+            batch_size: request.batch_size,
+            key: request.key,
+            wait_for_model: request.wait_for_model,
+            temperature: request.temperature,
+            epsilon: request.epsilon,
+            min_distance: request.min_distance,
+        }
+    }
+}
+
+/// A proposed candidate in a round response.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProposedCandidate {
+    pub id: i64,
+    #[schema(value_type = super::CandidateValue)]
+    pub value: Value,
+    /// The proxy's prediction when the round proposed it, once a proxy exists; null until
+    /// then.
+    #[schema(required)]
+    pub proxy: Option<ProxyEstimate>,
+    /// How the candidate was made; null for candidates proposed before sources were
+    /// recorded.
+    #[schema(value_type = Option<CandidateSource>, required)]
+    pub source: Option<String>,
+}
+
+/// How a candidate was made (documentation: stored and answered as these texts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum CandidateSource {
+    /// Drawn from the uniform-action policy: before any model, when a round's exploration
+    /// escalated to uniform, or listed from a small space whose sampling fell short.
+    #[serde(rename = "uniform")]
+    Uniform,
+    /// Sampled from the campaign's trained GFlowNet.
+    #[serde(rename = "policy")]
+    Policy,
+    /// Sampled from the GFlowNet, then moved by local search.
+    #[serde(rename = "policy+local")]
+    PolicyLocal,
+    /// Made by local search around the best labelled candidates (mutations, crossovers and
+    /// a short walk on the proxy's reward).
+    #[serde(rename = "local")]
+    Local,
+    /// A best labelled candidate with some of its moves redrawn by the GFlowNet
+    /// (conservative search).
+    #[serde(rename = "elite+policy")]
+    ElitePolicy,
+    /// First seen in a label: a value no round proposed (an initial data set).
+    #[serde(rename = "imported")]
+    Imported,
+}
+
+/// What the proxy predicted for a candidate, in the oracle's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ProxyEstimate {
+    /// Mean over the ensemble's members.
+    pub mean: f64,
+    /// Standard deviation over the members: the proxy's uncertainty.
+    pub std: f64,
+}
+
+/// A round as `POST /rounds` returns it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Round {
+    pub id: i64,
+    pub campaign_id: i64,
+    /// 1 for the campaign's first round, then one more for each.
+    pub number: i64,
+    /// The checkpoint the batch was drawn from; 0: the uniform policy.
+    pub model_version: i64,
+    /// The batch size asked for; `candidates` may be shorter when `exhausted`.
+    pub batch_size: i64,
+    /// Every unseen value of the space is in this batch and the batch is still short.
+    pub exhausted: bool,
+    #[schema(required)]
+    pub key: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub candidates: Vec<ProposedCandidate>,
+}
+
+impl From<RoundWithCandidates> for Round {
+    fn from(RoundWithCandidates { round, candidates }: RoundWithCandidates) -> Self {
+        Self {
+            id: round.id,
+            campaign_id: round.campaign_id,
+            number: round.number,
+            model_version: round.model_version,
+            batch_size: round.batch_size,
+            exhausted: round.exhausted,
+            key: round.key,
+            created_at: round.created_at,
+            candidates: candidates
+                .into_iter()
+                .map(|c| ProposedCandidate {
+                    id: c.id,
+                    value: parse_stored(&c.value),
+                    proxy: c
+                        .proxy_mean
+                        .zip(c.proxy_std)
+                        .map(|(mean, std)| ProxyEstimate { mean, std }),
+                    source: c.source,
+                })
+                .collect(),
+        }
+    }
+}
 
 #[utoipa::path(
     post,
@@ -38,9 +183,9 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RoundRequest>,
 ) -> Result<(StatusCode, Json<Round>), ApiError> {
-    Ok(match rounds::create_round(&state, body).await? {
-        Written::Created(round) => (StatusCode::CREATED, Json(round)),
-        Written::Existing(round) => (StatusCode::OK, Json(round)),
+    Ok(match rounds::create_round(&state, body.into()).await? {
+        Written::Created(round) => (StatusCode::CREATED, Json(round.into())),
+        Written::Existing(round) => (StatusCode::OK, Json(round.into())),
     })
 }
 
@@ -64,7 +209,7 @@ pub struct RoundDetail {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RoundCandidate {
     pub id: i64,
-    #[schema(value_type = crate::domain::CandidateValue)]
+    #[schema(value_type = super::CandidateValue)]
     pub value: Value,
     pub status: super::candidates::CandidateStatus,
     /// Mean of its successful observations; null before any.
@@ -73,7 +218,7 @@ pub struct RoundCandidate {
     /// Successful and failed observations.
     pub observations: i64,
     /// How the candidate was made; null when proposed before sources were recorded.
-    #[schema(value_type = Option<crate::domain::round::CandidateSource>, required)]
+    #[schema(value_type = Option<CandidateSource>, required)]
     pub source: Option<String>,
     /// Every label of the candidate, oldest first.
     pub labels: Vec<StoredLabel>,

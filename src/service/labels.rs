@@ -5,7 +5,7 @@
 
 use super::Service;
 use crate::domain::label::{
-    LabelItem, LabelTarget, LabelsOutcome, NewLabel, MAX_ENTITY_CHARS, MAX_LABELS,
+    LabelInput, LabelTarget, LabelsOutcome, NewLabel, MAX_ENTITY_CHARS, MAX_LABELS,
 };
 use crate::error::Error;
 use crate::gfn::propose::canonical;
@@ -31,7 +31,7 @@ pub enum LabelOrigin {
 /// `default_campaign` is the campaign of items that give a `value` and no `campaign_id`.
 pub async fn record_labels(
     service: &Service,
-    mut items: Vec<LabelItem>,
+    mut items: Vec<LabelInput>,
     origin: LabelOrigin,
     default_campaign: Option<i64>,
 ) -> Result<LabelsOutcome, Error> {
@@ -77,7 +77,7 @@ fn csv_rows(e: Error) -> Error {
 }
 
 /// Checks every item and parses values with their campaign's space.
-async fn check_items(service: &Service, items: Vec<LabelItem>) -> Result<Vec<NewLabel>, Error> {
+async fn check_items(service: &Service, items: Vec<LabelInput>) -> Result<Vec<NewLabel>, Error> {
     if items.is_empty() || items.len() > MAX_LABELS {
         return Err(Error::invalid(
             "labels",
@@ -108,7 +108,7 @@ async fn target_of(
     service: &Service,
     spaces: &mut HashMap<i64, Arc<dyn Space>>,
     index: usize,
-    item: &mut LabelItem,
+    item: &mut LabelInput,
 ) -> Result<LabelTarget, Error> {
     let bad = |field: &str, reason: &str| item_error(index, field, reason);
     Ok(
@@ -161,7 +161,7 @@ async fn target_of(
 }
 
 /// The item's result, error text, key, metadata and entity against their rules.
-fn check_item(index: usize, item: LabelItem, target: LabelTarget) -> Result<NewLabel, Error> {
+fn check_item(index: usize, item: LabelInput, target: LabelTarget) -> Result<NewLabel, Error> {
     let bad = |field: &str, reason: &str| item_error(index, field, reason);
     match (item.failed, item.reward) {
         (true, Some(_)) => return Err(bad("reward", "must be absent when failed is true")),

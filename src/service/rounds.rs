@@ -5,7 +5,7 @@
 use super::seen::{CampaignValues, DrawingPlace};
 use super::{Service, Written};
 use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
-use crate::domain::round::{ProposedCandidate, ProxyEstimate, Round, RoundRequest};
+use crate::domain::round::NewRound;
 use crate::error::Error;
 use crate::gfn::propose::{
     canonical, propose, BatchRule, ProposalRequest, Scorer, Screening, SeenValues,
@@ -39,8 +39,8 @@ static REDRAWS: AtomicU64 = AtomicU64::new(1);
 /// round drawn from the campaign's newest model (after waiting for it when asked).
 pub async fn create_round(
     service: &Service,
-    request: RoundRequest,
-) -> Result<Written<Round>, Error> {
+    request: NewRound,
+) -> Result<Written<RoundWithCandidates>, Error> {
     request.validate()?;
     let campaign = service.store.campaign(request.campaign_id).await?;
     if let Some(key) = &request.key {
@@ -97,7 +97,7 @@ pub async fn create_round(
 async fn commit_round(
     service: &Service,
     sampler: &Sampler,
-    request: &RoundRequest,
+    request: &NewRound,
     version: i64,
 ) -> Result<Written<i64>, Error> {
     let (campaign_id, n) = (request.campaign_id, request.batch_size as usize);
@@ -160,7 +160,7 @@ async fn commit_round(
 
 /// Beyond the space's largest distance no two candidates fit: refused before any work,
 /// rather than searching in vain.
-fn refuse_impossible_distance(request: &RoundRequest, space: &dyn Space) -> Result<(), Error> {
+fn refuse_impossible_distance(request: &NewRound, space: &dyn Space) -> Result<(), Error> {
     match request.min_distance {
         Some(d) if request.batch_size > 1 && d > space.diameter() => Err(Error::invalid(
             "min_distance",
@@ -175,7 +175,7 @@ fn refuse_impossible_distance(request: &RoundRequest, space: &dyn Space) -> Resu
 }
 
 /// The round's size and its candidates' sources in `/metrics`.
-fn count_proposals(service: &Service, round: &Round) {
+fn count_proposals(service: &Service, round: &RoundWithCandidates) {
     service.metrics.round_created(round.candidates.len());
     let mut by_source: BTreeMap<Source, usize> = BTreeMap::new();
     for candidate in &round.candidates {
@@ -413,31 +413,18 @@ fn screening<'a>(
     }
 }
 
-/// A round as `POST /rounds` returns it.
-pub async fn round(service: &Service, id: i64) -> Result<Round, Error> {
-    let row = service.store.round(id).await?;
-    let candidates = service.store.round_candidates(id).await?;
-    Ok(Round {
-        id: row.id,
-        campaign_id: row.campaign_id,
-        number: row.number,
-        model_version: row.model_version,
-        batch_size: row.batch_size,
-        exhausted: row.exhausted,
-        key: row.key,
-        created_at: row.created_at,
-        candidates: candidates
-            .into_iter()
-            .map(|c| ProposedCandidate {
-                id: c.id,
-                value: parse_stored(&c.value),
-                proxy: c
-                    .proxy_mean
-                    .zip(c.proxy_std)
-                    .map(|(mean, std)| ProxyEstimate { mean, std }),
-                source: c.source,
-            })
-            .collect(),
+/// A round and its candidates, in proposal order.
+#[derive(Debug, Clone)]
+pub struct RoundWithCandidates {
+    pub round: RoundRow,
+    pub candidates: Vec<CandidateRow>,
+}
+
+/// A round as `POST /rounds` answers it.
+pub async fn round(service: &Service, id: i64) -> Result<RoundWithCandidates, Error> {
+    Ok(RoundWithCandidates {
+        round: service.store.round(id).await?,
+        candidates: service.store.round_candidates(id).await?,
     })
 }
 
