@@ -9,11 +9,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_NAME_CHARS: usize = 200;
 
 /// The body of `POST /campaigns`, as the client writes it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
     /// 1 to 200 characters, trimmed.
-    #[schema(min_length = 1)]
     pub name: String,
     pub space: SpaceSpec,
     #[serde(default)]
@@ -26,7 +25,7 @@ pub struct NewCampaign {
 }
 
 /// How acquisition values become GFlowNet rewards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Acquisition {
     /// Upper confidence bound `mean + kappa * std` of the proxy.
@@ -37,7 +36,7 @@ pub enum Acquisition {
 }
 
 /// The transform from acquisition value to reward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
     /// `R = exp(beta * a)`, `a` in units of standardised score.
@@ -48,22 +47,18 @@ pub enum Transform {
 }
 
 /// The campaign's `reward` block; every field optional on input, all filled in when stored.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[schema(default)]
 pub struct RewardSpec {
     /// Whether higher rewards are better.
     pub maximize: bool,
     pub acquisition: Acquisition,
     /// Weight of the proxy's standard deviation in `ucb`, at least 0.
-    #[schema(minimum = 0.0)]
     pub kappa: f64,
     pub transform: Transform,
     /// Defaults to 4.0 for `exp` and 3.0 for `power`; in (0, 100]. Always set once stored.
-    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     pub beta: Option<f64>,
     /// Floor of `power` before exponentiation, in (0, 1).
-    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub min: f64,
 }
 
@@ -110,23 +105,18 @@ impl RewardSpec {
 
 /// How the background trainer trains a campaign's GFlowNet, and how rounds pick their
 /// batch from what it learned.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[schema(default)]
 pub struct TrainingSpec {
     /// Optimisation steps per training run, 1..=1000000.
-    #[schema(minimum = 1, maximum = 1000000)]
     pub steps: usize,
     /// Trajectories per step, 1..=4096.
-    #[schema(minimum = 1, maximum = 4096)]
     pub batch_size: usize,
     /// Seed of the run's random draws (combined with the run number).
     pub seed: u64,
     /// Default exploration of rounds: sampling temperature, in (0, 1000].
-    #[schema(exclusive_minimum = 0.0, maximum = 1000.0)]
     pub temperature: f64,
     /// Default exploration of rounds: uniform mixing weight, in [0, 1].
-    #[schema(minimum = 0.0, maximum = 1.0)]
     pub epsilon: f64,
     /// Where each training batch's trajectories come from.
     pub mix: TrainingMix,
@@ -134,48 +124,39 @@ pub struct TrainingSpec {
     pub proxy: ProxySpec,
     /// The best labelled candidates that seed local search (mutations and crossovers), in
     /// training and in rounds; 1..=1000.
-    #[schema(minimum = 1, maximum = 1000)]
     pub elites: usize,
     /// Candidates a round scores with the proxy for each one it proposes, 1..=100; 1 takes
     /// the policy's samples as they come.
-    #[schema(minimum = 1, maximum = 100)]
     pub pool: usize,
     /// Share of a round's scored pool that comes from local search around the elites rather
     /// than from the policy, in [0, 1].
-    #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_local_search: f64,
     /// Share of a round's scored pool that comes from conservative search around the
     /// elites: each an elite with a share `conservative_delta` of its moves redrawn by the
     /// policy (δ-CS, Kim et al. 2024). In [0, 1], and with `pool_local_search` at most 1;
     /// the rest of the pool is sampled from the policy.
-    #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_conservative: f64,
     /// Share of an elite's moves that conservative search redraws, in (0, 1].
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub conservative_delta: f64,
     /// A round first takes the best of its pool at least this share of the space's
     /// diameter apart, then fills the rest by score; in [0, 1], 0 ranks by score alone.
-    #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_spread: f64,
     /// Metropolis steps on the proxy's reward that each local-search move of a round takes
     /// (0..=100): longer walks spread the moves along what the proxy rates well.
-    #[schema(minimum = 0, maximum = 100)]
     pub pool_walk: usize,
     /// Refinement passes over each policy sample of a round's pool (0..=20): the local
     /// search of "Local Search GFlowNets" (Kim et al. 2024) — backtrack with `P_B`,
     /// reconstruct with `P_F`, accept by the proxy's reward with the Metropolis–Hastings
     /// ratio. 0 takes the policy's samples as they come.
-    #[schema(minimum = 0, maximum = 20)]
     pub refine: usize,
     /// Share of a sample's trajectory that each refinement pass backtracks, in (0, 1].
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub refine_backtrack: f64,
     /// How a round chooses its batch from the scored pool.
     pub selection: Selection,
 }
 
 /// How a round chooses its batch from a scored pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
     /// Draw the batch from the pool without replacement, each candidate with probability
@@ -218,26 +199,21 @@ impl Default for TrainingSpec {
 
 /// Shares of each training batch, normalised by their sum (which must be positive). Until a
 /// proxy exists every trajectory comes from the labels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[schema(default)]
 pub struct TrainingMix {
     /// Backward trajectories from labelled candidates, with their measured reward.
-    #[schema(minimum = 0.0)]
     pub labelled: f64,
     /// Forward trajectories from the policy (with the campaign's exploration), rewarded by
     /// the proxy.
-    #[schema(minimum = 0.0)]
     pub forward: f64,
     /// Backward trajectories from mutations and crossovers of the elites, rewarded by the
     /// proxy.
-    #[schema(minimum = 0.0)]
     pub local_search: f64,
     /// Forward walks of conservative search around the elites (each an elite with a share
     /// `training.conservative_delta` of its moves redrawn by the policy), rewarded by the
     /// proxy: the policy learns what to put in the places a round's conservative search
     /// redraws.
-    #[schema(minimum = 0.0)]
     pub conservative: f64,
 }
 
@@ -256,23 +232,18 @@ impl Default for TrainingMix {
 }
 
 /// The surrogate: an ensemble of small MLPs on bootstrap resamples of the labels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[schema(default)]
 pub struct ProxySpec {
     /// Members of the ensemble, 1..=32.
-    #[schema(minimum = 1, maximum = 32)]
     pub members: usize,
     /// Width of each member's two hidden layers, 1..=1024.
-    #[schema(minimum = 1, maximum = 1024)]
     pub hidden: usize,
     /// Most optimisation steps of each fit, 1..=100000: a fit stops earlier once the
     /// loss on the rows each member's resample left out stops falling.
-    #[schema(minimum = 1, maximum = 100000)]
     pub steps: usize,
     /// Share of the labels held out to measure the proxy's quality, in [0, 0.5]; 0 skips
     /// the measurement (the final fit always uses every label).
-    #[schema(minimum = 0.0, maximum = 0.5)]
     pub holdout: f64,
     /// The networks' inputs: `onehot`, `onehot+composition`, `onehot+kmer` or `kmer`.
     pub features: FeatureSet,
@@ -281,7 +252,7 @@ pub struct ProxySpec {
 /// Which inputs the surrogate's networks see (`training.proxy.features`): the space's
 /// encoding, and counts that see composition and motifs wherever they sit (the proxy's
 /// `features` module says which counts for which space).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FeatureSet {
     /// The space's encoding alone (one-hot per position, or per item).
     #[serde(rename = "onehot")]
@@ -498,7 +469,7 @@ pub fn validate_exploration(prefix: &str, temperature: f64, epsilon: f64) -> Res
 }
 
 /// A validated campaign definition with every default filled in: what is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignSpec {
     pub name: String,
     pub space: SpaceSpec,
@@ -550,7 +521,7 @@ impl NewCampaign {
 }
 
 /// A stored campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
     pub id: i64,
     #[serde(flatten)]

@@ -3,8 +3,8 @@
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::extract::PathText;
+use super::settings::{Campaign, NewCampaign};
 use super::AppState;
-use crate::domain::campaign::{Campaign, NewCampaign};
 use crate::service::campaigns::{self, CampaignOverview};
 use crate::service::rounds::parse_stored;
 use axum::extract::{Query, State};
@@ -102,8 +102,8 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    let campaign = campaigns::create_campaign(&state, body).await?;
-    Ok((StatusCode::CREATED, Json(campaign)))
+    let campaign = campaigns::create_campaign(&state, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 
 #[utoipa::path(
@@ -129,7 +129,7 @@ pub async fn list(
     let offset = super::extract::integer_param(&params, "offset", 0, i64::MAX)?;
     let campaigns = campaigns::campaigns(&state, limit, offset).await?;
     Ok(Json(CampaignList {
-        campaigns,
+        campaigns: campaigns.into_iter().map(Campaign::from).collect(),
         limit,
         offset,
     }))
@@ -161,7 +161,7 @@ impl From<CampaignOverview> for CampaignDetail {
     fn from(overview: CampaignOverview) -> Self {
         let stats = overview.stats;
         Self {
-            campaign: overview.campaign,
+            campaign: overview.campaign.into(),
             stats: CampaignStats {
                 candidates: stats.candidates,
                 labelled: stats.labelled,

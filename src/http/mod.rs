@@ -17,6 +17,7 @@ pub mod preview;
 pub mod request_id;
 pub mod rounds;
 pub mod server;
+pub mod settings;
 pub mod spreadsheet;
 
 /// A candidate value as the API reads and writes it; its form depends on the campaign's space.

@@ -14,8 +14,9 @@
 
 use super::dashboard::{self, assets, signin};
 use super::CandidateValue;
-use super::{campaigns, candidates, error, health, labels, metrics, model, preview, rounds};
-use crate::domain::campaign;
+use super::{
+    campaigns, candidates, error, health, labels, metrics, model, preview, rounds, settings,
+};
 use crate::gfn::{BackwardPolicy, GfnConfig, Objective, SpaceSpec};
 use utoipa::OpenApi;
 
@@ -51,13 +52,13 @@ use utoipa::OpenApi;
         signin::submit,
     ),
     components(schemas(
-        campaign::NewCampaign,
-        campaign::CampaignSpec,
-        campaign::Campaign,
-        campaign::RewardSpec,
-        campaign::Acquisition,
-        campaign::Transform,
-        campaign::TrainingSpec,
+        settings::NewCampaign,
+        settings::CampaignSpec,
+        settings::Campaign,
+        settings::RewardSpec,
+        settings::Acquisition,
+        settings::Transform,
+        settings::TrainingSpec,
         SpaceSpec,
         GfnConfig,
         Objective,
