@@ -111,7 +111,9 @@ impl GflowNet {
     /// Walks forward from each of `starts` as [`Self::sample_forward_from`] does, except that
     /// step `t` of walk `i` takes `guides[i][t]` when that is `Some` action valid there; a
     /// `None`, an invalid action or a step past the guide's end is drawn from the policy.
-    /// `log_pf` is the policy's probability of every move taken, forced ones included.
+    /// `log_pf` is the policy's probability of the moves it drew (given the forced ones):
+    /// the network is only asked about the states where a walk draws, so a guide that
+    /// forces most moves (conservative search) costs a fraction of a free walk.
     /// Missing guides (`guides` shorter than `starts`) leave those walks unguided.
     pub fn walk_forward(
         &self,
@@ -134,34 +136,50 @@ impl GflowNet {
         let mut active: Vec<usize> = (0..paths.len()).collect();
         let mut mask = vec![false; a];
         let mut weights = Vec::with_capacity(a);
-        let mut current: Vec<State> = Vec::with_capacity(paths.len());
+        // Per active walk: the guide's action when it is valid here, else `None` (drawn).
+        let mut forced: Vec<Option<usize>> = Vec::with_capacity(paths.len());
+        let mut drawing: Vec<State> = Vec::new();
         while !active.is_empty() {
-            current.clear();
-            current.extend(
-                active
-                    .iter()
-                    .map(|&i| paths[i].states[paths[i].states.len() - 1].clone()),
-            );
-            let out = self.outputs(&current)?;
-            let mut still = Vec::with_capacity(active.len());
-            for (k, &i) in active.iter().enumerate() {
-                let s = &current[k];
+            forced.clear();
+            drawing.clear();
+            for &i in &active {
+                let s = &paths[i].states[paths[i].states.len() - 1];
                 space.forward_mask(s, &mut mask);
-                explore_weights(&out[k * 2 * a..k * 2 * a + a], &mask, explore, &mut weights);
-                let forced = guides
+                let guided = guides
                     .get(i)
                     .and_then(|g| g.get(paths[i].actions.len()))
                     .copied()
                     .flatten()
                     .filter(|&f| f < a && mask[f]);
-                let action = match forced {
+                if guided.is_none() {
+                    drawing.push(s.clone());
+                }
+                forced.push(guided);
+            }
+            let out = self.outputs(&drawing)?;
+            let mut row = 0;
+            let mut still = Vec::with_capacity(active.len());
+            for (k, &i) in active.iter().enumerate() {
+                let s = paths[i].states[paths[i].states.len() - 1].clone();
+                let action = match forced[k] {
                     Some(f) => f,
-                    None => draw(&weights, rng),
+                    None => {
+                        space.forward_mask(&s, &mut mask);
+                        explore_weights(
+                            &out[row * 2 * a..row * 2 * a + a],
+                            &mask,
+                            explore,
+                            &mut weights,
+                        );
+                        row += 1;
+                        let action = draw(&weights, rng);
+                        paths[i].log_pf += weights[action].max(f64::MIN_POSITIVE).ln();
+                        action
+                    }
                 };
                 paths[i].actions.push(action);
-                paths[i].log_pf += weights[action].max(f64::MIN_POSITIVE).ln();
                 if action != stop {
-                    let next = space.step(s, action).map_err(|e| {
+                    let next = space.step(&s, action).map_err(|e| {
                         GfnError::Config(format!("sampler drew an invalid action: {e}"))
                     })?;
                     paths[i].states.push(next);
