@@ -201,6 +201,9 @@ pub fn row_bytes(members: usize, input_dim: usize, hidden: usize) -> usize {
 /// Rows that one batched product (predictions, validation) takes at once: as many as fit in
 /// the engine's chunk ([`crate::gfn::memory::chunk_bytes`]), so that wide inputs or a wide
 /// hidden layer get fewer rows.
+/// Inputs count as sparse when at most one in this many is set.
+const SPARSE_INPUTS: usize = 4;
+
 fn rows_per_batch(members: usize, input_dim: usize, hidden: usize) -> usize {
     crate::gfn::memory::rows_per_chunk(row_bytes(members, input_dim, hidden))
 }
@@ -331,6 +334,48 @@ impl Ensemble {
         let h = x
             .matmul(p[0].as_tensor())?
             .broadcast_add(p[1].as_tensor())?;
+        self.after_first_layer(&h)
+    }
+
+    /// The first layer's pre-activations of every member for `rows` rows of the same inputs
+    /// (`chunk`, row-major `[rows, in]`): `[K, rows, hidden]`. One product against the
+    /// members' weights side by side instead of one per member on copies of the inputs;
+    /// and where the inputs are sparse (a one-hot encoding sets one input in
+    /// twenty), a sum of the weight rows of the set inputs instead of a dense product.
+    fn first_layer(&self, chunk: &[f32], rows: usize) -> candle_core::Result<Tensor> {
+        let (d, m, h) = (self.input_dim, self.members, self.hidden);
+        let device = Device::Cpu;
+        let weights = self.params[0]
+            .as_tensor()
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((d, m * h))?;
+        let set = chunk.iter().filter(|v| **v != 0.0).count();
+        let pre = if set * SPARSE_INPUTS <= chunk.len() {
+            // Row by row, the weight rows of the set inputs, scaled by their values.
+            let w = weights.flatten_all()?.to_vec1::<f32>()?;
+            let width = m * h;
+            let mut out = vec![0.0f32; rows * width];
+            for (row, acc) in chunk.chunks(d.max(1)).zip(out.chunks_mut(width.max(1))) {
+                for (j, &v) in row.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                    for (a, &wj) in acc.iter_mut().zip(&w[j * width..(j + 1) * width]) {
+                        *a += v * wj;
+                    }
+                }
+            }
+            Tensor::from_vec(out, (rows, width), &device)?
+        } else {
+            Tensor::from_slice(chunk, (rows, d), &device)?.matmul(&weights)?
+        };
+        pre.reshape((rows, m, h))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .broadcast_add(self.params[1].as_tensor())
+    }
+
+    /// The rest of [`Self::forward`] from the first layer's pre-activations.
+    fn after_first_layer(&self, h: &Tensor) -> candle_core::Result<Tensor> {
+        let p = &self.params;
         let h = h.relu()?;
         let h = h
             .matmul(p[2].as_tensor())?
@@ -364,10 +409,7 @@ impl Ensemble {
         let rows = rows_per_batch(self.members, d, self.hidden);
         for chunk in x.chunks(rows * d.max(1)) {
             let rows = chunk.len() / d;
-            let xs = Tensor::from_slice(chunk, (1, rows, d), &Device::Cpu)?
-                .broadcast_as((self.members, rows, d))?
-                .contiguous()?;
-            let mut y = self.forward(&xs)?;
+            let mut y = self.after_first_layer(&self.first_layer(chunk, rows)?)?;
             if self.target == Target::Classification {
                 y = candle_nn::ops::sigmoid(&y)?;
             }
@@ -569,5 +611,61 @@ mod tests {
         // A wide hidden layer costs rows even when the inputs are narrow.
         assert!(rows_per_batch(5, 2, 1024) * 100 < rows_per_batch(5, 2, 1));
         assert_eq!(validation_rows(5, 524_288), 6);
+    }
+
+    /// Every member's prediction by the members' dense forward pass on copies of the
+    /// inputs: what `predict` computes another way.
+    fn dense_predictions(e: &Ensemble, x: &[f32]) -> Vec<Vec<f32>> {
+        let rows = x.len() / e.input_dim;
+        let xs = Tensor::from_slice(x, (1, rows, e.input_dim), &Device::Cpu)
+            .unwrap()
+            .broadcast_as((e.members, rows, e.input_dim))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let y = e.forward(&xs).unwrap().reshape((e.members, rows)).unwrap();
+        y.to_vec2::<f32>().unwrap()
+    }
+
+    /// One-hot rows (sparse: the gathered weight rows) and dense rows (one product for all
+    /// members) predict what each member's own dense pass does.
+    #[test]
+    fn predictions_equal_each_member_s_dense_pass_for_sparse_and_dense_inputs() {
+        let mut rng = StdRng::seed_from_u64(13);
+        const WIDE: usize = 40;
+        let one_hot: Vec<f32> = (0..50)
+            .flat_map(|_| {
+                let mut row = vec![0.0f32; WIDE];
+                for block in 0..4 {
+                    row[block * 10 + rng.random_range(0..10)] = 1.0;
+                }
+                row
+            })
+            .collect();
+        let y: Vec<f32> = one_hot
+            .chunks(WIDE)
+            .map(|r| r[0] - r[13] + 2.0 * r[27])
+            .collect();
+        let mut s = settings(0);
+        s.steps = 50;
+        let e = Ensemble::fit(&one_hot, WIDE, &y, Target::Regression, &s, &mut rng).unwrap();
+        let dense = inputs(30, &mut rng);
+        let d = Ensemble::fit(
+            &dense,
+            DIM,
+            &vec![0.5; 30],
+            Target::Regression,
+            &s,
+            &mut rng,
+        )
+        .unwrap();
+        for (ensemble, x) in [(&e, &one_hot), (&d, &dense)] {
+            let fast = ensemble.predict(x).unwrap();
+            let slow = dense_predictions(ensemble, x);
+            assert_eq!(fast.len(), ensemble.members());
+            for (a, b) in fast.iter().flatten().zip(slow.iter().flatten()) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
     }
 }
