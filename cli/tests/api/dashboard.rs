@@ -652,8 +652,15 @@ async fn screenshots(b: &Client, dir: &Path, page: &str) {
         })
         .await
         .expect("the viewport");
-        // The charts follow the resize event; give them a frame or two.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The charts follow the resize event, which the browser dispatches before it draws
+        // the next frame: wait for two frames to be drawn, not for a guessed time.
+        b.execute_async(
+            "const done = arguments[arguments.length - 1];
+             requestAnimationFrame(() => requestAnimationFrame(() => done(null)));",
+            vec![],
+        )
+        .await
+        .expect("two frames drawn");
         // A phone shows a page wider than itself zoomed out: its layout is wider than the
         // screen, and the text too small to read.
         let widths = b
