@@ -650,15 +650,7 @@ mod tests {
         s.steps = 50;
         let e = Ensemble::fit(&one_hot, WIDE, &y, Target::Regression, &s, &mut rng).unwrap();
         let dense = inputs(30, &mut rng);
-        let d = Ensemble::fit(
-            &dense,
-            DIM,
-            &vec![0.5; 30],
-            Target::Regression,
-            &s,
-            &mut rng,
-        )
-        .unwrap();
+        let d = Ensemble::fit(&dense, DIM, &[0.5; 30], Target::Regression, &s, &mut rng).unwrap();
         for (ensemble, x) in [(&e, &one_hot), (&d, &dense)] {
             let fast = ensemble.predict(x).unwrap();
             let slow = dense_predictions(ensemble, x);
