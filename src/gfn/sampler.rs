@@ -139,9 +139,12 @@ impl GflowNet {
         // Per active walk: the guide's action when it is valid here, else `None` (drawn).
         let mut forced: Vec<Option<usize>> = Vec::with_capacity(paths.len());
         let mut drawing: Vec<State> = Vec::new();
+        // The masks of the drawing walks' states, `a` entries each, kept for the draw.
+        let mut masks: Vec<bool> = Vec::new();
         while !active.is_empty() {
             forced.clear();
             drawing.clear();
+            masks.clear();
             for &i in &active {
                 let s = &paths[i].states[paths[i].states.len() - 1];
                 space.forward_mask(s, &mut mask);
@@ -153,6 +156,7 @@ impl GflowNet {
                     .filter(|&f| f < a && mask[f]);
                 if guided.is_none() {
                     drawing.push(s.clone());
+                    masks.extend_from_slice(&mask);
                 }
                 forced.push(guided);
             }
@@ -164,10 +168,9 @@ impl GflowNet {
                 let action = match forced[k] {
                     Some(f) => f,
                     None => {
-                        space.forward_mask(&s, &mut mask);
                         explore_weights(
                             &out[row * 2 * a..row * 2 * a + a],
-                            &mask,
+                            &masks[row * a..(row + 1) * a],
                             explore,
                             &mut weights,
                         );
