@@ -122,18 +122,26 @@ fn count_changes(
     let mut campaigns: Vec<i64> = before.keys().chain(after.keys()).copied().collect();
     campaigns.sort_unstable();
     campaigns.dedup();
-    campaigns
-        .into_iter()
-        .filter_map(|c| {
-            let (b, a) = (before.get(&c).copied().unwrap_or_default(), after.get(&c).copied().unwrap_or_default());
-            let new = imported.get(&c).copied().unwrap_or_default();
-            let objects = (a.own_objects + a.entity_objects) - (b.own_objects + b.entity_objects);
-            let change = [new, new + a.pending - b.pending, a.labelled - b.labelled, a.failed - b.failed, a.abandoned - b.abandoned, objects];
-            (change != [0; 6]).then(|| {
-                json!({ "c": c, "new": change[0], "p": change[1], "l": change[2], "f": change[3], "a": change[4], "o": change[5] })
-            })
-        })
-        .collect()
+    let mut changes = Vec::new();
+    for c in campaigns {
+        let b = before.get(&c).copied().unwrap_or_default();
+        let a = after.get(&c).copied().unwrap_or_default();
+        let new = imported.get(&c).copied().unwrap_or_default();
+        let objects = |t: Tally| t.own_objects + t.entity_objects;
+        let change = json!({
+            "c": c,
+            "new": new,
+            "p": new + a.pending - b.pending,
+            "l": a.labelled - b.labelled,
+            "f": a.failed - b.failed,
+            "a": a.abandoned - b.abandoned,
+            "o": objects(a) - objects(b),
+        });
+        if new != 0 || a != b {
+            changes.push(change);
+        }
+    }
+    changes
 }
 
 /// The transaction body, the same on both backends but for the SQL module.
