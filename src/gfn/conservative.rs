@@ -113,6 +113,42 @@ mod tests {
         State((0..length).map(|_| rng.random_range(0..20)).collect())
     }
 
+    /// A guided walk's `log_pf` counts only the moves it drew: a walk forced all the way
+    /// reproduces its guide with `log_pf` 0, and one with a single free move carries that
+    /// move's probability under the (fresh, near-uniform) policy.
+    #[test]
+    fn guided_walks_count_only_the_moves_they_draw() {
+        let space = peptides(8);
+        let mut rng = StdRng::seed_from_u64(3);
+        let net = GflowNet::new(space.clone(), GfnConfig::default(), &mut rng).unwrap();
+        let elite = random_peptide(8, &mut rng);
+        let path = net
+            .sample_backward(&[(elite.clone(), 0.0)], &mut rng)
+            .unwrap();
+        let forced: Vec<Option<usize>> = path[0].actions.iter().map(|&a| Some(a)).collect();
+        let mut one_free = forced.clone();
+        one_free[3] = None;
+        let starts = vec![space.initial(); 2];
+        let walks = net
+            .walk_forward(
+                &starts,
+                &[forced, one_free],
+                Exploration::default(),
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(walks[0].terminal(), &elite);
+        assert_eq!(walks[0].log_pf, 0.0);
+        // One draw among 20 residues from a fresh network: close to ln(1/20).
+        let uniform = (1.0f64 / 20.0).ln();
+        assert!(
+            (walks[1].log_pf - uniform).abs() < 1.0,
+            "{}",
+            walks[1].log_pf
+        );
+        assert!(hamming(walks[1].terminal(), &elite) <= 1);
+    }
+
     #[test]
     fn candidates_differ_from_their_elite_in_about_delta_of_the_positions() {
         let space = peptides(32);
