@@ -337,35 +337,61 @@ impl Ensemble {
         self.after_first_layer(&h)
     }
 
-    /// The first layer's pre-activations of every member for `rows` rows of the same inputs
-    /// (`chunk`, row-major `[rows, in]`): `[K, rows, hidden]`. One product against the
-    /// members' weights side by side instead of one per member on copies of the inputs;
-    /// and where the inputs are sparse (a one-hot encoding sets one input in
-    /// twenty), a sum of the weight rows of the set inputs instead of a dense product.
-    fn first_layer(&self, chunk: &[f32], rows: usize) -> candle_core::Result<Tensor> {
+    /// The members' first-layer weights side by side, `[in, K * hidden]`, and the same as
+    /// a flat row-major vector; `None` when the copy would be larger than one chunk of the
+    /// memory budget (prediction then multiplies each member's own weights).
+    fn side_by_side(&self) -> candle_core::Result<Option<(Tensor, Vec<f32>)>> {
         let (d, m, h) = (self.input_dim, self.members, self.hidden);
-        let device = Device::Cpu;
+        if d.saturating_mul(m).saturating_mul(h).saturating_mul(8)
+            > crate::gfn::memory::chunk_bytes()
+        {
+            return Ok(None);
+        }
         let weights = self.params[0]
             .as_tensor()
             .transpose(0, 1)?
             .contiguous()?
             .reshape((d, m * h))?;
+        let flat = weights.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Some((weights, flat)))
+    }
+
+    /// The first layer's pre-activations of every member for `rows` rows of the same inputs
+    /// (`chunk`, row-major `[rows, in]`): `[K, rows, hidden]`. With the weights side by side,
+    /// one product for all members instead of one per member on copies of the inputs; and
+    /// where the inputs are sparse (a one-hot encoding sets one input in twenty), a sum of
+    /// the weight rows of the set inputs instead of a dense product.
+    fn first_layer(
+        &self,
+        chunk: &[f32],
+        rows: usize,
+        side_by_side: Option<&(Tensor, Vec<f32>)>,
+    ) -> candle_core::Result<Tensor> {
+        let (d, m, h) = (self.input_dim, self.members, self.hidden);
+        let device = Device::Cpu;
+        let Some((weights, flat)) = side_by_side else {
+            let xs = Tensor::from_slice(chunk, (1, rows, d), &device)?
+                .broadcast_as((m, rows, d))?
+                .contiguous()?;
+            return xs
+                .matmul(self.params[0].as_tensor())?
+                .broadcast_add(self.params[1].as_tensor());
+        };
         let set = chunk.iter().filter(|v| **v != 0.0).count();
         let pre = if set * SPARSE_INPUTS <= chunk.len() {
             // Row by row, the weight rows of the set inputs, scaled by their values.
-            let w = weights.flatten_all()?.to_vec1::<f32>()?;
             let width = m * h;
             let mut out = vec![0.0f32; rows * width];
             for (row, acc) in chunk.chunks(d.max(1)).zip(out.chunks_mut(width.max(1))) {
                 for (j, &v) in row.iter().enumerate().filter(|(_, v)| **v != 0.0) {
-                    for (a, &wj) in acc.iter_mut().zip(&w[j * width..(j + 1) * width]) {
+                    for (a, &wj) in acc.iter_mut().zip(&flat[j * width..(j + 1) * width]) {
                         *a += v * wj;
                     }
                 }
             }
             Tensor::from_vec(out, (rows, width), &device)?
         } else {
-            Tensor::from_slice(chunk, (rows, d), &device)?.matmul(&weights)?
+            Tensor::from_slice(chunk, (rows, d), &device)?.matmul(weights)?
         };
         pre.reshape((rows, m, h))?
             .transpose(0, 1)?
@@ -407,9 +433,12 @@ impl Ensemble {
         let n = x.len() / d;
         let mut out = vec![Vec::with_capacity(n); self.members];
         let rows = rows_per_batch(self.members, d, self.hidden);
+        // Prepared once per call: every chunk reads the same weights.
+        let side_by_side = self.side_by_side()?;
         for chunk in x.chunks(rows * d.max(1)) {
             let rows = chunk.len() / d;
-            let mut y = self.after_first_layer(&self.first_layer(chunk, rows)?)?;
+            let first = self.first_layer(chunk, rows, side_by_side.as_ref())?;
+            let mut y = self.after_first_layer(&first)?;
             if self.target == Target::Classification {
                 y = candle_nn::ops::sigmoid(&y)?;
             }
@@ -652,10 +681,26 @@ mod tests {
         let dense = inputs(30, &mut rng);
         let d = Ensemble::fit(&dense, DIM, &[0.5; 30], Target::Regression, &s, &mut rng).unwrap();
         for (ensemble, x) in [(&e, &one_hot), (&d, &dense)] {
+            assert!(
+                ensemble.side_by_side().unwrap().is_some(),
+                "small weights are copied"
+            );
             let fast = ensemble.predict(x).unwrap();
             let slow = dense_predictions(ensemble, x);
             assert_eq!(fast.len(), ensemble.members());
             for (a, b) in fast.iter().flatten().zip(slow.iter().flatten()) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            // Weights too large to copy: each member's own product, the same figures.
+            let rows = x.len() / ensemble.input_dim();
+            let own = ensemble.first_layer(x, rows, None).unwrap();
+            let own = ensemble.after_first_layer(&own).unwrap();
+            let own = own
+                .reshape((ensemble.members(), rows))
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            for (a, b) in own.iter().flatten().zip(slow.iter().flatten()) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
             }
         }
