@@ -110,6 +110,17 @@ pub struct Proposal {
     pub exhausted: bool,
     /// Version of the model that sampled the round (0: none yet, uniform).
     pub model_version: i64,
+    /// Share of the candidates the trained policy had a hand in (sources `policy`,
+    /// `policy+local` and `elite+policy`): how much of the batch the GFlowNet made.
+    pub policy_share: f64,
+}
+
+/// Whether the server's `source` of a candidate names a move of the trained policy.
+fn policy_made(source: &Value) -> bool {
+    matches!(
+        source.as_str(),
+        Some("policy" | "policy+local" | "elite+policy")
+    )
 }
 
 /// `POST /rounds` with `wait_for_model` and the key `round-<number>` (a retry after a 503 or
@@ -150,7 +161,9 @@ pub async fn propose(
             Ok((id, c["value"].clone()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let made = listed.iter().filter(|c| policy_made(&c["source"])).count();
     Ok(Proposal {
+        policy_share: made as f64 / listed.len().max(1) as f64,
         candidates,
         exhausted: round["exhausted"].as_bool().unwrap_or(false),
         model_version: round["model_version"].as_i64().unwrap_or(0),
@@ -261,6 +274,21 @@ async fn send_labels(client: &ApiClient, labels: Vec<Value>) -> anyhow::Result<(
 mod tests {
     use super::*;
     use crate::bench::oracles::TaskName;
+
+    #[test]
+    fn only_the_policys_sources_count_as_policy_made() {
+        for made in ["policy", "policy+local", "elite+policy"] {
+            assert!(policy_made(&json!(made)), "{made}");
+        }
+        for other in [
+            json!("local"),
+            json!("uniform"),
+            json!("imported"),
+            Value::Null,
+        ] {
+            assert!(!policy_made(&other), "{other}");
+        }
+    }
 
     fn args(campaign_json: Option<&str>) -> CampaignArgs {
         CampaignArgs {

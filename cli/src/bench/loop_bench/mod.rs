@@ -259,6 +259,10 @@ pub struct LoopResult {
     pub metrics: Metrics,
     /// Wall time of the run, in seconds.
     pub seconds: f64,
+    /// flowlab methods only: the mean over rounds of the share of each batch that the
+    /// trained policy had a hand in (sources `policy`, `policy+local`, `elite+policy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_share: Option<f64>,
     pub rounds: Vec<Metrics>,
 }
 
@@ -297,6 +301,8 @@ pub struct RoundRow {
     /// The version of flowlab's model that sampled the round (`None` for the baselines and
     /// the initial batch).
     pub model_version: Option<i64>,
+    /// flowlab only: the share of the round's candidates the trained policy had a hand in.
+    pub policy_share: Option<f64>,
     /// Wall time of the round, oracle and (for flowlab) waiting for training included.
     pub seconds: f64,
 }
@@ -381,6 +387,23 @@ impl<'a> RunLog<'a> {
         self.record(evaluations, None, seconds)
     }
 
+    /// [`Self::record`] for a flowlab round, with the share of its candidates the policy
+    /// made.
+    pub fn record_flowlab(
+        &mut self,
+        evaluations: Vec<Evaluation>,
+        model_version: i64,
+        policy_share: f64,
+        seconds: f64,
+    ) -> RoundRow {
+        let mut row = self.record(evaluations, Some(model_version), seconds);
+        row.policy_share = Some(policy_share);
+        if let Some(last) = self.rows.last_mut() {
+            last.policy_share = Some(policy_share);
+        }
+        row
+    }
+
     /// Records a round's oracle calls and returns the row of figures after it.
     pub fn record(
         &mut self,
@@ -395,6 +418,7 @@ impl<'a> RunLog<'a> {
             round: self.rows.len() + 1 - usize::from(self.initial),
             metrics: self.figures(),
             model_version,
+            policy_share: None,
             seconds,
         };
         self.rows.push(row);
@@ -474,6 +498,12 @@ struct RunOutcome {
 impl RunOutcome {
     fn final_metrics(&self) -> Option<&Metrics> {
         self.rows.last().map(|r| &r.metrics)
+    }
+
+    /// The mean over rounds of [`RoundRow::policy_share`]; `None` for the baselines.
+    fn policy_share(&self) -> Option<f64> {
+        let shares: Vec<f64> = self.rows.iter().filter_map(|r| r.policy_share).collect();
+        (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
     }
 }
 
@@ -602,6 +632,7 @@ pub fn run(args: &LoopBenchArgs, out: &mut impl Write) -> anyhow::Result<LoopRep
                     .copied()
                     .unwrap_or_else(|| RunLog::new(&tasks[0]).final_metrics()),
                 seconds: o.seconds,
+                policy_share: o.policy_share(),
                 rounds: o.rows.iter().map(|r| r.metrics).collect(),
             })
             .collect(),
@@ -790,9 +821,10 @@ async fn flowlab_rounds(
             args.send_entity,
         )
         .await?;
-        let row = log.record(
+        let row = log.record_flowlab(
             evaluations,
-            Some(proposal.model_version),
+            proposal.model_version,
+            proposal.policy_share,
             started.elapsed().as_secs_f64(),
         );
         on_row(&row);
@@ -931,6 +963,23 @@ fn summary(
             "  modes on {task}: objects scoring >= {} at least {} apart\n",
             rule.min_score, rule.min_distance
         ));
+        let shares: Vec<String> = methods
+            .iter()
+            .filter_map(|&method| {
+                let per_run: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.task == task && r.method == method)
+                    .filter_map(RunOutcome::policy_share)
+                    .collect();
+                mean_ci(&per_run).map(|c| format!("{method} {}", c.format(2)))
+            })
+            .collect();
+        if !shares.is_empty() {
+            text.push_str(&format!(
+                "  share of each batch the policy made (mean over rounds): {}\n",
+                shares.join("; ")
+            ));
+        }
         if methods.contains(&Method::Flowlab) {
             for &other in methods.iter().filter(|m| **m != Method::Flowlab) {
                 let diffs: Vec<String> = Figure::ALL
@@ -1227,10 +1276,26 @@ mod tests {
                     failed_fraction: 0.0,
                 },
                 model_version: None,
+                policy_share: None,
                 seconds: 1.0,
             }],
             seconds: 1.0,
         }
+    }
+
+    /// The share a run reports is the mean over its flowlab rounds; the initial batch and
+    /// the baselines' rounds carry none.
+    #[test]
+    fn a_runs_policy_share_is_the_mean_over_its_rounds() {
+        let mut run = outcome(Method::Flowlab, 0, 2.0, 0, 0.5);
+        assert_eq!(run.policy_share(), None, "no flowlab round yet");
+        let mut round = run.rows[0];
+        for share in [0.2, 0.5] {
+            round.policy_share = Some(share);
+            run.rows.push(round);
+        }
+        let mean = run.policy_share().expect("flowlab rounds");
+        assert!((mean - 0.35).abs() < 1e-12, "{mean}");
     }
 
     #[test]
