@@ -6,11 +6,11 @@ use super::error::ApiError;
 use super::extract::PathText;
 use super::AppState;
 use crate::error::Error;
-use crate::service::candidates::{self, CandidateQuery, ListedRow};
+use crate::service::candidates::{self, CandidateQuery, Cursor, ListedRow};
 use crate::service::rounds::parse_stored;
 use crate::store::CandidateStatus as StatusFilter;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -18,6 +18,10 @@ use std::collections::HashMap;
 
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100_000;
+
+/// The header that carries a page's `next` cursor, for CSV answers, which have no place
+/// for it in their body (JSON answers carry it too).
+pub const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 
 /// Where a candidate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -77,6 +81,11 @@ pub struct CandidatesQuery {
     /// Candidates to skip.
     #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
+    /// The `next` of an earlier page (or its `x-next-cursor` header): this page starts just
+    /// after that page's last row and costs what a first page does, however deep it is.
+    /// Only with the `order`, `status` and `distinct` of the page that gave it and no
+    /// `offset` above 0. Opaque text of letters, digits and dots.
+    pub after: Option<String>,
     /// Default `json`.
     #[param(inline)]
     pub format: Option<PageFormat>,
@@ -106,6 +115,10 @@ pub struct CandidatePage {
     pub candidates: Vec<ListedCandidate>,
     pub limit: i64,
     pub offset: i64,
+    /// The `after` of the page that follows: null when no row follows this page (or the
+    /// page has no rows, with `limit=0`).
+    #[schema(required)]
+    pub next: Option<String>,
 }
 
 /// A candidate with its aggregates.
@@ -148,7 +161,9 @@ pub struct ListedCandidate {
     summary = "A page of a campaign's candidates, as JSON or CSV",
     params(("id" = i64, Path, minimum = 1, description = "Campaign id"), CandidatesQuery),
     responses(
-        (status = 200, description = "The page", content(
+        (status = 200, description = "The page", headers(
+            ("x-next-cursor" = String, description = "The page's `next`, for CSV answers; absent where `next` is null"),
+        ), content(
             (CandidatePage = "application/json"),
             (String = "text/csv", example = json!("id,value,round,status,mean_reward,observations,source,entity\n7,ACGT,1,labelled,0.5,2,policy,\n")),
         )),
@@ -165,19 +180,27 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "campaign")?;
     let (query, format) = parse_query(&params)?;
-    let rows = candidates::page(&state, id, &query).await?;
-    Ok(match format {
+    let page = candidates::page(&state, id, &query).await?;
+    let next = page.next.map(|cursor| cursor.encode());
+    // The cursor's text is dots, letters and digits: always a valid header value.
+    let next_header = next
+        .as_deref()
+        .and_then(|n| HeaderValue::from_str(n).ok())
+        .map(|value| [(NEXT_CURSOR, value)]);
+    let body = match format {
         PageFormat::Csv => {
-            let body = to_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body = to_csv(&page.rows).map_err(|e| ApiError::Internal(e.to_string()))?;
             ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
         }
         PageFormat::Json => Json(CandidatePage {
-            candidates: rows.into_iter().map(ListedCandidate::from).collect(),
+            candidates: page.rows.into_iter().map(ListedCandidate::from).collect(),
             limit: query.limit,
             offset: query.offset,
+            next,
         })
         .into_response(),
-    })
+    };
+    Ok((next_header, body).into_response())
 }
 
 /// The page's query and format from the query string; an unknown parameter or a bad value
@@ -185,7 +208,9 @@ pub async fn list(
 fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, PageFormat), Error> {
     super::extract::only_params(
         params,
-        &["status", "order", "limit", "offset", "format", "distinct"],
+        &[
+            "status", "order", "limit", "offset", "format", "distinct", "after",
+        ],
     )?;
     let status = match params.get("status").map(String::as_str) {
         None => None,
@@ -221,6 +246,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
         limit: super::extract::integer_param(params, "limit", 100, MAX_LIMIT)?,
         offset: super::extract::integer_param(params, "offset", 0, i64::MAX)?,
         distinct_entity,
+        after: params.get("after").map(|a| Cursor::parse(a)).transpose()?,
     };
     Ok((query, format))
 }

@@ -5,7 +5,7 @@
 //!
 //! Imports no axum; SQL for both backends lives in `sql` below.
 
-use super::{CandidateRow, CandidateStatus, Store};
+use super::{CandidateRow, CandidateStatus, PageStart, Store};
 use crate::error::Error;
 use std::collections::HashMap;
 
@@ -32,6 +32,39 @@ mod sql {
         };
     }
 
+    /// Whether an object comes after a cursor in the page's order (`key` descending, unset
+    /// keys last, then id): `key` is the order's key (the mean times the direction's sign;
+    /// null for unmeasured objects and in creation order), `$cursor_key` and `$cursor_id`
+    /// the cursor's, a null id meaning no cursor. The window ranks every object of the
+    /// campaign whatever the page, so a cursor saves the offset's rows, not the ranking.
+    macro_rules! after {
+        ($key:literal, $cursor_key:literal, $cursor_id:literal) => {
+            concat!(
+                "(",
+                $cursor_id,
+                " is null or case when ",
+                $cursor_key,
+                " is null then ",
+                $key,
+                " is null and o.id > ",
+                $cursor_id,
+                " else ",
+                $key,
+                " < ",
+                $cursor_key,
+                " or (",
+                $key,
+                " = ",
+                $cursor_key,
+                " and o.id > ",
+                $cursor_id,
+                ") or ",
+                $key,
+                " is null end)"
+            )
+        };
+    }
+
     pub mod sqlite {
         pub const ENTITIES: &str = "select id, entity from candidates where campaign_id = $1 and entity is not null and id in (select value from json_each($2))";
         pub const OBJECTS: &str = concat!(
@@ -39,7 +72,13 @@ mod sql {
             object!(),
             " order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $4 desc nulls last, c.id) as place from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 window w as (",
             object!(),
-            ")) o where o.place = 1 and ($2 is null or o.status = $2) order by case when $3 = 'reward' then o.mean_reward end * $4 desc nulls last, o.id limit $5 offset $6"
+            ")) o where o.place = 1 and ($2 is null or o.status = $2) and ",
+            after!(
+                "case when $3 = 'reward' then o.mean_reward end * $4",
+                "$7",
+                "$8"
+            ),
+            " order by case when $3 = 'reward' then o.mean_reward end * $4 desc nulls last, o.id limit $5 offset $6"
         );
     }
 
@@ -52,7 +91,13 @@ mod sql {
             object!(),
             " order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) * $4::float8 desc nulls last, c.id) as place from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 window w as (",
             object!(),
-            ")) o where o.place = 1 and ($2::text is null or o.status = $2) order by case when $3::text = 'reward' then o.mean_reward end * $4::float8 desc nulls last, o.id limit $5 offset $6"
+            ")) o where o.place = 1 and ($2::text is null or o.status = $2) and ",
+            after!(
+                "case when $3::text = 'reward' then o.mean_reward end * $4::float8",
+                "$7::float8",
+                "$8::bigint"
+            ),
+            " order by case when $3::text = 'reward' then o.mean_reward end * $4::float8 desc nulls last, o.id limit $5 offset $6"
         );
     }
 }
@@ -81,7 +126,8 @@ impl Store {
     /// A page of the campaign's objects, each as its best candidate with the object's
     /// totals. `status` filters on that candidate's status (an object is `labelled` when
     /// any of its candidates is); `by_reward` orders by the object's mean reward (best
-    /// first, `maximize` deciding which end is best), else by the best candidate's id.
+    /// first, `maximize` deciding which end is best), else by the best candidate's id. A
+    /// position to start after is that of an object's row (its best candidate's id).
     pub async fn list_objects(
         &self,
         campaign_id: i64,
@@ -89,10 +135,24 @@ impl Store {
         by_reward: bool,
         maximize: bool,
         limit: i64,
-        offset: i64,
+        start: PageStart,
     ) -> Result<Vec<ObjectRow>, Error> {
         let order = if by_reward { "reward" } else { "created" };
         let sign = if maximize { 1.0f64 } else { -1.0 };
+        // Negating a float is exact, and an object's mean comes out of the same sums on
+        // every page while its observations stay: the cursor's key equals the key the
+        // query computes for the row it was made from.
+        let (offset, cursor_key, cursor_id) = match start {
+            PageStart::Offset(offset) => (offset, None, None),
+            PageStart::After(after) => (
+                0,
+                after
+                    .mean_reward
+                    .filter(|_| by_reward)
+                    .map(|mean| mean * sign),
+                Some(after.id),
+            ),
+        };
         Ok(on_backend!(self, OBJECTS, |pool, q| {
             sqlx::query_as(q)
                 .bind(campaign_id)
@@ -101,6 +161,8 @@ impl Store {
                 .bind(sign)
                 .bind(limit)
                 .bind(offset)
+                .bind(cursor_key)
+                .bind(cursor_id)
                 .fetch_all(pool)
                 .await?
         }))

@@ -193,6 +193,25 @@ impl CandidateStatus {
     }
 }
 
+/// A row's place in a candidate page's order: a keyset page continues just after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PagePosition {
+    /// The row's mean reward in an order by reward (`None`: unmeasured, in the tail);
+    /// ignored in creation order.
+    pub mean_reward: Option<f64>,
+    pub id: i64,
+}
+
+/// Where a candidate page starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PageStart {
+    /// After skipping this many rows of the order.
+    Offset(i64),
+    /// Just after this row: the order's index is entered at it, so a page deep in a large
+    /// campaign costs what the first one does (an offset walks every row it skips).
+    After(PagePosition),
+}
+
 /// Counts for `GET /campaigns/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Stats {
@@ -214,6 +233,68 @@ pub struct Stats {
 }
 
 mod sql {
+    /// A candidate's mean reward: the expression of the `candidates_reward` index, word for
+    /// word, so that the queries that order or compare by it can walk that index.
+    macro_rules! mean {
+        () => {
+            "(case when c.n_success > 0 then c.reward_sum / c.n_success end)"
+        };
+    }
+
+    /// A candidate page's columns and rows before its order: `$1` the campaign, `$2` a
+    /// status or null for all.
+    macro_rules! sqlite_page {
+        () => {
+            concat!(
+                "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, ",
+                mean!(),
+                " as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2)"
+            )
+        };
+    }
+
+    /// [`sqlite_page`] for PostgreSQL.
+    macro_rules! postgres_page {
+        () => {
+            concat!(
+                "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, ",
+                mean!(),
+                " as mean_reward, ",
+                pg_ts!("c.created_at"),
+                " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2)"
+            )
+        };
+    }
+
+    /// The measured rows after a cursor `($4, $5)` (mean reward, id) in an order by mean
+    /// reward, `$3` of them: the cursor's ties with a greater id, then the means past it
+    /// (`$cmp`, in `$order`). Two bounded index ranges instead of one condition with `or`,
+    /// which neither backend can seek with; each part reads at most `$3` rows. The order
+    /// by id inside a tie is the opposite of the index's direction when the lowest mean
+    /// comes first: the backends sort each tie group, which is small. The unmeasured rows,
+    /// which come after all of these, are read by `AFTER_UNMEASURED` when these run out.
+    macro_rules! reward_after {
+        ($page:ident, $cmp:literal, $order:literal, $outer:literal) => {
+            concat!(
+                "select * from (",
+                $page!(),
+                " and ",
+                mean!(),
+                " = $4 and c.id > $5 order by c.id limit $3) tie union all select * from (",
+                $page!(),
+                " and ",
+                mean!(),
+                $cmp,
+                "$4 order by ",
+                mean!(),
+                $order,
+                ", c.id limit $3) past order by mean_reward ",
+                $outer,
+                ", id limit $3"
+            )
+        };
+    }
+
     pub mod sqlite {
         pub const BUMP_ROUND: &str =
             "update campaigns set round_seq = round_seq + 1 where id = $1 returning round_seq";
@@ -244,6 +325,22 @@ mod sql {
         pub const LIST_BY_REWARD_HIGH: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) desc, c.id limit $3 offset $4";
         /// Smallest mean reward first, unmeasured candidates last.
         pub const LIST_BY_REWARD_LOW: &str = "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, c.created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2 is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4";
+        /// Creation order after the candidate `$4`: a seek into `(campaign_id, id)`.
+        pub const AFTER_CREATED: &str =
+            concat!(sqlite_page!(), " and c.id > $4 order by c.id limit $3");
+        /// Greatest mean first, after `($4, $5)`.
+        pub const AFTER_REWARD_HIGH: &str = reward_after!(sqlite_page, " < ", " desc", "desc");
+        /// Smallest mean first, after `($4, $5)`; no unmeasured candidate passes `>`, so
+        /// SQLite's nulls-first ascending order is the order here.
+        pub const AFTER_REWARD_LOW: &str = reward_after!(sqlite_page, " > ", " asc", "asc");
+        /// Either direction, the unmeasured candidates after `$4`, by id: they come last,
+        /// after every measured one.
+        pub const AFTER_UNMEASURED: &str = concat!(
+            sqlite_page!(),
+            " and ",
+            mean!(),
+            " is null and c.id > $4 order by c.id limit $3"
+        );
         /// The newest `$2` rounds (the `(campaign_id, number)` key serves the order), then
         /// their candidates grouped by source: at most five rows a round. A round without
         /// candidates gives one row with `proposed` 0.
@@ -295,6 +392,21 @@ mod sql {
             "select c.id, c.campaign_id, c.value, c.round_id, r.number as round_number, c.status, c.n_success, c.n_failed, case when c.n_success > 0 then c.reward_sum / c.n_success end as mean_reward, ",
             pg_ts!("c.created_at"),
             " as created_at, c.source from candidates c left join rounds r on r.id = c.round_id where c.campaign_id = $1 and ($2::text is null or c.status = $2) order by (case when c.n_success > 0 then c.reward_sum / c.n_success end) asc nulls last, c.id limit $3 offset $4"
+        );
+        pub const AFTER_CREATED: &str =
+            concat!(postgres_page!(), " and c.id > $4 order by c.id limit $3");
+        pub const AFTER_REWARD_HIGH: &str =
+            reward_after!(postgres_page, " < ", " desc nulls last", "desc");
+        /// `nulls first` though no unmeasured candidate passes `>`: it is the order of the
+        /// reward index read backwards, which PostgreSQL then only sorts within ties
+        /// (written `nulls last`, it sorts the whole campaign).
+        pub const AFTER_REWARD_LOW: &str =
+            reward_after!(postgres_page, " > ", " asc nulls first", "asc");
+        pub const AFTER_UNMEASURED: &str = concat!(
+            postgres_page!(),
+            " and ",
+            mean!(),
+            " is null and c.id > $4 order by c.id limit $3"
         );
         pub const ROUND_TALLIES: &str = super::sqlite::ROUND_TALLIES;
         pub const ROUND_OUTCOMES: &str = super::sqlite::ROUND_OUTCOMES;
@@ -502,6 +614,61 @@ impl Store {
         })
     }
 
+    /// A page of the campaign's candidates from `start`: [`Store::list_candidates`] for an
+    /// offset, else the rows just after a position of the same order.
+    pub async fn candidate_page(
+        &self,
+        campaign_id: i64,
+        status: Option<CandidateStatus>,
+        by_reward: bool,
+        maximize: bool,
+        limit: i64,
+        start: PageStart,
+    ) -> Result<Vec<CandidateRow>, Error> {
+        let after = match start {
+            PageStart::Offset(offset) => {
+                return self
+                    .list_candidates(campaign_id, status, by_reward, maximize, limit, offset)
+                    .await
+            }
+            PageStart::After(after) => after,
+        };
+        // A labelled candidate is one with a successful observation: never unmeasured.
+        let measured_only = status == Some(CandidateStatus::Labelled);
+        let status = status.map(CandidateStatus::as_str);
+        let store = self;
+        // A statement that takes a row count and an id, or a count, a mean and an id.
+        macro_rules! after {
+            ($name:ident, $limit:expr, $id:expr $(, $mean:expr)?) => {
+                on_backend!(store, $name, |pool, q| {
+                    sqlx::query_as(q)
+                        .bind(campaign_id)
+                        .bind(status)
+                        .bind($limit)
+                        $(.bind($mean))?
+                        .bind($id)
+                        .fetch_all(pool)
+                        .await?
+                })
+            };
+        }
+        let mut rows: Vec<CandidateRow> = match (by_reward, after.mean_reward, maximize) {
+            (false, _, _) => return Ok(after!(AFTER_CREATED, limit, after.id)),
+            (true, None, _) => return Ok(after!(AFTER_UNMEASURED, limit, after.id)),
+            (true, Some(mean), true) => after!(AFTER_REWARD_HIGH, limit, after.id, mean),
+            (true, Some(mean), false) => after!(AFTER_REWARD_LOW, limit, after.id, mean),
+        };
+        // The unmeasured rows follow the measured ones: read only once those run out, so
+        // that a page among the measured never walks them (a status filter may refuse every
+        // one). Ids start at 1: after 0 is the first. A candidate measured for the first time
+        // between the two statements is missed by this page, as by a later one.
+        let missing = limit.saturating_sub(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+        if missing > 0 && !measured_only {
+            rows.extend(after!(AFTER_UNMEASURED, missing, 0i64));
+        }
+        Ok(rows)
+    }
+
     /// The newest [`ROUND_FIGURES_LIMIT`] rounds at most (`limit`), newest first, each with
     /// its candidates counted by status and by source.
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
@@ -569,5 +736,236 @@ impl Store {
                 .await?
         });
         row.ok_or_else(|| Error::not_found("campaign", campaign_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PagePosition, PageStart, Pool, Store};
+    use super::{CandidateStatus, OnTaken, ProposedValue, RoundDraft, RoundInsert};
+    use crate::domain::campaign::NewCampaign;
+    use crate::domain::label::{LabelTarget, NewLabel};
+    use crate::gfn::Source;
+
+    /// SQLite, and PostgreSQL when `FLOWLAB_TEST_POSTGRES_URL` names one.
+    fn urls() -> Vec<String> {
+        let mut urls = vec!["sqlite::memory:".to_string()];
+        urls.extend(std::env::var("FLOWLAB_TEST_POSTGRES_URL").ok());
+        urls
+    }
+
+    fn label(
+        campaign_id: i64,
+        value: &str,
+        reward: Option<f64>,
+        entity: Option<String>,
+    ) -> NewLabel {
+        NewLabel {
+            target: LabelTarget::Value {
+                campaign_id,
+                value: value.to_string(),
+            },
+            reward,
+            failed: reward.is_none(),
+            error: None,
+            key: None,
+            metadata: None,
+            entity,
+        }
+    }
+
+    /// A campaign whose candidates have every status, many ties in mean reward (rewards of
+    /// 0, 0.5 and 1, some averaged over two observations into another 0.5), unmeasured
+    /// candidates (pending, failed, abandoned), imported ones and shared entities.
+    async fn populated(store: &Store, maximize: bool) -> i64 {
+        let body = serde_json::json!({
+            "name": "paged",
+            "space": {"type": "grid", "dims": 2, "size": 8},
+            "reward": {"maximize": maximize},
+        });
+        let campaign: NewCampaign = serde_json::from_value(body).expect("body");
+        let spec = campaign.validate().expect("valid");
+        let id = store.insert_campaign(&spec).await.expect("stored").id;
+        let mut rounds = Vec::new();
+        for values in [0..30, 30..40] {
+            let values: Vec<ProposedValue> = values
+                .map(|i| ProposedValue {
+                    value: format!("v{i}"),
+                    proxy: None,
+                    source: Source::Uniform,
+                })
+                .collect();
+            let draft = RoundDraft {
+                campaign_id: id,
+                key: None,
+                model_version: 0,
+                batch_size: values.len() as i64,
+                exhausted: false,
+                values: &values,
+                on_taken: OnTaken::CommitShort,
+            };
+            match store.insert_round(&draft).await.expect("round") {
+                RoundInsert::Created(round) => rounds.push(round),
+                other => panic!("{other:?}"),
+            }
+        }
+        store.abandon_round(rounds[1]).await.expect("abandons");
+        let entity = |i: usize| (i % 5 < 2).then(|| format!("e{}", i % 4));
+        let mut labels = Vec::new();
+        for i in 0..30 {
+            let value = format!("v{i}");
+            match i % 6 {
+                0 => {}
+                1 => labels.push(label(id, &value, None, entity(i))),
+                _ => {
+                    let reward = [0.0, 0.5, 1.0][i % 3];
+                    labels.push(label(id, &value, Some(reward), entity(i)));
+                    if i % 4 == 0 {
+                        labels.push(label(id, &value, Some(1.0 - reward), entity(i)));
+                    }
+                }
+            }
+        }
+        for i in 0..10 {
+            let reward = (i % 4 != 3).then(|| [0.0, 0.5, 1.0][i % 3]);
+            labels.push(label(id, &format!("w{i}"), reward, entity(i + 30)));
+        }
+        store.insert_labels(&labels).await.expect("labels");
+        id
+    }
+
+    /// `(id, mean reward)` of each row of a candidate page, or of an object page.
+    async fn page(
+        store: &Store,
+        campaign_id: i64,
+        (status, by_reward, maximize, objects): (Option<CandidateStatus>, bool, bool, bool),
+        limit: i64,
+        start: PageStart,
+    ) -> Vec<(i64, Option<f64>)> {
+        if objects {
+            let rows = store
+                .list_objects(campaign_id, status, by_reward, maximize, limit, start)
+                .await
+                .expect("objects");
+            return rows
+                .into_iter()
+                .map(|o| (o.candidate.id, o.candidate.mean_reward))
+                .collect();
+        }
+        let rows = store
+            .candidate_page(campaign_id, status, by_reward, maximize, limit, start)
+            .await
+            .expect("candidates");
+        rows.into_iter().map(|c| (c.id, c.mean_reward)).collect()
+    }
+
+    /// Walking a listing page by page, each page after the last row of the one before,
+    /// gives exactly the rows of one big offset page in the same order: for both orders,
+    /// both directions, every status filter, candidates and objects, and page sizes that
+    /// end inside runs of equal means and inside the unmeasured tail.
+    #[tokio::test]
+    async fn pages_after_a_cursor_walk_the_listing_as_one_page_does() {
+        let statuses = [
+            None,
+            Some(CandidateStatus::Labelled),
+            Some(CandidateStatus::Failed),
+            Some(CandidateStatus::Pending),
+            Some(CandidateStatus::Abandoned),
+        ];
+        for url in urls() {
+            let store = Store::connect(&url).await.expect("connects");
+            store.migrate().await.expect("migrates");
+            for maximize in [true, false] {
+                let id = populated(&store, maximize).await;
+                for (by_reward, objects, status) in [false, true]
+                    .into_iter()
+                    .flat_map(|r| [false, true].map(|o| (r, o)))
+                    .flat_map(|(r, o)| statuses.map(|s| (r, o, s)))
+                {
+                    let listing = (status, by_reward, maximize, objects);
+                    let whole = page(&store, id, listing, 1000, PageStart::Offset(0)).await;
+                    assert!(!whole.is_empty(), "{url}: {listing:?}");
+                    for size in [1, 2, 3, 7] {
+                        let mut walked =
+                            page(&store, id, listing, size, PageStart::Offset(0)).await;
+                        while let Some(&(last, mean)) = walked.last() {
+                            let after = PagePosition {
+                                mean_reward: mean.filter(|_| by_reward),
+                                id: last,
+                            };
+                            let next =
+                                page(&store, id, listing, size, PageStart::After(after)).await;
+                            assert!(next.len() <= size as usize);
+                            // A cursor that repeats rows would walk for ever.
+                            if next.is_empty() || walked.len() > whole.len() {
+                                break;
+                            }
+                            walked.extend(next);
+                        }
+                        assert_eq!(walked, whole, "{url}: {listing:?} by {size}");
+                    }
+                }
+                // The walks above crossed ties and the unmeasured tail.
+                let all = (None, true, maximize, false);
+                let whole = page(&store, id, all, 1000, PageStart::Offset(0)).await;
+                assert_eq!(whole.len(), 50, "{url}");
+                let means: Vec<f64> = whole.iter().filter_map(|r| r.1).collect();
+                assert!(
+                    means.windows(2).filter(|w| w[0] == w[1]).count() > 5,
+                    "{url}"
+                );
+                assert!(whole.iter().filter(|r| r.1.is_none()).count() > 10, "{url}");
+                if maximize {
+                    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{url}: {means:?}");
+                } else {
+                    assert!(means.windows(2).all(|w| w[0] <= w[1]), "{url}: {means:?}");
+                }
+            }
+        }
+    }
+
+    /// On SQLite, every part of a page after a cursor is a seek into an index of the
+    /// campaign's candidates: no statement scans the table, so a deep page reads what a
+    /// first one does.
+    #[tokio::test]
+    async fn pages_after_a_cursor_seek_an_index_on_sqlite() {
+        use super::sql::sqlite::{
+            AFTER_CREATED, AFTER_REWARD_HIGH, AFTER_REWARD_LOW, AFTER_UNMEASURED,
+        };
+        let store = Store::connect("sqlite::memory:").await.expect("connects");
+        store.migrate().await.expect("migrates");
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("SQLite")
+        };
+        for (statement, with_mean) in [
+            (AFTER_CREATED, false),
+            (AFTER_REWARD_HIGH, true),
+            (AFTER_REWARD_LOW, true),
+            (AFTER_UNMEASURED, false),
+        ] {
+            let explain = format!("explain query plan {statement}");
+            let query = sqlx::query_as(&explain)
+                .bind(1i64)
+                .bind(None::<&str>)
+                .bind(100i64);
+            let query = if with_mean { query.bind(0.5f64) } else { query };
+            let plan: Vec<(i64, i64, i64, String)> =
+                query.bind(7i64).fetch_all(pool).await.expect("a plan");
+            let searches: Vec<&str> = plan
+                .iter()
+                .map(|row| row.3.as_str())
+                .filter(|detail| detail.contains(" c "))
+                .collect();
+            assert!(!searches.is_empty(), "{plan:?}");
+            for detail in searches {
+                assert!(
+                    detail.starts_with("SEARCH c USING INDEX candidates_reward (campaign_id=?")
+                        || detail.starts_with(
+                            "SEARCH c USING INDEX candidates_campaign_id (campaign_id=? AND id>?)"
+                        ),
+                    "{statement}: {detail}"
+                );
+            }
+        }
     }
 }
