@@ -20,6 +20,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod model;
+mod pages;
 mod proxy;
 mod replicas;
 mod rounds;
