@@ -8,9 +8,10 @@
 //! the imports woke, on every label so far, are part of the figures): the process's resident
 //! memory at rest, `POST /rounds` p50/p99 (batch 100, without `wait_for_model`), `GET
 //! /rounds/{id}` of those rounds, a first candidate page by creation and the last page by
-//! reward, `GET /campaigns/{id}`, and `POST /labels` throughput on a few more batches. The
-//! peak resident memory of each stretch (growing to the size and training on it) is read
-//! from the kernel's high-water mark, reset at every size.
+//! reward (by offset, then after a cursor), `GET /campaigns/{id}`, and `POST /labels`
+//! throughput on a few more batches. The peak resident memory of each stretch (growing to
+//! the size and training on it) is read from the kernel's high-water mark, reset at every
+//! size.
 //!
 //! Memory figures are of this process, server and client together; the client holds one
 //! request body at a time (a few MB), so they are the server's to within that. Targets: at
@@ -108,6 +109,9 @@ pub struct ScalePoint {
     pub first_page_p50_ms: f64,
     /// The last page of `?order=reward&limit=100`, milliseconds (p50).
     pub last_reward_page_p50_ms: f64,
+    /// The same page asked for with `after`, the cursor of the row before it, instead of an
+    /// offset, milliseconds (p50).
+    pub last_reward_page_cursor_p50_ms: f64,
     /// `GET /campaigns/{id}`, milliseconds (p50).
     pub campaign_read_p50_ms: f64,
     /// Labels per second over the imports that grew the campaign to this size (NaN at the
@@ -319,7 +323,7 @@ async fn grow_and_measure(
         };
         eprintln!(
             "[{name}] {:>8} labelled: round p50 {:.1} / p99 {:.1} ms, {:.0} labels/s, GET round p99 {:.1} ms, \
-             first page {:.1} ms, last page by reward {:.1} ms, campaign {:.1} ms, trained in {:.1} s, RSS rest {:.0} / peak {:.0} MiB",
+             first page {:.1} ms, last page by reward {:.1} ms (after a cursor {:.1} ms), campaign {:.1} ms, trained in {:.1} s, RSS rest {:.0} / peak {:.0} MiB",
             point.candidates,
             point.round_p50_ms,
             point.round_p99_ms,
@@ -327,6 +331,7 @@ async fn grow_and_measure(
             point.round_read_p99_ms,
             point.first_page_p50_ms,
             point.last_reward_page_p50_ms,
+            point.last_reward_page_cursor_p50_ms,
             point.campaign_read_p50_ms,
             point.training_settle_seconds,
             point.rss_rest_mib,
@@ -383,13 +388,7 @@ async fn measure_at(
     .await?;
     // Every candidate: the labelled ones and the rounds' pending ones.
     let total = candidates + *proposed;
-    let last_offset = total.saturating_sub(100);
-    let last_page = median_get(
-        client,
-        &format!("/campaigns/{campaign}/candidates?order=reward&limit=100&offset={last_offset}"),
-        args.reads,
-    )
-    .await?;
+    let (last_page, last_page_cursor) = last_pages(client, campaign, total, args.reads).await?;
     let campaign_read = median_get(client, &format!("/campaigns/{campaign}"), args.reads).await?;
     // Throughput at this size: a few more batches, timed.
     let mut probe_seconds = 0.0;
@@ -411,6 +410,7 @@ async fn measure_at(
         round_read_p99_ms: reads.p99,
         first_page_p50_ms: first_page,
         last_reward_page_p50_ms: last_page,
+        last_reward_page_cursor_p50_ms: last_page_cursor,
         campaign_read_p50_ms: campaign_read,
         growth_labels_per_second: f64::NAN,
         training_settle_seconds: f64::NAN,
@@ -428,6 +428,34 @@ async fn timed_get(client: &Client, path: &str) -> anyhow::Result<f64> {
         bail!("GET {path} answered {status}: {body}");
     }
     Ok(elapsed)
+}
+
+/// The last page by reward of a campaign of `total` candidates, asked for with an offset and
+/// then after a cursor, each `reads` times: the median milliseconds of both.
+async fn last_pages(
+    client: &Client,
+    campaign: i64,
+    total: usize,
+    reads: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let page = format!("/campaigns/{campaign}/candidates?order=reward&limit=100");
+    let last_offset = total.saturating_sub(100);
+    let by_offset = median_get(client, &format!("{page}&offset={last_offset}"), reads).await?;
+    if last_offset == 0 {
+        // The last page is the first: no row before it to continue after.
+        return Ok((by_offset, by_offset));
+    }
+    // The row before the last page, found once by offset (not timed): its page's `next`.
+    let before = format!(
+        "/campaigns/{campaign}/candidates?order=reward&limit=1&offset={}",
+        last_offset - 1
+    );
+    let (status, body) = client.api().get(&before).await?;
+    let Some(cursor) = body["next"].as_str().filter(|_| status == 200) else {
+        bail!("GET {before} answered {status} without a next cursor: {body}");
+    };
+    let by_cursor = median_get(client, &format!("{page}&after={cursor}"), reads).await?;
+    Ok((by_offset, by_cursor))
 }
 
 /// The median latency of `n` `GET path`, in milliseconds.
@@ -469,6 +497,7 @@ mod tests {
             round_read_p99_ms: 1.0,
             first_page_p50_ms: 1.0,
             last_reward_page_p50_ms: 1.0,
+            last_reward_page_cursor_p50_ms: 1.0,
             campaign_read_p50_ms: 1.0,
             growth_labels_per_second: labels,
             training_settle_seconds: 1.0,
