@@ -49,6 +49,21 @@ def test_limit_and_offset_page_through_the_listing(measured: flowlab.Campaign) -
     assert [c.id for c in page.candidates] == [c.id for c in every[1:3]]
 
 
+def test_a_cursor_continues_where_the_previous_page_ended(measured: flowlab.Campaign) -> None:
+    every = measured.candidates(order="reward")
+    assert len(every) > 2
+    first = measured.client.list_candidates(measured.id, order="reward", limit=2)
+    assert first.next is not None
+    second = measured.client.list_candidates(
+        measured.id, order="reward", limit=len(every), after=first.next
+    )
+    assert [c.id for c in second.candidates] == [c.id for c in every[2:]]
+    assert second.next is None
+    with pytest.raises(flowlab.ApiError) as refused:
+        measured.client.list_candidates(measured.id, order="id", after=first.next)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_value")
+
+
 def test_every_page_is_read_when_no_limit_is_given(
     measured: flowlab.Campaign, monkeypatch: pytest.MonkeyPatch
 ) -> None:

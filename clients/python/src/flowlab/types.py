@@ -349,11 +349,13 @@ class CandidateList(list[ListedCandidate]):
 
 @dataclass(frozen=True)
 class CandidatePage:
-    """One page of a candidate listing, as the API answers it."""
+    """One page of a candidate listing, as the API answers it. ``next`` is the ``after`` of
+    the page that follows (``None`` when no row follows)."""
 
     candidates: list[ListedCandidate]
     limit: int
     offset: int
+    next: Optional[str]
 
 
 @dataclass(frozen=True)
