@@ -60,7 +60,7 @@ def test_a_cursor_continues_where_the_previous_page_ended(measured: flowlab.Camp
     assert [c.id for c in second.candidates] == [c.id for c in every[2:]]
     assert second.next is None
     with pytest.raises(flowlab.ApiError) as refused:
-        measured.client.list_candidates(measured.id, order="id", after=first.next)
+        measured.client.list_candidates(measured.id, order="created", after=first.next)
     assert (refused.value.status, refused.value.code) == (400, "invalid_value")
 
 
