@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::extract::PathText;
 use super::AppState;
 use crate::error::Error;
-use crate::service::candidates::{self, CandidateQuery, Cursor, ListedRow};
+use crate::service::candidates::{self, CandidateQuery, Cursor, ListedRow, ListingOrder};
 use crate::service::rounds::parse_stored;
 use crate::store::CandidateStatus as StatusFilter;
 use axum::extract::{Query, State};
@@ -225,9 +225,9 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
             ))
         }
     };
-    let by_reward = match params.get("order").map(String::as_str) {
-        None | Some("created") => false,
-        Some("reward") => true,
+    let order = match params.get("order").map(String::as_str) {
+        None | Some("created") => ListingOrder::Created,
+        Some("reward") => ListingOrder::BestFirst,
         Some(_) => return Err(Error::invalid("order", "must be reward or created")),
     };
     let format = match params.get("format").map(String::as_str) {
@@ -242,7 +242,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<(CandidateQuery, Page
     };
     let query = CandidateQuery {
         status,
-        by_reward,
+        order,
         limit: super::extract::integer_param(params, "limit", 100, MAX_LIMIT)?,
         offset: super::extract::integer_param(params, "offset", 0, i64::MAX)?,
         distinct_entity,

@@ -5,7 +5,7 @@ use super::Service;
 use crate::domain::campaign::{Campaign, NewCampaign};
 use crate::error::Error;
 use crate::store::training::ModelOverview;
-use crate::store::{CandidateRow, CandidateStatus, Stats};
+use crate::store::{CandidateRow, PageQuery, Stats};
 
 /// Validates the settings (every default filled in), refuses a campaign whose training step
 /// or round of one candidate would need more memory than `--max-step-memory`, and stores
@@ -40,7 +40,7 @@ pub async fn campaign_overview(service: &Service, id: i64) -> Result<CampaignOve
     let stats = store.stats(id).await?;
     let maximize = campaign.spec.reward.maximize;
     let best = store
-        .list_candidates(id, Some(CandidateStatus::Labelled), true, maximize, 1, 0)
+        .candidate_page(id, &PageQuery::best_labelled(maximize, 1))
         .await?
         .into_iter()
         .next();

@@ -3,16 +3,24 @@
 
 use super::Service;
 use crate::error::Error;
-use crate::store::{CandidateRow, CandidateStatus, PagePosition, PageStart};
+use crate::store::{CandidateRow, CandidateStatus, PageOrder, PagePosition, PageQuery, PageStart};
 use std::collections::HashMap;
+
+/// The order a listing asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingOrder {
+    /// Oldest first.
+    Created,
+    /// Best mean reward first, in the campaign's direction; unmeasured candidates last.
+    BestFirst,
+}
 
 /// What a page holds; validated by the caller, except that a cursor must belong to the
 /// page's order, status and grouping, which [`page`] checks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CandidateQuery {
     pub status: Option<CandidateStatus>,
-    /// Best mean reward first (per the campaign's direction) instead of oldest first.
-    pub by_reward: bool,
+    pub order: ListingOrder,
     pub limit: i64,
     pub offset: i64,
     /// One row per object instead of per candidate.
@@ -38,7 +46,7 @@ pub struct Page {
 /// text) or `null` when unmeasured: `r.c.any.3fe8000000000000.42`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cursor {
-    pub by_reward: bool,
+    pub order: ListingOrder,
     pub distinct_entity: bool,
     pub status: Option<CandidateStatus>,
     pub position: PagePosition,
@@ -47,14 +55,19 @@ pub struct Cursor {
 impl Cursor {
     /// The text form; [`Cursor::parse`] reads it back.
     pub fn encode(&self) -> String {
-        let order = if self.by_reward { "r" } else { "c" };
+        let order = match self.order {
+            ListingOrder::Created => "c",
+            ListingOrder::BestFirst => "r",
+        };
         let rows = if self.distinct_entity { "e" } else { "c" };
         let status = self.status.map_or("any", CandidateStatus::as_str);
         let id = self.position.id;
-        match (self.by_reward, self.position.mean_reward) {
-            (false, _) => format!("{order}.{rows}.{status}.{id}"),
-            (true, None) => format!("{order}.{rows}.{status}.null.{id}"),
-            (true, Some(mean)) => format!("{order}.{rows}.{status}.{:016x}.{id}", mean.to_bits()),
+        match (self.order, self.position.mean_reward) {
+            (ListingOrder::Created, _) => format!("{order}.{rows}.{status}.{id}"),
+            (ListingOrder::BestFirst, None) => format!("{order}.{rows}.{status}.null.{id}"),
+            (ListingOrder::BestFirst, Some(mean)) => {
+                format!("{order}.{rows}.{status}.{:016x}.{id}", mean.to_bits())
+            }
         }
     }
 
@@ -62,12 +75,12 @@ impl Cursor {
     pub fn parse(text: &str) -> Result<Self, Error> {
         let malformed = || Error::invalid("after", "must be the `next` of an earlier page");
         let parts: Vec<&str> = text.split('.').collect();
-        let (by_reward, mean, rows, status, id) = match parts.as_slice() {
-            ["c", rows, status, id] => (false, None, *rows, *status, *id),
-            ["r", rows, status, "null", id] => (true, None, *rows, *status, *id),
+        let (order, mean, rows, status, id) = match parts.as_slice() {
+            ["c", rows, status, id] => (ListingOrder::Created, None, *rows, *status, *id),
+            ["r", rows, status, "null", id] => (ListingOrder::BestFirst, None, *rows, *status, *id),
             ["r", rows, status, bits, id] => {
                 let mean = parse_mean(bits).ok_or_else(malformed)?;
-                (true, Some(mean), *rows, *status, *id)
+                (ListingOrder::BestFirst, Some(mean), *rows, *status, *id)
             }
             _ => return Err(malformed()),
         };
@@ -90,7 +103,7 @@ impl Cursor {
             .flatten()
             .ok_or_else(malformed)?;
         Ok(Self {
-            by_reward,
+            order,
             distinct_entity,
             status,
             position: PagePosition {
@@ -102,7 +115,7 @@ impl Cursor {
 
     /// Whether the cursor was made by a page of this query's listing.
     fn belongs_to(&self, query: &CandidateQuery) -> bool {
-        self.by_reward == query.by_reward
+        self.order == query.order
             && self.distinct_entity == query.distinct_entity
             && self.status == query.status
     }
@@ -152,12 +165,13 @@ pub async fn page(
     let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     rows.truncate(limit);
+    let by_reward = query.order == ListingOrder::BestFirst;
     let next = rows.last().filter(|_| more).map(|row| Cursor {
-        by_reward: query.by_reward,
+        order: query.order,
         distinct_entity: query.distinct_entity,
         status: query.status,
         position: PagePosition {
-            mean_reward: row.candidate.mean_reward.filter(|_| query.by_reward),
+            mean_reward: row.candidate.mean_reward.filter(|_| by_reward),
             id: row.candidate.id,
         },
     });
@@ -172,20 +186,17 @@ async fn rows(
     start: PageStart,
 ) -> Result<Vec<ListedRow>, Error> {
     let campaign = service.store.campaign(campaign_id).await?;
-    let maximize = campaign.spec.reward.maximize;
-    let CandidateQuery {
-        status,
-        by_reward,
-        limit,
-        distinct_entity,
-        ..
-    } = *query;
-    let limit = limit.saturating_add(1);
-    if distinct_entity {
-        let objects = service
-            .store
-            .list_objects(campaign_id, status, by_reward, maximize, limit, start)
-            .await?;
+    let page = PageQuery {
+        status: query.status,
+        order: match query.order {
+            ListingOrder::Created => PageOrder::Created,
+            ListingOrder::BestFirst => PageOrder::best_first(campaign.spec.reward.maximize),
+        },
+        limit: query.limit.saturating_add(1),
+        start,
+    };
+    if query.distinct_entity {
+        let objects = service.store.list_objects(campaign_id, &page).await?;
         return Ok(objects
             .into_iter()
             .map(|o| ListedRow {
@@ -195,10 +206,7 @@ async fn rows(
             })
             .collect());
     }
-    let rows = service
-        .store
-        .candidate_page(campaign_id, status, by_reward, maximize, limit, start)
-        .await?;
+    let rows = service.store.candidate_page(campaign_id, &page).await?;
     let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
     let mut entities: HashMap<i64, String> =
         service.store.candidate_entities(campaign_id, &ids).await?;
@@ -216,9 +224,9 @@ async fn rows(
 mod tests {
     use super::*;
 
-    fn cursor(by_reward: bool, mean_reward: Option<f64>) -> Cursor {
+    fn cursor(order: ListingOrder, mean_reward: Option<f64>) -> Cursor {
         Cursor {
-            by_reward,
+            order,
             distinct_entity: false,
             status: None,
             position: PagePosition {
@@ -238,9 +246,12 @@ mod tests {
             f64::INFINITY,
             f64::MIN_POSITIVE,
         ];
-        let mut cursors: Vec<Cursor> = means.iter().map(|&m| cursor(true, Some(m))).collect();
-        cursors.push(cursor(true, None));
-        cursors.push(cursor(false, None));
+        let mut cursors: Vec<Cursor> = means
+            .iter()
+            .map(|&m| cursor(ListingOrder::BestFirst, Some(m)))
+            .collect();
+        cursors.push(cursor(ListingOrder::BestFirst, None));
+        cursors.push(cursor(ListingOrder::Created, None));
         for status in [
             None,
             Some(CandidateStatus::Pending),
@@ -249,7 +260,7 @@ mod tests {
             cursors.push(Cursor {
                 distinct_entity: true,
                 status,
-                ..cursor(false, None)
+                ..cursor(ListingOrder::Created, None)
             });
         }
         for original in cursors {
@@ -267,9 +278,9 @@ mod tests {
             );
             assert_eq!(parsed, original, "{text}");
         }
-        assert_eq!(cursor(false, None).encode(), "c.c.any.42");
+        assert_eq!(cursor(ListingOrder::Created, None).encode(), "c.c.any.42");
         assert_eq!(
-            cursor(true, Some(0.75)).encode(),
+            cursor(ListingOrder::BestFirst, Some(0.75)).encode(),
             "r.c.any.3fe8000000000000.42"
         );
     }

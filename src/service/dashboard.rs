@@ -15,7 +15,7 @@ use crate::proxy::prospective::{self, Outcome, ProspectiveQuality};
 use crate::store::dashboard::{PendingRound, RoundLeader, RunSummary};
 use crate::store::training::HISTORY_LIMIT;
 use crate::store::{
-    CandidateRow, CandidateStatus, ProposalOutcome, RoundTally, Stats, ROUND_FIGURES_LIMIT,
+    CandidateRow, PageQuery, ProposalOutcome, RoundTally, Stats, ROUND_FIGURES_LIMIT,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,7 +79,7 @@ pub async fn campaign_index(service: &Service, page: i64) -> Result<CampaignInde
         let id = campaign.id;
         let maximize = campaign.spec.reward.maximize;
         let best = store
-            .list_candidates(id, Some(CandidateStatus::Labelled), true, maximize, 1, 0)
+            .candidate_page(id, &PageQuery::best_labelled(maximize, 1))
             .await?
             .into_iter()
             .next();
@@ -179,14 +179,7 @@ pub async fn dashboard(service: &Service, id: i64) -> Result<Dashboard, Error> {
     .await
     .map_err(|e| Error::Internal(format!("dashboard figures task failed: {e}")))?;
     let best = store
-        .list_candidates(
-            id,
-            Some(CandidateStatus::Labelled),
-            true,
-            maximize,
-            BEST_ROWS,
-            0,
-        )
+        .candidate_page(id, &PageQuery::best_labelled(maximize, BEST_ROWS))
         .await?;
     Ok(Dashboard {
         rounds,

@@ -5,7 +5,7 @@
 //!
 //! Imports no axum; SQL for both backends lives in `sql` below.
 
-use super::{CandidateRow, CandidateStatus, PageStart, Store};
+use super::{CandidateRow, CandidateStatus, PageOrder, PageQuery, PageStart, Store};
 use crate::error::Error;
 use std::collections::HashMap;
 
@@ -124,21 +124,26 @@ impl Store {
     }
 
     /// A page of the campaign's objects, each as its best candidate with the object's
-    /// totals. `status` filters on that candidate's status (an object is `labelled` when
-    /// any of its candidates is); `by_reward` orders by the object's mean reward (best
-    /// first, `maximize` deciding which end is best), else by the best candidate's id. A
-    /// position to start after is that of an object's row (its best candidate's id).
+    /// totals. The status filters on that candidate's status (an object is `labelled` when
+    /// any of its candidates is); an order by reward places the object by its mean reward,
+    /// creation order by its best candidate's id. A position to start after is that of an
+    /// object's row (its best candidate's id).
     pub async fn list_objects(
         &self,
         campaign_id: i64,
-        status: Option<CandidateStatus>,
-        by_reward: bool,
-        maximize: bool,
-        limit: i64,
-        start: PageStart,
+        query: &PageQuery,
     ) -> Result<Vec<ObjectRow>, Error> {
-        let order = if by_reward { "reward" } else { "created" };
-        let sign = if maximize { 1.0f64 } else { -1.0 };
+        let PageQuery {
+            status,
+            order,
+            limit,
+            start,
+        } = *query;
+        let (order_name, sign) = match order {
+            PageOrder::Created => ("created", 1.0f64),
+            PageOrder::HighestReward => ("reward", 1.0),
+            PageOrder::LowestReward => ("reward", -1.0),
+        };
         // Negating a float is exact, and an object's mean comes out of the same sums on
         // every page while its observations stay: the cursor's key equals the key the
         // query computes for the row it was made from.
@@ -148,7 +153,7 @@ impl Store {
                 0,
                 after
                     .mean_reward
-                    .filter(|_| by_reward)
+                    .filter(|_| order.by_reward())
                     .map(|mean| mean * sign),
                 Some(after.id),
             ),
@@ -157,7 +162,7 @@ impl Store {
             sqlx::query_as(q)
                 .bind(campaign_id)
                 .bind(status.map(CandidateStatus::as_str))
-                .bind(order)
+                .bind(order_name)
                 .bind(sign)
                 .bind(limit)
                 .bind(offset)

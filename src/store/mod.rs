@@ -50,9 +50,9 @@ pub mod training;
 
 pub use campaigns::ObjectRow;
 pub use rounds::{
-    CandidateRow, CandidateStatus, LabelRow, OnTaken, PagePosition, PageStart, ProposalOutcome,
-    ProposedValue, RoundDraft, RoundInsert, RoundRow, RoundTally, Stats, ROUND_FIGURES_LIMIT,
-    UNKNOWN_SOURCE,
+    CandidateRow, CandidateStatus, LabelRow, OnTaken, PageOrder, PagePosition, PageQuery,
+    PageStart, ProposalOutcome, ProposedValue, RoundDraft, RoundInsert, RoundRow, RoundTally,
+    Stats, ROUND_FIGURES_LIMIT, UNKNOWN_SOURCE,
 };
 
 // The storage layer's errors in the service's terms; here, so that sqlx stays in the store.

@@ -212,6 +212,57 @@ pub enum PageStart {
     After(PagePosition),
 }
 
+/// The order of a candidate page; ties in mean reward go oldest first, and unmeasured
+/// candidates come after every measured one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageOrder {
+    /// Oldest first.
+    Created,
+    /// Greatest mean reward first.
+    HighestReward,
+    /// Smallest mean reward first.
+    LowestReward,
+}
+
+impl PageOrder {
+    /// Best mean reward first for a campaign that maximises (`maximize`) or minimises.
+    pub fn best_first(maximize: bool) -> Self {
+        if maximize {
+            Self::HighestReward
+        } else {
+            Self::LowestReward
+        }
+    }
+
+    /// Whether rows are placed by their mean reward.
+    pub fn by_reward(self) -> bool {
+        self != Self::Created
+    }
+}
+
+/// Which rows a page of a campaign's candidates (or objects) holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageQuery {
+    /// Only candidates of this status; `None`: all.
+    pub status: Option<CandidateStatus>,
+    pub order: PageOrder,
+    /// Rows at most.
+    pub limit: i64,
+    pub start: PageStart,
+}
+
+impl PageQuery {
+    /// The campaign's `limit` best labelled candidates, best first.
+    pub fn best_labelled(maximize: bool, limit: i64) -> Self {
+        Self {
+            status: Some(CandidateStatus::Labelled),
+            order: PageOrder::best_first(maximize),
+            limit,
+            start: PageStart::Offset(0),
+        }
+    }
+}
+
 /// Counts for `GET /campaigns/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Stats {
@@ -580,14 +631,13 @@ impl Store {
         }))
     }
 
-    /// A page of the campaign's candidates. `by_reward` orders by mean reward (best first,
-    /// `maximize` deciding which end is best), else by creation.
-    pub async fn list_candidates(
+    /// A page of the campaign's candidates from an offset into the order, which walks every
+    /// row it skips.
+    async fn candidates_from_offset(
         &self,
         campaign_id: i64,
         status: Option<CandidateStatus>,
-        by_reward: bool,
-        maximize: bool,
+        order: PageOrder,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<CandidateRow>, Error> {
@@ -607,31 +657,45 @@ impl Store {
                 })
             };
         }
-        Ok(match (by_reward, maximize) {
-            (false, _) => page!(LIST_CREATED),
-            (true, true) => page!(LIST_BY_REWARD_HIGH),
-            (true, false) => page!(LIST_BY_REWARD_LOW),
+        Ok(match order {
+            PageOrder::Created => page!(LIST_CREATED),
+            PageOrder::HighestReward => page!(LIST_BY_REWARD_HIGH),
+            PageOrder::LowestReward => page!(LIST_BY_REWARD_LOW),
         })
     }
 
-    /// A page of the campaign's candidates from `start`: [`Store::list_candidates`] for an
-    /// offset, else the rows just after a position of the same order.
+    /// A page of the campaign's candidates: from an offset, or just after a position of the
+    /// same order.
     pub async fn candidate_page(
         &self,
         campaign_id: i64,
-        status: Option<CandidateStatus>,
-        by_reward: bool,
-        maximize: bool,
-        limit: i64,
-        start: PageStart,
+        query: &PageQuery,
     ) -> Result<Vec<CandidateRow>, Error> {
-        let after = match start {
-            PageStart::Offset(offset) => {
+        let PageQuery {
+            status,
+            order,
+            limit,
+            start,
+        } = *query;
+        let after = match (start, order) {
+            (PageStart::After(after), _) => after,
+            // The first page by reward is a page after a position before every row (no
+            // mean is infinite: rewards are bounded), so that it enters the reward index
+            // as later pages do. By offset, PostgreSQL sorts a whole campaign that
+            // minimises: its `asc nulls last` is no direction of the index.
+            (PageStart::Offset(0), PageOrder::HighestReward) => PagePosition {
+                mean_reward: Some(f64::INFINITY),
+                id: 0,
+            },
+            (PageStart::Offset(0), PageOrder::LowestReward) => PagePosition {
+                mean_reward: Some(f64::NEG_INFINITY),
+                id: 0,
+            },
+            (PageStart::Offset(offset), _) => {
                 return self
-                    .list_candidates(campaign_id, status, by_reward, maximize, limit, offset)
+                    .candidates_from_offset(campaign_id, status, order, limit, offset)
                     .await
             }
-            PageStart::After(after) => after,
         };
         // A labelled candidate is one with a successful observation: never unmeasured.
         let measured_only = status == Some(CandidateStatus::Labelled);
@@ -652,11 +716,15 @@ impl Store {
                 })
             };
         }
-        let mut rows: Vec<CandidateRow> = match (by_reward, after.mean_reward, maximize) {
-            (false, _, _) => return Ok(after!(AFTER_CREATED, limit, after.id)),
-            (true, None, _) => return Ok(after!(AFTER_UNMEASURED, limit, after.id)),
-            (true, Some(mean), true) => after!(AFTER_REWARD_HIGH, limit, after.id, mean),
-            (true, Some(mean), false) => after!(AFTER_REWARD_LOW, limit, after.id, mean),
+        let mut rows: Vec<CandidateRow> = match (order, after.mean_reward) {
+            (PageOrder::Created, _) => return Ok(after!(AFTER_CREATED, limit, after.id)),
+            (_, None) => return Ok(after!(AFTER_UNMEASURED, limit, after.id)),
+            (PageOrder::HighestReward, Some(mean)) => {
+                after!(AFTER_REWARD_HIGH, limit, after.id, mean)
+            }
+            (PageOrder::LowestReward, Some(mean)) => {
+                after!(AFTER_REWARD_LOW, limit, after.id, mean)
+            }
         };
         // The unmeasured rows follow the measured ones: read only once those run out, so
         // that a page among the measured never walks them (a status filter may refuse every
@@ -741,7 +809,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{PagePosition, PageStart, Pool, Store};
+    use super::super::{PageOrder, PagePosition, PageQuery, PageStart, Pool, Store};
     use super::{CandidateStatus, OnTaken, ProposedValue, RoundDraft, RoundInsert};
     use crate::domain::campaign::NewCampaign;
     use crate::domain::label::{LabelTarget, NewLabel};
@@ -838,13 +906,19 @@ mod tests {
     async fn page(
         store: &Store,
         campaign_id: i64,
-        (status, by_reward, maximize, objects): (Option<CandidateStatus>, bool, bool, bool),
+        (status, order, objects): (Option<CandidateStatus>, PageOrder, bool),
         limit: i64,
         start: PageStart,
     ) -> Vec<(i64, Option<f64>)> {
+        let query = PageQuery {
+            status,
+            order,
+            limit,
+            start,
+        };
         if objects {
             let rows = store
-                .list_objects(campaign_id, status, by_reward, maximize, limit, start)
+                .list_objects(campaign_id, &query)
                 .await
                 .expect("objects");
             return rows
@@ -853,7 +927,7 @@ mod tests {
                 .collect();
         }
         let rows = store
-            .candidate_page(campaign_id, status, by_reward, maximize, limit, start)
+            .candidate_page(campaign_id, &query)
             .await
             .expect("candidates");
         rows.into_iter().map(|c| (c.id, c.mean_reward)).collect()
@@ -862,7 +936,9 @@ mod tests {
     /// Walking a listing page by page, each page after the last row of the one before,
     /// gives exactly the rows of one big offset page in the same order: for both orders,
     /// both directions, every status filter, candidates and objects, and page sizes that
-    /// end inside runs of equal means and inside the unmeasured tail.
+    /// end inside runs of equal means and inside the unmeasured tail. The big page is read
+    /// from offset 1 (after the first row), since a first page by reward is itself a page
+    /// after a position.
     #[tokio::test]
     async fn pages_after_a_cursor_walk_the_listing_as_one_page_does() {
         let statuses = [
@@ -877,20 +953,22 @@ mod tests {
             store.migrate().await.expect("migrates");
             for maximize in [true, false] {
                 let id = populated(&store, maximize).await;
-                for (by_reward, objects, status) in [false, true]
-                    .into_iter()
-                    .flat_map(|r| [false, true].map(|o| (r, o)))
-                    .flat_map(|(r, o)| statuses.map(|s| (r, o, s)))
+                for (order, objects, status) in
+                    [PageOrder::Created, PageOrder::best_first(maximize)]
+                        .into_iter()
+                        .flat_map(|r| [false, true].map(|o| (r, o)))
+                        .flat_map(|(r, o)| statuses.map(|s| (r, o, s)))
                 {
-                    let listing = (status, by_reward, maximize, objects);
-                    let whole = page(&store, id, listing, 1000, PageStart::Offset(0)).await;
-                    assert!(!whole.is_empty(), "{url}: {listing:?}");
+                    let listing = (status, order, objects);
+                    let mut whole = page(&store, id, listing, 1, PageStart::Offset(0)).await;
+                    assert_eq!(whole.len(), 1, "{url}: {listing:?}");
+                    whole.extend(page(&store, id, listing, 1000, PageStart::Offset(1)).await);
                     for size in [1, 2, 3, 7] {
                         let mut walked =
                             page(&store, id, listing, size, PageStart::Offset(0)).await;
                         while let Some(&(last, mean)) = walked.last() {
                             let after = PagePosition {
-                                mean_reward: mean.filter(|_| by_reward),
+                                mean_reward: mean.filter(|_| order.by_reward()),
                                 id: last,
                             };
                             let next =
@@ -906,9 +984,9 @@ mod tests {
                     }
                 }
                 // The walks above crossed ties and the unmeasured tail.
-                let all = (None, true, maximize, false);
-                let whole = page(&store, id, all, 1000, PageStart::Offset(0)).await;
-                assert_eq!(whole.len(), 50, "{url}");
+                let all = (None, PageOrder::best_first(maximize), false);
+                let whole = page(&store, id, all, 1000, PageStart::Offset(1)).await;
+                assert_eq!(whole.len(), 49, "{url}");
                 let means: Vec<f64> = whole.iter().filter_map(|r| r.1).collect();
                 assert!(
                     means.windows(2).filter(|w| w[0] == w[1]).count() > 5,
