@@ -9,7 +9,6 @@
 use super::{Pool, Store};
 use crate::error::Error;
 use crate::gfn::Source;
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Most rounds [`Store::recent_round_tallies`] and [`Store::recent_round_outcomes`] read:
@@ -72,7 +71,7 @@ pub struct RoundRow {
 }
 
 /// A candidate with its aggregates.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CandidateRow {
     pub id: i64,
     pub campaign_id: i64,
@@ -88,10 +87,8 @@ pub struct CandidateRow {
     /// The proxy's mean and standard deviation when a round proposed the candidate; only
     /// the round queries read them.
     #[sqlx(default)]
-    #[serde(skip)]
     pub proxy_mean: Option<f64>,
     #[sqlx(default)]
-    #[serde(skip)]
     pub proxy_std: Option<f64>,
     /// How the candidate was made: a [`Source`] text, `imported`, or null when it was
     /// proposed before provenance was recorded.
@@ -120,7 +117,7 @@ fn proposed_json<'a>(values: impl Iterator<Item = &'a ProposedValue>) -> String 
 }
 
 /// One stored label.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LabelRow {
     pub candidate_id: i64,
     pub reward: Option<f64>,
@@ -264,7 +261,7 @@ impl PageQuery {
 }
 
 /// Counts for `GET /campaigns/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Stats {
     #[sqlx(rename = "candidate_count")]
     pub candidates: i64,
