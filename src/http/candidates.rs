@@ -85,6 +85,7 @@ pub struct CandidatesQuery {
     /// after that page's last row and costs what a first page does, however deep it is.
     /// Only with the `order`, `status` and `distinct` of the page that gave it and no
     /// `offset` above 0. Opaque text of letters, digits and dots.
+    #[param(pattern = r"^[cr]\.[ce]\.[a-z]+\.([0-9a-f]{16}\.|null\.)?[0-9]+$")]
     pub after: Option<String>,
     /// Default `json`.
     #[param(inline)]
