@@ -146,6 +146,7 @@ fn measured_round(n: usize) -> u128 {
         Ok(states.iter().map(|s| f64::from(s.0[0])).collect())
     };
     let training = spec.training;
+    let round = spec.round;
     let seen = HashSet::new();
     let request = ProposalRequest {
         n,
@@ -156,16 +157,16 @@ fn measured_round(n: usize) -> u128 {
         cancel: None,
     };
     let screening = Screening {
-        pool: training.pool,
-        refine: training.refine,
-        backtrack: training.refine_backtrack,
+        pool: round.pool,
+        refine: round.refine,
+        backtrack: round.refine_backtrack,
         rule: BatchRule::Greedy,
-        local_share: training.pool_local_search,
-        conservative_share: training.pool_conservative,
+        local_share: round.pool_local_search,
+        conservative_share: round.pool_conservative,
         conservative_delta: training.conservative_delta,
         elites: &elites,
-        spread: training.pool_spread,
-        walk: training.pool_walk,
+        spread: round.pool_spread,
+        walk: round.pool_walk,
         score: &score,
     };
     peak_of(|| {

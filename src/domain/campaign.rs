@@ -22,6 +22,10 @@ pub struct NewCampaign {
     pub model: Option<GfnConfig>,
     #[serde(default)]
     pub training: TrainingSpec,
+    /// How rounds choose their batch; every field has a default. Its fields are also
+    /// accepted under `training`, where they were first written, when this block is absent.
+    #[serde(default)]
+    pub round: Option<RoundSpec>,
 }
 
 /// How acquisition values become GFlowNet rewards.
@@ -103,8 +107,7 @@ impl RewardSpec {
     }
 }
 
-/// How the background trainer trains a campaign's GFlowNet, and how rounds pick their
-/// batch from what it learned.
+/// How the background trainer trains a campaign's GFlowNet.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingSpec {
@@ -114,9 +117,11 @@ pub struct TrainingSpec {
     pub batch_size: usize,
     /// Seed of the run's random draws (combined with the run number).
     pub seed: u64,
-    /// Default exploration of rounds: sampling temperature, in (0, 1000].
+    /// Default exploration of rounds and of training's forward trajectories: sampling
+    /// temperature, in (0, 1000].
     pub temperature: f64,
-    /// Default exploration of rounds: uniform mixing weight, in [0, 1].
+    /// Default exploration of rounds and of training's forward trajectories: uniform mixing
+    /// weight, in [0, 1].
     pub epsilon: f64,
     /// Where each training batch's trajectories come from.
     pub mix: TrainingMix,
@@ -125,6 +130,35 @@ pub struct TrainingSpec {
     /// The best labelled candidates that seed local search (mutations and crossovers), in
     /// training and in rounds; 1..=1000.
     pub elites: usize,
+    /// Share of an elite's moves that conservative search redraws, in training and in
+    /// rounds; in (0, 1].
+    pub conservative_delta: f64,
+    /// The round settings as campaigns wrote them before the `round` block: each, when
+    /// present, is [`RoundSpec`]'s field of the same name. [`NewCampaign::validate`] and a
+    /// stored spec's reading move them there, so a [`CampaignSpec`] never holds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_local_search: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_conservative: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_spread: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_walk: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine_backtrack: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
+}
+
+/// How a round makes its batch: the pool it scores with the proxy, where the pool comes
+/// from, how its policy samples are refined, and how the batch is chosen from it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoundSpec {
     /// Candidates a round scores with the proxy for each one it proposes, 1..=100; 1 takes
     /// the policy's samples as they come.
     pub pool: usize,
@@ -132,17 +166,16 @@ pub struct TrainingSpec {
     /// than from the policy, in [0, 1].
     pub pool_local_search: f64,
     /// Share of a round's scored pool that comes from conservative search around the
-    /// elites: each an elite with a share `conservative_delta` of its moves redrawn by the
-    /// policy (δ-CS, Kim et al. 2024). In [0, 1], and with `pool_local_search` at most 1;
-    /// the rest of the pool is sampled from the policy.
+    /// elites: each an elite with a share `training.conservative_delta` of its moves
+    /// redrawn by the policy (δ-CS, Kim et al. 2024). In [0, 1], and with
+    /// `pool_local_search` at most 1; the rest of the pool is sampled from the policy.
     pub pool_conservative: f64,
-    /// Share of an elite's moves that conservative search redraws, in (0, 1].
-    pub conservative_delta: f64,
     /// A round first takes the best of its pool at least this share of the space's
     /// diameter apart, then fills the rest by score; in [0, 1], 0 ranks by score alone.
     pub pool_spread: f64,
-    /// Metropolis steps on the proxy's reward that each local-search move of a round takes
-    /// (0..=100): longer walks spread the moves along what the proxy rates well.
+    /// Metropolis steps on the proxy's reward that each local-search move takes (0..=100),
+    /// in a round's pool and in the local search that training replays: longer walks spread
+    /// the moves along what the proxy rates well.
     pub pool_walk: usize,
     /// Refinement passes over each policy sample of a round's pool (0..=20): the local
     /// search of "Local Search GFlowNets" (Kim et al. 2024) — backtrack with `P_B`,
@@ -179,6 +212,22 @@ impl Default for TrainingSpec {
             mix: TrainingMix::default(),
             proxy: ProxySpec::default(),
             elites: 32,
+            conservative_delta: 0.1,
+            pool: None,
+            pool_local_search: None,
+            pool_conservative: None,
+            pool_spread: None,
+            pool_walk: None,
+            refine: None,
+            refine_backtrack: None,
+            selection: None,
+        }
+    }
+}
+
+impl Default for RoundSpec {
+    fn default() -> Self {
+        Self {
             pool: 8,
             // Chosen on the bench's tuning seeds (100-105): at a lab's budget of a few
             // rounds, half of the pool from local search around the elites and half from
@@ -187,7 +236,6 @@ impl Default for TrainingSpec {
             // with policy samples on three of the four tasks there (see README).
             pool_local_search: 0.5,
             pool_conservative: 0.5,
-            conservative_delta: 0.1,
             pool_spread: 0.1,
             pool_walk: 10,
             refine: 2,
@@ -340,58 +388,108 @@ impl TrainingSpec {
             "training.elites",
             "must be in 1..=1000",
         )?;
-        self.validate_pool()?;
-        require(self.refine <= 20, "training.refine", "must be in 0..=20")?;
         require(
-            self.refine_backtrack > 0.0 && self.refine_backtrack <= 1.0,
-            "training.refine_backtrack",
+            self.conservative_delta > 0.0 && self.conservative_delta <= 1.0,
+            "training.conservative_delta",
             "must be in (0, 1]",
         )?;
         Ok(self)
     }
 
-    /// The settings of a round's pool: its size, walks, spread and how it is shared out.
-    fn validate_pool(&self) -> Result<(), Error> {
+    /// The name of the first round setting written under `training`, if any.
+    fn first_round_field(&self) -> Option<&'static str> {
+        [
+            ("pool", self.pool.is_some()),
+            ("pool_local_search", self.pool_local_search.is_some()),
+            ("pool_conservative", self.pool_conservative.is_some()),
+            ("pool_spread", self.pool_spread.is_some()),
+            ("pool_walk", self.pool_walk.is_some()),
+            ("refine", self.refine.is_some()),
+            ("refine_backtrack", self.refine_backtrack.is_some()),
+            ("selection", self.selection.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, present)| present.then_some(name))
+    }
+
+    /// Moves the round settings written under `training` out, over `base`: the round
+    /// settings they make (`None` when there were none) and the training settings without
+    /// them.
+    fn take_round(mut self, base: RoundSpec) -> (Self, Option<RoundSpec>) {
+        if self.first_round_field().is_none() {
+            return (self, None);
+        }
+        let round = RoundSpec {
+            pool: self.pool.take().unwrap_or(base.pool),
+            pool_local_search: self
+                .pool_local_search
+                .take()
+                .unwrap_or(base.pool_local_search),
+            pool_conservative: self
+                .pool_conservative
+                .take()
+                .unwrap_or(base.pool_conservative),
+            pool_spread: self.pool_spread.take().unwrap_or(base.pool_spread),
+            pool_walk: self.pool_walk.take().unwrap_or(base.pool_walk),
+            refine: self.refine.take().unwrap_or(base.refine),
+            refine_backtrack: self
+                .refine_backtrack
+                .take()
+                .unwrap_or(base.refine_backtrack),
+            selection: self.selection.take().unwrap_or(base.selection),
+        };
+        (self, Some(round))
+    }
+}
+
+impl RoundSpec {
+    /// Checks the ranges; `block` is where the client wrote the settings (`round`, or
+    /// `training` for a campaign written before the round block), for the field names of
+    /// errors.
+    fn validate(self, block: &str) -> Result<Self, Error> {
         let unit = |v: f64| (0.0..=1.0).contains(&v);
+        let field = |name: &str| format!("{block}.{name}");
         require(
             (1..=100).contains(&self.pool),
-            "training.pool",
+            &field("pool"),
             "must be in 1..=100",
         )?;
         require(
             self.pool_walk <= 100,
-            "training.pool_walk",
+            &field("pool_walk"),
             "must be in 0..=100",
         )?;
         require(
             unit(self.pool_spread),
-            "training.pool_spread",
+            &field("pool_spread"),
             "must be in [0, 1]",
         )?;
         require(
             unit(self.pool_local_search),
-            "training.pool_local_search",
+            &field("pool_local_search"),
             "must be in [0, 1]",
         )?;
         require(
             unit(self.pool_conservative),
-            "training.pool_conservative",
+            &field("pool_conservative"),
             "must be in [0, 1]",
         )?;
         if self.pool_local_search + self.pool_conservative > 1.0 + 1e-9 {
             return Err(Error::invalid(
-                "training.pool_conservative",
+                field("pool_conservative"),
                 format!(
                     "{} with pool_local_search {} is more than the whole pool (their sum must be at most 1)",
                     self.pool_conservative, self.pool_local_search
                 ),
             ));
         }
+        require(self.refine <= 20, &field("refine"), "must be in 0..=20")?;
         require(
-            self.conservative_delta > 0.0 && self.conservative_delta <= 1.0,
-            "training.conservative_delta",
+            self.refine_backtrack > 0.0 && self.refine_backtrack <= 1.0,
+            &field("refine_backtrack"),
             "must be in (0, 1]",
-        )
+        )?;
+        Ok(self)
     }
 }
 
@@ -468,14 +566,45 @@ pub fn validate_exploration(prefix: &str, temperature: f64, epsilon: f64) -> Res
     Ok(())
 }
 
-/// A validated campaign definition with every default filled in: what is stored.
+/// A validated campaign definition with every default filled in: what is stored. Its
+/// `training` never holds round settings: reading a spec stored before the `round` block
+/// moves them into `round`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredCampaignSpec")]
 pub struct CampaignSpec {
     pub name: String,
     pub space: SpaceSpec,
     pub reward: RewardSpec,
     pub model: GfnConfig,
     pub training: TrainingSpec,
+    pub round: RoundSpec,
+}
+
+/// A stored spec as written, by this release or by one before the `round` block.
+#[derive(Deserialize)]
+struct StoredCampaignSpec {
+    name: String,
+    space: SpaceSpec,
+    reward: RewardSpec,
+    model: GfnConfig,
+    training: TrainingSpec,
+    #[serde(default)]
+    round: Option<RoundSpec>,
+}
+
+impl From<StoredCampaignSpec> for CampaignSpec {
+    fn from(stored: StoredCampaignSpec) -> Self {
+        let base = stored.round.unwrap_or_default();
+        let (training, lifted) = stored.training.take_round(base);
+        Self {
+            name: stored.name,
+            space: stored.space,
+            reward: stored.reward,
+            model: stored.model,
+            training,
+            round: lifted.unwrap_or(base),
+        }
+    }
 }
 
 impl CampaignSpec {
@@ -490,7 +619,7 @@ impl CampaignSpec {
 }
 
 impl NewCampaign {
-    /// Checks the name, the space bounds, the reward, model and training settings.
+    /// Checks the name, the space bounds, the reward, model, training and round settings.
     pub fn validate(self) -> Result<CampaignSpec, Error> {
         let name = self.name.trim().to_string();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -510,12 +639,26 @@ impl NewCampaign {
         model
             .validate()
             .map_err(|e| Error::invalid("model", e.to_string()))?;
+        let written_under_training = self.training.first_round_field();
+        let (training, lifted) = self.training.take_round(RoundSpec::default());
+        let round = match (self.round, lifted, written_under_training) {
+            (Some(_), _, Some(name)) => {
+                return Err(Error::invalid(
+                    format!("training.{name}"),
+                    format!("is a round setting: write it as round.{name}, beside the other round settings (under training it is accepted only from campaigns without a round block)"),
+                ))
+            }
+            (Some(round), _, None) => round.validate("round")?,
+            (None, Some(round), _) => round.validate("training")?,
+            (None, None, _) => RoundSpec::default().validate("round")?,
+        };
         Ok(CampaignSpec {
             name,
             space: self.space,
             reward: self.reward.validate()?,
             model,
-            training: self.training.validate()?,
+            training: training.validate()?,
+            round,
         })
     }
 }
@@ -528,4 +671,95 @@ pub struct Campaign {
     pub spec: CampaignSpec,
     /// RFC 3339, UTC.
     pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn validated(body: Value) -> Result<CampaignSpec, Error> {
+        serde_json::from_value::<NewCampaign>(body)
+            .expect("the body reads")
+            .validate()
+    }
+
+    fn campaign(training: Value, round: Option<Value>) -> Value {
+        let mut body = json!({"name": "r", "space": {"type": "grid", "dims": 2, "size": 4},
+                              "training": training});
+        if let Some(round) = round {
+            body["round"] = round;
+        }
+        body
+    }
+
+    fn refused_field(body: Value) -> String {
+        match validated(body) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_settings_under_training_mean_what_they_mean_in_the_round_block() {
+        let settings = json!({"pool": 3, "refine": 0, "pool_walk": 4, "selection": "proportional"});
+        let old = validated(campaign(settings.clone(), None)).expect("valid");
+        let new = validated(campaign(json!({}), Some(settings))).expect("valid");
+        assert_eq!(old, new);
+        assert_eq!(
+            (new.round.pool, new.round.refine, new.round.pool_walk),
+            (3, 0, 4)
+        );
+        assert_eq!(new.round.selection, Selection::Proportional);
+        // What was not written takes the round block's default, and the stored training
+        // block holds no round setting.
+        assert_eq!(new.round.pool_spread, RoundSpec::default().pool_spread);
+        assert_eq!(new.training.first_round_field(), None);
+        let stored = serde_json::to_value(&new).expect("serialises");
+        assert!(stored["training"].get("pool").is_none(), "{stored}");
+        assert_eq!(stored["round"]["pool"], 3);
+    }
+
+    #[test]
+    fn round_settings_in_both_places_are_refused_naming_the_old_one() {
+        let body = campaign(json!({"pool_spread": 0.2}), Some(json!({"pool": 3})));
+        assert_eq!(refused_field(body), "training.pool_spread");
+    }
+
+    #[test]
+    fn a_bad_round_setting_is_named_where_it_was_written() {
+        assert_eq!(
+            refused_field(campaign(json!({"pool": 0}), None)),
+            "training.pool"
+        );
+        let round = Some(json!({"pool": 0}));
+        assert_eq!(refused_field(campaign(json!({}), round)), "round.pool");
+        let round = Some(json!({"pool_local_search": 0.6, "pool_conservative": 0.6}));
+        assert_eq!(
+            refused_field(campaign(json!({}), round)),
+            "round.pool_conservative"
+        );
+    }
+
+    /// A spec stored before the round block kept the round settings under `training`:
+    /// read back, they are the round block's.
+    #[test]
+    fn a_spec_stored_before_the_round_block_reads_into_it() {
+        let current =
+            validated(campaign(json!({}), Some(json!({"pool": 5, "refine": 1})))).expect("valid");
+        let mut old_shape = serde_json::to_value(&current).expect("serialises");
+        let round = old_shape
+            .as_object_mut()
+            .and_then(|o| o.remove("round"))
+            .expect("a round block");
+        for (name, value) in round.as_object().expect("an object") {
+            old_shape["training"][name] = value.clone();
+        }
+        let read: CampaignSpec = serde_json::from_value(old_shape).expect("reads");
+        assert_eq!(read, current);
+        let round_trip: CampaignSpec =
+            serde_json::from_value(serde_json::to_value(&current).expect("serialises"))
+                .expect("reads");
+        assert_eq!(round_trip, current);
+    }
 }

@@ -187,9 +187,9 @@ impl CampaignCost {
             layers: spec.model.layers,
             objective: spec.model.objective,
             batch_size: training.batch_size,
-            pool: training.pool,
-            pool_walk: training.pool_walk,
-            round_local_search: training.pool_local_search > 0.0,
+            pool: spec.round.pool,
+            pool_walk: spec.round.pool_walk,
+            round_local_search: spec.round.pool_local_search > 0.0,
             training_local_search: training.mix.local_search > 0.0,
             proxy_members: training.proxy.members,
             proxy_hidden: training.proxy.hidden,
@@ -301,7 +301,7 @@ impl CampaignCost {
         self.training_step_bytes_at(self.batch_size)
     }
 
-    /// Walks a round of `batch` candidates may hold at once: the scored pool (`training.pool`
+    /// Walks a round of `batch` candidates may hold at once: the scored pool (`round.pool`
     /// per candidate), or the last escalating draw when the policy repeats itself.
     pub fn round_walks(&self, batch: usize) -> u128 {
         let n = batch as u128;
@@ -376,14 +376,14 @@ impl CampaignCost {
         let need = this.round_bytes(1);
         if need > u128::from(budget) {
             let field = if this.smallest().round_bytes(1) <= u128::from(budget) {
-                "training.pool"
+                "round.pool"
             } else {
                 "space"
             };
             return Err(refused(
                 field,
                 format!(
-                    "a round of one candidate needs {}, limit {} (--max-step-memory); lower training.pool, training.pool_walk or the space's size",
+                    "a round of one candidate needs {}, limit {} (--max-step-memory); lower round.pool, round.pool_walk or the space's size",
                     human(need),
                     human(u128::from(budget)),
                 ),
@@ -502,8 +502,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 fn fitting_advice(fits: usize, what: &str) -> String {
     if fits == 0 {
-        "not even one fits this campaign's settings (training.pool, training.pool_walk) and space"
-            .into()
+        "not even one fits this campaign's settings (round.pool, round.pool_walk) and space".into()
     } else {
         format!("at most {fits} {what} fit")
     }

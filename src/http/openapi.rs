@@ -59,6 +59,7 @@ use utoipa::OpenApi;
         settings::Acquisition,
         settings::Transform,
         settings::TrainingSpec,
+        settings::RoundSpec,
         SpaceSpec,
         GfnConfig,
         Objective,

@@ -23,6 +23,10 @@ pub struct NewCampaign {
     pub model: Option<GfnConfig>,
     #[serde(default)]
     pub training: TrainingSpec,
+    /// How rounds choose their batch; every field has a default. Its fields are also
+    /// accepted under `training`, where they were first written, when this block is absent.
+    #[serde(default)]
+    pub round: Option<RoundSpec>,
 }
 
 /// How acquisition values become GFlowNet rewards.
@@ -67,8 +71,10 @@ pub struct RewardSpec {
     pub min: f64,
 }
 
-/// How the background trainer trains a campaign's GFlowNet, and how rounds pick their
-/// batch from what it learned.
+/// How the background trainer trains a campaign's GFlowNet. The round settings first
+/// written here (`pool` to `selection`) now live in the `round` block: written here they are
+/// still accepted when a campaign has no `round` block, and a stored campaign repeats the
+/// `round` block's values here for clients that read them here.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schema(default)]
@@ -81,10 +87,12 @@ pub struct TrainingSpec {
     pub batch_size: usize,
     /// Seed of the run's random draws (combined with the run number).
     pub seed: u64,
-    /// Default exploration of rounds: sampling temperature, in (0, 1000].
+    /// Default exploration of rounds and of training's forward trajectories: sampling
+    /// temperature, in (0, 1000].
     #[schema(exclusive_minimum = 0.0, maximum = 1000.0)]
     pub temperature: f64,
-    /// Default exploration of rounds: uniform mixing weight, in [0, 1].
+    /// Default exploration of rounds and of training's forward trajectories: uniform mixing
+    /// weight, in [0, 1].
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub epsilon: f64,
     /// Where each training batch's trajectories come from.
@@ -95,6 +103,50 @@ pub struct TrainingSpec {
     /// training and in rounds; 1..=1000.
     #[schema(minimum = 1, maximum = 1000)]
     pub elites: usize,
+    /// Share of an elite's moves that conservative search redraws, in training and in
+    /// rounds; in (0, 1].
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    pub conservative_delta: f64,
+    /// `round.pool`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = usize, default = 8, minimum = 1, maximum = 100, deprecated)]
+    pub pool: Option<usize>,
+    /// `round.pool_local_search`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, default = 0.5, minimum = 0.0, maximum = 1.0, deprecated)]
+    pub pool_local_search: Option<f64>,
+    /// `round.pool_conservative`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, default = 0.5, minimum = 0.0, maximum = 1.0, deprecated)]
+    pub pool_conservative: Option<f64>,
+    /// `round.pool_spread`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, default = 0.1, minimum = 0.0, maximum = 1.0, deprecated)]
+    pub pool_spread: Option<f64>,
+    /// `round.pool_walk`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = usize, default = 10, minimum = 0, maximum = 100, deprecated)]
+    pub pool_walk: Option<usize>,
+    /// `round.refine`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = usize, default = 2, minimum = 0, maximum = 20, deprecated)]
+    pub refine: Option<usize>,
+    /// `round.refine_backtrack`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, default = 0.5, exclusive_minimum = 0.0, maximum = 1.0, deprecated)]
+    pub refine_backtrack: Option<f64>,
+    /// `round.selection`, where campaigns first wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Selection, default = "greedy", deprecated)]
+    pub selection: Option<Selection>,
+}
+
+/// How a round makes its batch: the pool it scores with the proxy, where the pool comes
+/// from, how its policy samples are refined, and how the batch is chosen from it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schema(default)]
+pub struct RoundSpec {
     /// Candidates a round scores with the proxy for each one it proposes, 1..=100; 1 takes
     /// the policy's samples as they come.
     #[schema(minimum = 1, maximum = 100)]
@@ -104,20 +156,18 @@ pub struct TrainingSpec {
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_local_search: f64,
     /// Share of a round's scored pool that comes from conservative search around the
-    /// elites: each an elite with a share `conservative_delta` of its moves redrawn by the
-    /// policy (δ-CS, Kim et al. 2024). In [0, 1], and with `pool_local_search` at most 1;
-    /// the rest of the pool is sampled from the policy.
+    /// elites: each an elite with a share `training.conservative_delta` of its moves
+    /// redrawn by the policy (δ-CS, Kim et al. 2024). In [0, 1], and with
+    /// `pool_local_search` at most 1; the rest of the pool is sampled from the policy.
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_conservative: f64,
-    /// Share of an elite's moves that conservative search redraws, in (0, 1].
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
-    pub conservative_delta: f64,
     /// A round first takes the best of its pool at least this share of the space's
     /// diameter apart, then fills the rest by score; in [0, 1], 0 ranks by score alone.
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_spread: f64,
-    /// Metropolis steps on the proxy's reward that each local-search move of a round takes
-    /// (0..=100): longer walks spread the moves along what the proxy rates well.
+    /// Metropolis steps on the proxy's reward that each local-search move takes (0..=100),
+    /// in a round's pool and in the local search that training replays: longer walks spread
+    /// the moves along what the proxy rates well.
     #[schema(minimum = 0, maximum = 100)]
     pub pool_walk: usize,
     /// Refinement passes over each policy sample of a round's pool (0..=20): the local
@@ -222,6 +272,7 @@ pub struct CampaignSpec {
     pub reward: RewardSpec,
     pub model: GfnConfig,
     pub training: TrainingSpec,
+    pub round: RoundSpec,
 }
 
 /// A stored campaign.
@@ -242,6 +293,7 @@ impl From<NewCampaign> for domain::NewCampaign {
             reward: value.reward.into(),
             model: value.model,
             training: value.training.into(),
+            round: value.round.map(Into::into),
         }
     }
 }
@@ -325,15 +377,15 @@ impl From<domain::TrainingSpec> for TrainingSpec {
             mix: value.mix.into(),
             proxy: value.proxy.into(),
             elites: value.elites,
+            conservative_delta: value.conservative_delta,
             pool: value.pool,
             pool_local_search: value.pool_local_search,
             pool_conservative: value.pool_conservative,
-            conservative_delta: value.conservative_delta,
             pool_spread: value.pool_spread,
             pool_walk: value.pool_walk,
             refine: value.refine,
             refine_backtrack: value.refine_backtrack,
-            selection: value.selection.into(),
+            selection: value.selection.map(Into::into),
         }
     }
 }
@@ -349,16 +401,69 @@ impl From<TrainingSpec> for domain::TrainingSpec {
             mix: value.mix.into(),
             proxy: value.proxy.into(),
             elites: value.elites,
+            conservative_delta: value.conservative_delta,
             pool: value.pool,
             pool_local_search: value.pool_local_search,
             pool_conservative: value.pool_conservative,
-            conservative_delta: value.conservative_delta,
+            pool_spread: value.pool_spread,
+            pool_walk: value.pool_walk,
+            refine: value.refine,
+            refine_backtrack: value.refine_backtrack,
+            selection: value.selection.map(Into::into),
+        }
+    }
+}
+
+impl TrainingSpec {
+    /// These settings with `round`'s values repeated where campaigns first wrote them.
+    fn repeating(self, round: &RoundSpec) -> Self {
+        Self {
+            pool: Some(round.pool),
+            pool_local_search: Some(round.pool_local_search),
+            pool_conservative: Some(round.pool_conservative),
+            pool_spread: Some(round.pool_spread),
+            pool_walk: Some(round.pool_walk),
+            refine: Some(round.refine),
+            refine_backtrack: Some(round.refine_backtrack),
+            selection: Some(round.selection),
+            ..self
+        }
+    }
+}
+
+impl From<domain::RoundSpec> for RoundSpec {
+    fn from(value: domain::RoundSpec) -> Self {
+        Self {
+            pool: value.pool,
+            pool_local_search: value.pool_local_search,
+            pool_conservative: value.pool_conservative,
             pool_spread: value.pool_spread,
             pool_walk: value.pool_walk,
             refine: value.refine,
             refine_backtrack: value.refine_backtrack,
             selection: value.selection.into(),
         }
+    }
+}
+
+impl From<RoundSpec> for domain::RoundSpec {
+    fn from(value: RoundSpec) -> Self {
+        Self {
+            pool: value.pool,
+            pool_local_search: value.pool_local_search,
+            pool_conservative: value.pool_conservative,
+            pool_spread: value.pool_spread,
+            pool_walk: value.pool_walk,
+            refine: value.refine,
+            refine_backtrack: value.refine_backtrack,
+            selection: value.selection.into(),
+        }
+    }
+}
+
+impl Default for RoundSpec {
+    fn default() -> Self {
+        domain::RoundSpec::default().into()
     }
 }
 
@@ -468,12 +573,14 @@ impl From<FeatureSet> for domain::FeatureSet {
 
 impl From<domain::CampaignSpec> for CampaignSpec {
     fn from(value: domain::CampaignSpec) -> Self {
+        let round = RoundSpec::from(value.round);
         Self {
             name: value.name,
             space: value.space,
             reward: value.reward.into(),
             model: value.model,
-            training: value.training.into(),
+            training: TrainingSpec::from(value.training).repeating(&round),
+            round,
         }
     }
 }
@@ -522,6 +629,10 @@ mod tests {
             wire(&domain::TrainingSpec::default())
         );
         assert_eq!(
+            wire(&RoundSpec::default()),
+            wire(&domain::RoundSpec::default())
+        );
+        assert_eq!(
             wire(&TrainingMix::default()),
             wire(&domain::TrainingMix::default())
         );
@@ -538,6 +649,8 @@ mod tests {
         for body in [
             body(),
             json!({"name": "d", "space": {"type": "grid", "dims": 2, "size": 4}}),
+            json!({"name": "r", "space": {"type": "grid", "dims": 2, "size": 4},
+                   "round": {"pool": 2, "selection": "proportional", "refine_backtrack": 0.25}}),
         ] {
             let through: NewCampaign = serde_json::from_value(body.clone()).expect("the body");
             let direct: domain::NewCampaign = serde_json::from_value(body).expect("the domain");
@@ -550,13 +663,19 @@ mod tests {
                 spec,
                 created_at: "2026-12-02T00:00:00Z".to_string(),
             };
-            assert_eq!(wire(&Campaign::from(stored.clone())), wire(&stored));
+            // The body repeats the round settings where campaigns first wrote them.
+            let mut expected = wire(&stored);
+            let round = expected["round"].clone();
+            for (name, value) in round.as_object().expect("the round block") {
+                expected["training"][name] = value.clone();
+            }
+            assert_eq!(wire(&Campaign::from(stored.clone())), expected);
         }
     }
 
     #[test]
     fn unknown_fields_are_refused_alike() {
-        for (block, field) in [("reward", "kapa"), ("training", "stepz")] {
+        for (block, field) in [("reward", "kapa"), ("training", "stepz"), ("round", "pol")] {
             let mut body = body();
             body[block][field] = json!(1);
             assert!(serde_json::from_value::<NewCampaign>(body.clone()).is_err());

@@ -4,7 +4,7 @@
 
 use super::seen::{CampaignValues, DrawingPlace};
 use super::{Service, Written};
-use crate::domain::campaign::{RewardSpec, Selection, TrainingSpec};
+use crate::domain::campaign::{RewardSpec, RoundSpec, Selection, TrainingSpec};
 use crate::domain::round::NewRound;
 use crate::error::Error;
 use crate::gfn::propose::{
@@ -73,6 +73,7 @@ pub async fn create_round(
         model: model.as_ref().map(|(_, m)| m.clone()),
         reward: campaign.spec.reward,
         training,
+        round: campaign.spec.round,
         explore: Exploration {
             temperature: request.temperature.unwrap_or(training.temperature) as f32,
             epsilon: request.epsilon.unwrap_or(training.epsilon) as f32,
@@ -194,6 +195,7 @@ struct Sampler {
     model: Option<Arc<Model>>,
     reward: RewardSpec,
     training: TrainingSpec,
+    round: RoundSpec,
     explore: Exploration,
     min_distance: Option<f64>,
 }
@@ -241,6 +243,7 @@ impl Sampler {
             model: self.model.clone(),
             reward: self.reward,
             training: self.training,
+            round: self.round,
             explore: self.explore,
             min_distance: self.min_distance,
             apart_from,
@@ -306,6 +309,7 @@ struct DrawJob {
     model: Option<Arc<Model>>,
     reward: RewardSpec,
     training: TrainingSpec,
+    round: RoundSpec,
     explore: Exploration,
     min_distance: Option<f64>,
     apart_from: Vec<SpaceState>,
@@ -353,7 +357,7 @@ impl DrawJob {
                 .collect())
         };
         let screening = match (self.model.as_deref(), surrogate) {
-            (Some(m), Some(_)) => Some(screening(&self.training, &m.elites, &score)),
+            (Some(m), Some(_)) => Some(screening(&self.training, &self.round, &m.elites, &score)),
             _ => None,
         };
         let proposal = propose(
@@ -392,21 +396,22 @@ impl DrawJob {
 /// the proxy's `score`.
 fn screening<'a>(
     training: &TrainingSpec,
+    round: &RoundSpec,
     elites: &'a [SpaceState],
     score: Scorer<'a>,
 ) -> Screening<'a> {
     Screening {
-        pool: training.pool,
-        local_share: training.pool_local_search,
-        conservative_share: training.pool_conservative,
+        pool: round.pool,
+        local_share: round.pool_local_search,
+        conservative_share: round.pool_conservative,
         conservative_delta: training.conservative_delta,
         elites,
-        spread: training.pool_spread,
-        walk: training.pool_walk,
+        spread: round.pool_spread,
+        walk: round.pool_walk,
         score,
-        refine: training.refine,
-        backtrack: training.refine_backtrack,
-        rule: match training.selection {
+        refine: round.refine,
+        backtrack: round.refine_backtrack,
+        rule: match round.selection {
             Selection::Proportional => BatchRule::Proportional,
             Selection::Greedy => BatchRule::Greedy,
         },

@@ -341,7 +341,7 @@ impl Training {
         let measured = Replay::new(measured);
         let batch_size = job.spec.training.batch_size.max(1);
         let mut mix = BatchMix::of(&job.spec, surrogate.is_some(), batch_size);
-        let walk = job.spec.training.pool_walk;
+        let walk = job.spec.round.pool_walk;
         let generated = match mix.local {
             0 => Replay::new(Vec::new()),
             _ => Replay::new(rewarder.generated(&elites, batch_size, walk, &mut rng)?),

@@ -163,3 +163,52 @@ on_both_backends!(
     mix_and_proxy_settings_are_validated_and_defaulted,
     mix_and_proxy_settings_are_validated_and_defaulted
 );
+
+/// Round settings have their own block; written under `training`, as campaigns first did,
+/// they mean the same, and a stored campaign shows them in both places. Written in both
+/// places, they are refused naming the old one; a bad one is named where it was written.
+async fn round_settings_live_in_their_own_block(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let space = json!({"type": "grid", "dims": 2, "size": 4});
+    let settings = json!({"pool": 3, "refine": 0, "selection": "proportional"});
+    let mut shown = Vec::new();
+    for body in [
+        json!({"name": "new", "space": space, "round": settings}),
+        json!({"name": "old", "space": space, "training": settings}),
+    ] {
+        let (status, created) = app.post_json("/campaigns", &body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_i64().expect("an id");
+        let (status, read) = app.get(&format!("/campaigns/{id}")).await;
+        assert_eq!(status, 200, "{read}");
+        for campaign in [&created, &read] {
+            let round = campaign["round"].as_object().expect("a round block");
+            for (name, value) in round {
+                assert_eq!(&campaign["training"][name], value, "{name}: {campaign}");
+            }
+            assert_eq!(campaign["round"]["pool"], 3, "{campaign}");
+            assert_eq!(campaign["round"]["selection"], "proportional", "{campaign}");
+        }
+        shown.push((created["round"].clone(), created["training"].clone()));
+    }
+    assert_eq!(shown[0], shown[1]);
+    for (body, field) in [
+        (
+            json!({"name": "both", "space": space, "round": {"pool": 2}, "training": {"refine": 1}}),
+            "training.refine",
+        ),
+        (
+            json!({"name": "bad", "space": space, "round": {"pool_walk": 101}}),
+            "round.pool_walk",
+        ),
+    ] {
+        let (status, answer) = app.post_json("/campaigns", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_value", "{answer}");
+        assert_eq!(answer["error"]["details"]["field"], field, "{answer}");
+    }
+}
+on_both_backends!(
+    round_settings_live_in_their_own_block,
+    round_settings_live_in_their_own_block
+);

@@ -28,7 +28,7 @@ def test_a_campaign_keeps_its_space_and_fills_every_default(
     assert detail.training.steps == TINY_TRAINING["steps"]
     assert detail.model.hidden == TINY_MODEL["hidden"]
     # Settings not given come back filled in by the server.
-    for settings in (detail.reward, detail.model, detail.training):
+    for settings in (detail.reward, detail.model, detail.training, detail.round):
         unset = [k for k, v in settings.__dict__.items() if v is None and k != "beta"]
         assert not unset, f"{type(settings).__name__}: {unset}"
 
@@ -42,6 +42,7 @@ def test_settings_as_classes_and_as_dicts_make_the_same_campaign(lab: flowlab.Cl
         training=flowlab.TrainingSettings(
             steps=15, proxy=flowlab.ProxySettings(members=2), mix=flowlab.TrainingMix(forward=1)
         ),
+        round=flowlab.RoundSettings(pool=3, selection="proportional"),
     )
     as_dicts = lab.create_campaign(
         "dicts",
@@ -49,10 +50,15 @@ def test_settings_as_classes_and_as_dicts_make_the_same_campaign(lab: flowlab.Cl
         reward={"maximize": False, "kappa": 0.5},
         model={"hidden": 16, "objective": "db"},
         training={"steps": 15, "proxy": {"members": 2}, "mix": {"forward": 1}},
+        round={"pool": 3, "selection": "proportional"},
     )
     assert as_classes.info.reward == as_dicts.info.reward
     assert as_classes.info.model == as_dicts.info.model
     assert as_classes.info.training == as_dicts.info.training
+    assert as_classes.info.round == as_dicts.info.round
+    assert (as_classes.info.round.pool, as_classes.info.round.selection) == (3, "proportional")
+    # Round settings are repeated where campaigns first wrote them.
+    assert as_classes.info.training.pool == 3
     assert as_classes.info.reward.maximize is False
     assert as_classes.info.training.proxy is not None
     assert as_classes.info.training.proxy.members == 2

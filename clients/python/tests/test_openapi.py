@@ -47,6 +47,7 @@ SCHEMA_CLASSES: dict[str, type] = {
     "RoundCandidate": types.RoundCandidate,
     "RoundDetail": types.RoundDetail,
     "RoundFigures": types.RoundFigures,
+    "RoundSpec": settings.RoundSettings,
     "StoredLabel": types.StoredLabel,
     "TrainingMix": settings.TrainingMix,
     "TrainingRun": types.TrainingRun,

@@ -322,10 +322,10 @@ mod tests {
     #[test]
     fn a_method_patch_wins_over_campaign_json() {
         let task = Task::new(TaskName::Motif).expect("task");
-        let body = args(Some(r#"{"training": {"pool": 4, "steps": 7}}"#))
-            .campaign_body_with(&task, "c", 0, Some(r#"{"training": {"pool": 1}}"#))
+        let body = args(Some(r#"{"round": {"pool": 4}, "training": {"steps": 7}}"#))
+            .campaign_body_with(&task, "c", 0, Some(r#"{"round": {"pool": 1}}"#))
             .expect("body");
-        assert_eq!(body["training"]["pool"], 1);
+        assert_eq!(body["round"]["pool"], 1);
         assert_eq!(body["training"]["steps"], 7);
         assert!(args(None)
             .campaign_body_with(&task, "c", 0, Some("[]"))

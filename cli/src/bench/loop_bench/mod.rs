@@ -57,12 +57,11 @@ const WAIT_FOR_MODEL_SECONDS: f64 = 3600.0;
 /// `flowlab-no-gfn`: the same proxy, screening and batch rule as `flowlab`, but every
 /// screened candidate comes from mutations and crossovers of the elites, none from the
 /// policy.
-pub const NO_GFN_PATCH: &str =
-    r#"{"training": {"pool_local_search": 1.0, "pool_conservative": 0.0}}"#;
+pub const NO_GFN_PATCH: &str = r#"{"round": {"pool_local_search": 1.0, "pool_conservative": 0.0}}"#;
 
 /// `gfn-only`: the policy's samples as they come: one sample per proposed candidate, no
 /// refinement, no local search, no spreading.
-pub const GFN_ONLY_PATCH: &str = r#"{"training": {"pool": 1, "refine": 0, "pool_local_search": 0.0, "pool_conservative": 0.0, "pool_spread": 0.0}}"#;
+pub const GFN_ONLY_PATCH: &str = r#"{"round": {"pool": 1, "refine": 0, "pool_local_search": 0.0, "pool_conservative": 0.0, "pool_spread": 0.0}}"#;
 
 /// Whether labels carry the oracle's `entity` unless `--send-entity` says otherwise.
 pub const SEND_ENTITY_DEFAULT: bool = true;
@@ -1247,13 +1246,13 @@ mod tests {
                 campaign.validate().unwrap();
                 match method {
                     Method::FlowlabNoGfn => {
-                        assert_eq!(body["training"]["pool_local_search"], 1.0)
+                        assert_eq!(body["round"]["pool_local_search"], 1.0)
                     }
                     Method::GfnOnly => {
-                        assert_eq!(body["training"]["pool"], 1);
-                        assert_eq!(body["training"]["pool_local_search"], 0.0);
+                        assert_eq!(body["round"]["pool"], 1);
+                        assert_eq!(body["round"]["pool_local_search"], 0.0);
                     }
-                    _ => assert!(body["training"].get("pool").is_none()),
+                    _ => assert!(body.get("round").is_none()),
                 }
             }
         }

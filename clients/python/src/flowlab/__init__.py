@@ -17,6 +17,7 @@ from .settings import (
     ModelSettings,
     ProxySettings,
     RewardSettings,
+    RoundSettings,
     TrainingMix,
     TrainingSettings,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "RoundCandidate",
     "RoundDetail",
     "RoundFigures",
+    "RoundSettings",
     "Sequence",
     "Set",
     "Space",

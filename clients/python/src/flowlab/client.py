@@ -16,7 +16,13 @@ from . import _keys
 from ._decode import decode
 from ._http import HttpSession, RetryPolicy
 from .metrics import Metrics
-from .settings import ModelSettings, RewardSettings, TrainingSettings, settings_to_json
+from .settings import (
+    ModelSettings,
+    RewardSettings,
+    RoundSettings,
+    TrainingSettings,
+    settings_to_json,
+)
 from .spaces import Space
 from .types import (
     CampaignDetail,
@@ -127,6 +133,7 @@ class Client:
         reward: Union[RewardSettings, Mapping[str, Any], None] = None,
         model: Union[ModelSettings, Mapping[str, Any], None] = None,
         training: Union[TrainingSettings, Mapping[str, Any], None] = None,
+        round: Union[RoundSettings, Mapping[str, Any], None] = None,
     ) -> Campaign:
         """Creates a campaign; unset settings take the server's defaults.
 
@@ -134,7 +141,12 @@ class Client:
         it certainly did not reach the server.
         """
         body: dict[str, Any] = {"name": name, "space": space.to_json()}
-        for field, settings in (("reward", reward), ("model", model), ("training", training)):
+        for field, settings in (
+            ("reward", reward),
+            ("model", model),
+            ("training", training),
+            ("round", round),
+        ):
             if settings is not None:
                 body[field] = settings_to_json(
                     dict(settings) if isinstance(settings, Mapping) else settings

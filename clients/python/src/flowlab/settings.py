@@ -1,4 +1,4 @@
-"""A campaign's reward, model and training settings.
+"""A campaign's reward, model, training and round settings.
 
 Every field is optional when creating a campaign: the server fills in its default, and the
 campaign it answers carries every value. Plain dicts are accepted wherever these classes are
@@ -68,7 +68,12 @@ class ProxySettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Each training run, the default exploration of rounds and how rounds pick a batch."""
+    """Each training run and the default exploration of rounds.
+
+    ``pool`` to ``selection`` are the round settings as campaigns first wrote them: give
+    them in ``RoundSettings`` instead (the server refuses them here when a ``round`` block
+    is given too). A campaign the server answers repeats its round settings here.
+    """
 
     steps: Optional[int] = None
     batch_size: Optional[int] = None
@@ -78,10 +83,25 @@ class TrainingSettings:
     mix: Optional[TrainingMix] = None
     proxy: Optional[ProxySettings] = None
     elites: Optional[int] = None
+    conservative_delta: Optional[float] = None
     pool: Optional[int] = None
     pool_local_search: Optional[float] = None
     pool_conservative: Optional[float] = None
-    conservative_delta: Optional[float] = None
+    pool_spread: Optional[float] = None
+    pool_walk: Optional[int] = None
+    refine: Optional[int] = None
+    refine_backtrack: Optional[float] = None
+    selection: Optional[Selection] = None
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """How a round makes its batch: the pool it scores, where the pool comes from, how
+    policy samples are refined and how the batch is chosen."""
+
+    pool: Optional[int] = None
+    pool_local_search: Optional[float] = None
+    pool_conservative: Optional[float] = None
     pool_spread: Optional[float] = None
     pool_walk: Optional[int] = None
     refine: Optional[int] = None

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, overload
 
-from .settings import ModelSettings, RewardSettings, TrainingSettings
+from .settings import ModelSettings, RewardSettings, RoundSettings, TrainingSettings
 from .spaces import Space
 
 if TYPE_CHECKING:
@@ -194,6 +194,7 @@ class CampaignInfo:
     reward: RewardSettings
     model: ModelSettings
     training: TrainingSettings
+    round: RoundSettings
     created_at: str
 
 
