@@ -134,7 +134,6 @@ fn round_spec() -> CampaignSpec {
 fn measured_round(n: usize) -> u128 {
     let spec = round_spec();
     let (space, net) = network(&spec);
-    let untrained = network(&spec).1;
     let mut rng = StdRng::seed_from_u64(3);
     let elites: Vec<State> = net
         .sample_forward(8, Exploration::default(), &mut rng)
@@ -173,7 +172,6 @@ fn measured_round(n: usize) -> u128 {
         propose(
             space.as_ref(),
             Some(&net),
-            &untrained,
             request,
             Some(screening),
             &mut rng,

@@ -16,6 +16,7 @@
 use super::conservative::conservative_search;
 use super::provenance::Source;
 use super::refine::{refine, RefineSettings};
+use super::sampler::sample_uniform;
 use super::space::{Space, State};
 use super::train::{Exploration, GflowNet, GfnError};
 use rand::{Rng, RngCore};
@@ -228,13 +229,11 @@ pub fn reward_walk(
 }
 
 /// Draws up to `request.n` new terminals from `gfn`, or uniformly at random when `gfn` is
-/// `None`. `untrained` is any network of the space, used for uniform draws (its logits are
-/// ignored at epsilon 1). With `screening` (and a network), the best of a scored pool come
-/// first; see the module documentation.
+/// `None`. With `screening` (and a network), the best of a scored pool come first; see the
+/// module documentation.
 pub fn propose(
     space: &dyn Space,
     gfn: Option<&GflowNet>,
-    untrained: &GflowNet,
     request: ProposalRequest<'_>,
     screening: Option<Screening<'_>>,
     rng: &mut impl Rng,
@@ -246,7 +245,7 @@ pub fn propose(
         check(request.cancel)?;
         batch.take_from_pool(&pool, screen, rng)?;
     }
-    batch.draw_escalating(gfn, untrained, rng)?;
+    batch.draw_escalating(gfn, rng)?;
     let exhausted = if batch.is_full() {
         false
     } else {
@@ -360,7 +359,6 @@ impl<'a> Batch<'a> {
     fn draw_escalating(
         &mut self,
         gfn: Option<&GflowNet>,
-        untrained: &GflowNet,
         rng: &mut impl Rng,
     ) -> Result<(), GfnError> {
         let explore = self.request.explore;
@@ -389,14 +387,13 @@ impl<'a> Batch<'a> {
             if self.is_full() {
                 break;
             }
-            let (policy, source) = match gfn {
-                Some(g) if ex.epsilon < 1.0 => (g, Source::Policy),
-                _ => (untrained, Source::Uniform),
-            };
-            let ex = if gfn.is_none() { uniform } else { *ex };
             // Oversample: a draw may repeat or fall too close to another.
             let want = escalating_draw(self.request.n - self.chosen.len(), attempt);
-            for t in policy.sample_forward(want, ex, rng)? {
+            let (drawn, source) = match gfn {
+                Some(g) if ex.epsilon < 1.0 => (g.sample_forward(want, *ex, rng)?, Source::Policy),
+                _ => (sample_uniform(self.space, want, rng)?, Source::Uniform),
+            };
+            for t in drawn {
                 check(self.request.cancel)?;
                 let x = t.terminal();
                 let text = canonical(self.space, x);
@@ -628,7 +625,6 @@ mod tests {
         let screened = propose(
             space.as_ref(),
             Some(&policy),
-            &policy,
             request(8, &seen),
             Some(screening),
             &mut rng,
@@ -637,7 +633,6 @@ mod tests {
         let plain = propose(
             space.as_ref(),
             Some(&policy),
-            &policy,
             request(8, &seen),
             None,
             &mut rng,
@@ -713,7 +708,6 @@ mod tests {
         let p = propose(
             space.as_ref(),
             Some(&policy),
-            &policy,
             request(20, &seen),
             Some(screening),
             &mut rng,
@@ -727,15 +721,8 @@ mod tests {
             "{:?}",
             p.sources
         );
-        let first = propose(
-            space.as_ref(),
-            None,
-            &policy,
-            request(5, &seen),
-            None,
-            &mut rng,
-        )
-        .expect("uniform");
+        let first =
+            propose(space.as_ref(), None, request(5, &seen), None, &mut rng).expect("uniform");
         assert!(first.sources.iter().all(|&s| s == Source::Uniform));
     }
 
@@ -743,19 +730,18 @@ mod tests {
     fn a_called_off_proposal_stops_with_cancelled() {
         let space: Arc<dyn Space> = Arc::new(GridSpace::new(2, 16).expect("grid"));
         let mut rng = StdRng::seed_from_u64(3);
-        let policy = net(&space, &mut rng);
         let seen = HashSet::new();
         let flag = AtomicBool::new(false);
         let mut wanted = request(20, &seen);
         wanted.cancel = Some(&flag);
-        let drawn = propose(space.as_ref(), None, &policy, wanted, None, &mut rng);
+        let drawn = propose(space.as_ref(), None, wanted, None, &mut rng);
         assert_eq!(
             drawn.map(|p| p.states.len()).ok(),
             Some(20),
             "not called off"
         );
         flag.store(true, Ordering::Relaxed);
-        let drawn = propose(space.as_ref(), None, &policy, wanted, None, &mut rng);
+        let drawn = propose(space.as_ref(), None, wanted, None, &mut rng);
         assert!(matches!(drawn, Err(GfnError::Cancelled)), "{drawn:?}");
     }
 
@@ -792,7 +778,6 @@ mod tests {
         let p = propose(
             space.as_ref(),
             Some(&policy),
-            &policy,
             request(9, &seen),
             Some(screening),
             &mut rng,
@@ -829,7 +814,6 @@ mod tests {
             propose(
                 space.as_ref(),
                 Some(&policy),
-                &policy,
                 request(2, &seen),
                 Some(screening),
                 &mut rng,

@@ -135,17 +135,10 @@ mod tests {
 
     #[test]
     fn without_a_model_every_proposal_is_uniform() {
-        let (space, net, mut rng) = setup();
+        let (space, _, mut rng) = setup();
         let seen = HashSet::new();
-        let p = propose(
-            space.as_ref(),
-            None,
-            &net,
-            request(12, &seen),
-            None,
-            &mut rng,
-        )
-        .expect("proposal");
+        let p =
+            propose(space.as_ref(), None, request(12, &seen), None, &mut rng).expect("proposal");
         assert_eq!(p.states.len(), 12);
         assert_eq!(p.sources, vec![Source::Uniform; 12]);
     }
@@ -157,7 +150,6 @@ mod tests {
         let p = propose(
             space.as_ref(),
             Some(&net),
-            &net,
             request(12, &seen),
             None,
             &mut rng,
@@ -193,7 +185,6 @@ mod tests {
         let local = propose(
             space.as_ref(),
             Some(&net),
-            &net,
             request(6, &seen),
             Some(screening(1.0)),
             &mut rng,
@@ -204,7 +195,6 @@ mod tests {
         let policy = propose(
             space.as_ref(),
             Some(&net),
-            &net,
             request(6, &seen),
             Some(screening(0.0)),
             &mut rng,
@@ -216,7 +206,6 @@ mod tests {
         let mixed = propose(
             space.as_ref(),
             Some(&net),
-            &net,
             request(6, &seen),
             Some(screening(0.5)),
             &mut rng,

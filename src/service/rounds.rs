@@ -11,7 +11,7 @@ use crate::gfn::propose::{
     canonical, propose, BatchRule, ProposalRequest, Scorer, Screening, SeenValues,
 };
 use crate::gfn::State as SpaceState;
-use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError, Source, Space};
+use crate::gfn::{Exploration, GfnError, Source, Space};
 use crate::model::Model;
 use crate::store::{
     CandidateRow, LabelRow, OnTaken, ProposedValue, RoundDraft, RoundInsert, RoundRow,
@@ -322,12 +322,6 @@ impl DrawJob {
     fn run(self) -> Result<(Vec<ProposedValue>, bool), GfnError> {
         let space = self.space.as_ref();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
-        let uniform_config = GfnConfig {
-            hidden: 4,
-            layers: 1,
-            ..GfnConfig::default()
-        };
-        let uniform = GflowNet::new(self.space.clone(), uniform_config, &mut rng)?;
         let request = ProposalRequest {
             n: self.n,
             seen: &self.seen,
@@ -363,7 +357,6 @@ impl DrawJob {
         let proposal = propose(
             space,
             self.model.as_deref().map(|m| &m.gfn),
-            &uniform,
             request,
             screening,
             &mut rng,
