@@ -4,7 +4,8 @@
 use super::Service;
 use crate::error::Error;
 use crate::gfn::propose::canonical;
-use crate::gfn::{Exploration, GflowNet, GfnConfig, GfnError};
+use crate::gfn::sampler::sample_uniform;
+use crate::gfn::{Exploration, GfnError};
 use rand::SeedableRng;
 
 /// The checkpoint version rounds draw from now: the newest one that loads, an older one
@@ -60,19 +61,7 @@ pub async fn sample_preview(
             Some((_, model)) => model
                 .gfn
                 .sample_forward(n, Exploration::default(), &mut rng)?,
-            None => {
-                let config = GfnConfig {
-                    hidden: 4,
-                    layers: 1,
-                    ..GfnConfig::default()
-                };
-                let uniform = GflowNet::new(space.clone(), config, &mut rng)?;
-                let anywhere = Exploration {
-                    temperature: 1.0,
-                    epsilon: 1.0,
-                };
-                uniform.sample_forward(n, anywhere, &mut rng)?
-            }
+            None => sample_uniform(space.as_ref(), n, &mut rng)?,
         };
         Ok::<_, GfnError>(
             trajectories
