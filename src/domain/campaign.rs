@@ -619,6 +619,16 @@ impl CampaignSpec {
 }
 
 impl NewCampaign {
+    /// Where this body wrote its round settings: `training` when it has no `round` block
+    /// and puts any of them under `training` (as campaigns first did), else `round`. Errors
+    /// about them name the field where the client wrote it.
+    pub fn round_block(&self) -> &'static str {
+        match (&self.round, self.training.first_round_field()) {
+            (None, Some(_)) => "training",
+            _ => "round",
+        }
+    }
+
     /// Checks the name, the space bounds, the reward, model, training and round settings.
     pub fn validate(self) -> Result<CampaignSpec, Error> {
         let name = self.name.trim().to_string();

@@ -369,21 +369,22 @@ impl CampaignCost {
     }
 
     /// Refuses a campaign whose training step, or whose round of one candidate, needs more
-    /// than `budget` bytes; the error names the field to change.
-    pub fn admit_campaign(&self, budget: u64) -> Result<(), Error> {
+    /// than `budget` bytes; the error names the field to change, the round settings under
+    /// `round_block` (`round`, or `training` for a body that wrote them there).
+    pub fn admit_campaign(&self, budget: u64, round_block: &str) -> Result<(), Error> {
         self.admit_training(budget)?;
         let this = self.under(budget);
         let need = this.round_bytes(1);
         if need > u128::from(budget) {
             let field = if this.smallest().round_bytes(1) <= u128::from(budget) {
-                "round.pool"
+                format!("{round_block}.pool")
             } else {
-                "space"
+                "space".to_owned()
             };
             return Err(refused(
-                field,
+                &field,
                 format!(
-                    "a round of one candidate needs {}, limit {} (--max-step-memory); lower round.pool, round.pool_walk or the space's size",
+                    "a round of one candidate needs {}, limit {} (--max-step-memory); lower {round_block}.pool, {round_block}.pool_walk or the space's size",
                     human(need),
                     human(u128::from(budget)),
                 ),
@@ -693,7 +694,8 @@ mod tests {
                    "min_size": 3, "max_size": 8}),
         ] {
             let cost = cost_of(&spec(json!({"name": "usual", "space": body})));
-            cost.admit_campaign(DEFAULT_BUDGET).expect("admitted");
+            cost.admit_campaign(DEFAULT_BUDGET, "round")
+                .expect("admitted");
             cost.admit_round(1000, DEFAULT_BUDGET)
                 .expect("a round of 1000");
             cost.admit_preview(1000, 1000, DEFAULT_BUDGET)
@@ -701,7 +703,9 @@ mod tests {
         }
         // 32-residue peptides, the demo's and the benchmarks' campaign.
         let peptides = cost_of(&sequence(20, 32, json!({"batch_size": 64})));
-        peptides.admit_campaign(DEFAULT_BUDGET).expect("admitted");
+        peptides
+            .admit_campaign(DEFAULT_BUDGET, "round")
+            .expect("admitted");
         peptides
             .admit_round(1000, DEFAULT_BUDGET)
             .expect("a round of 1000");
@@ -717,7 +721,7 @@ mod tests {
     #[test]
     fn a_long_sequence_with_a_large_batch_names_the_batch_size_and_what_fits() {
         let cost = cost_of(&sequence(2, 512, json!({"batch_size": 4096})));
-        let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET));
+        let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET, "round"));
         // Priced as a server with that budget prices it.
         let cost = cost.under(DEFAULT_BUDGET);
         assert_eq!(field, "training.batch_size", "{reason}");
@@ -739,7 +743,7 @@ mod tests {
         let cost = cost_of(&spec(
             json!({"name": "huge", "space": {"type": "grid", "dims": 16, "size": 1024}}),
         ));
-        let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET));
+        let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET, "round"));
         assert_eq!(field, "space", "{reason}");
         assert!(reason.contains("GiB"), "{reason}");
         // A wide network on a modest space: the network is what to shrink.
@@ -756,7 +760,8 @@ mod tests {
         let mut spec = sequence(1024, 8, json!({}));
         spec.model.hidden = 64;
         let cost = cost_of(&spec);
-        cost.admit_campaign(DEFAULT_BUDGET).expect("admitted");
+        cost.admit_campaign(DEFAULT_BUDGET, "round")
+            .expect("admitted");
         let (field, reason) = refusal(cost.admit_round(10_000, DEFAULT_BUDGET));
         assert_eq!(field, "batch_size", "{reason}");
         let priced = cost.under(DEFAULT_BUDGET);
@@ -774,6 +779,36 @@ mod tests {
         let (field, reason) = refusal(cost.admit_preview(1000, 1000, 8 << 20));
         assert_eq!(field, "n", "{reason}");
         assert!(cost.admit_preview(100, 1000, 8 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_round_refused_for_its_pool_names_the_pool_where_the_body_wrote_it() {
+        let body = |settings: serde_json::Value| {
+            let mut body = json!({"name": "s", "space": {"type": "sequence",
+                "alphabet": ["A", "C", "G", "T"], "min_length": 8, "max_length": 8}});
+            if let (Some(b), Some(extra)) = (body.as_object_mut(), settings.as_object()) {
+                b.extend(extra.clone());
+            }
+            serde_json::from_value::<NewCampaign>(body).expect("a campaign body")
+        };
+        assert_eq!(body(json!({})).round_block(), "round");
+        for (new, block) in [
+            (body(json!({"round": {"pool": 2}})), "round"),
+            (body(json!({"training": {"pool": 2}})), "training"),
+        ] {
+            assert_eq!(new.round_block(), block);
+            let mut cost = cost_of(&new.validate().expect("valid settings"));
+            cost.admit_campaign(DEFAULT_BUDGET, block)
+                .expect("admitted");
+            // Walks beyond what validation lets a campaign ask for, so that the round of
+            // one candidate outgrows the budget while the training step still fits.
+            // (Training replays local search with the same walks: priced without it here.)
+            cost.pool_walk = 1 << 40;
+            cost.training_local_search = false;
+            let (field, reason) = refusal(cost.admit_campaign(DEFAULT_BUDGET, block));
+            assert_eq!(field, format!("{block}.pool"), "{reason}");
+            assert!(reason.contains(&format!("lower {block}.pool")), "{reason}");
+        }
     }
 
     #[test]

@@ -11,10 +11,11 @@ use crate::store::{CandidateRow, PageQuery, Stats};
 /// or round of one candidate would need more memory than `--max-step-memory`, and stores
 /// the campaign.
 pub async fn create_campaign(service: &Service, new: NewCampaign) -> Result<Campaign, Error> {
+    let round_block = new.round_block();
     let spec = new.validate()?;
     let space = spec.build_space()?;
     crate::proxy::campaign_cost(&spec, space.as_ref())
-        .admit_campaign(service.config.max_step_memory_bytes)?;
+        .admit_campaign(service.config.max_step_memory_bytes, round_block)?;
     service.store.insert_campaign(&spec).await
 }
 

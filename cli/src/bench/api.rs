@@ -60,11 +60,12 @@ fn admitted_maximum_batch(budget: u64) -> anyhow::Result<usize> {
             fields.insert("name".into(), json!("probe"));
             fields.insert("space".into(), benchmark_space());
         }
-        let spec =
-            serde_json::from_value::<flowlab::domain::campaign::NewCampaign>(body)?.validate()?;
+        let new = serde_json::from_value::<flowlab::domain::campaign::NewCampaign>(body)?;
+        let round_block = new.round_block();
+        let spec = new.validate()?;
         let space = spec.build_space()?;
         Ok(flowlab::proxy::campaign_cost(&spec, space.as_ref())
-            .admit_campaign(budget)
+            .admit_campaign(budget, round_block)
             .is_ok())
     };
     let (mut fits, mut too_large) = (0usize, MAX_TRAINING_BATCH + 1);
