@@ -66,7 +66,6 @@ const SUBTB_BYTES_PER_PAIR: u128 = 52;
 /// Copies of each walk a round's refinement holds at once: the walk (its backtrack), the
 /// reconstruction and the states gathered for one network call.
 const REFINE_COPIES: u128 = 3;
-
 /// The budget of a process that sets none, in bytes: 256 MiB. Up to 8 training runs take
 /// turns (each holding its networks, moments and pool between turns, one of them stepping)
 /// while 2 rounds draw: about 10 budgets at worst, 2.5 GiB, within a 4 GiB machine.
@@ -161,7 +160,8 @@ pub struct CampaignCost {
     batch_size: usize,
     pool: usize,
     pool_walk: usize,
-    round_local_search: bool,
+    /// Share of a round's pool from local search.
+    local_share: f64,
     training_local_search: bool,
     proxy_members: usize,
     proxy_hidden: usize,
@@ -189,7 +189,7 @@ impl CampaignCost {
             batch_size: training.batch_size,
             pool: spec.round.pool,
             pool_walk: spec.round.pool_walk,
-            round_local_search: spec.round.pool_local_search > 0.0,
+            local_share: spec.round.pool_local_search,
             training_local_search: training.mix.local_search > 0.0,
             proxy_members: training.proxy.members,
             proxy_hidden: training.proxy.hidden,
@@ -301,8 +301,10 @@ impl CampaignCost {
         self.training_step_bytes_at(self.batch_size)
     }
 
-    /// Walks a round of `batch` candidates may hold at once: the scored pool (`round.pool`
-    /// per candidate), or the last escalating draw when the policy repeats itself.
+    /// Walks a round of `batch` candidates may hold at once: its pool (`round.pool` per
+    /// candidate) but for the local-search chains, or the last escalating draw when the
+    /// policy repeats itself. Without elites the whole pool is the policy's samples, so the
+    /// pool is priced whole.
     pub fn round_walks(&self, batch: usize) -> u128 {
         let n = batch as u128;
         let last_draw =
@@ -311,20 +313,27 @@ impl CampaignCost {
         (n * self.pool.max(1) as u128).max(last_draw)
     }
 
+    /// Local-search chains of a round of `batch` candidates (`round.pool_local_search` of
+    /// its pool, rounded as the engine rounds it).
+    fn round_chains(&self, batch: usize) -> u128 {
+        let pool_n = batch as u128 * self.pool.max(1) as u128;
+        ((pool_n as f64 * self.local_share.clamp(0.0, 1.0)).round() as u128).min(pool_n)
+    }
+
     /// Bytes of a round's draw of `batch` candidates: every walk with refinement's copies
     /// of it and the network's outputs for each of its states (refinement asks for them in
-    /// one call), the local-search pool around the elites with every state its chains
-    /// visit, a score and prediction for each, the model's weights, and one chunk of network
-    /// work each for the policy and the proxy.
+    /// one call; conservative search's guided walks hold about as much, measured), the
+    /// local-search chains with every state they visit, a score and prediction for each,
+    /// the model's weights, and one chunk of network work each for the policy and the
+    /// proxy.
     pub fn round_bytes(&self, batch: usize) -> u128 {
         let shape = &self.shape;
         let walks = self.round_walks(batch);
         let outputs = shape.states() * 2 * shape.actions as u128 * F32;
         let mut bytes = walks * (REFINE_COPIES * shape.path_bytes() + outputs + SCORED);
-        if self.round_local_search {
-            let chains = batch as u128 * self.pool.max(1) as u128;
-            bytes += chains * (self.pool_walk as u128 + 1) * (shape.state_bytes() + SCORED);
-        }
+        bytes += self.round_chains(batch)
+            * (self.pool_walk as u128 + 1)
+            * (shape.state_bytes() + SCORED);
         bytes += self.policy_parameters() * F32;
         bytes += PROXY_ENSEMBLES * self.proxy_parameters() * F32;
         bytes + 2 * self.chunk_bytes as u128
@@ -444,26 +453,36 @@ impl CampaignCost {
         ))
     }
 
-    /// Refuses a round of `batch` candidates that needs more than `budget` bytes, naming
-    /// `batch_size` with the largest batch that fits.
-    pub fn admit_round(&self, batch: usize, budget: u64) -> Result<(), Error> {
+    /// The pool a round of `batch` candidates may screen within `budget` bytes: the
+    /// campaign's `round.pool`, or the largest smaller one that fits, so that a large batch
+    /// screens less rather than being refused. Refuses the round, naming `batch_size` with
+    /// the largest batch that fits, when not even a pool of one fits.
+    pub fn admit_round(&self, batch: usize, budget: u64) -> Result<usize, Error> {
         self.under(budget).check_round(batch, budget)
     }
 
-    fn check_round(&self, batch: usize, budget: u64) -> Result<(), Error> {
-        let need = self.round_bytes(batch);
+    fn check_round(&self, batch: usize, budget: u64) -> Result<usize, Error> {
         let limit = u128::from(budget);
-        if need <= limit {
-            return Ok(());
+        let with_pool = |pool: usize| Self {
+            pool,
+            ..self.clone()
+        };
+        let pool = largest_fitting(self.pool.max(1), |p| {
+            with_pool(p).round_bytes(batch) <= limit
+        });
+        if pool > 0 {
+            return Ok(pool);
         }
-        let fits = largest_fitting(MAX_BATCH_SIZE, |n| self.round_bytes(n) <= limit);
+        let least = with_pool(1);
+        let need = least.round_bytes(batch);
+        let fits = largest_fitting(MAX_BATCH_SIZE, |n| least.round_bytes(n) <= limit);
         Err(refused(
             "batch_size",
             format!(
                 "a round of {} needs {} ({} walks of up to {} states), limit {} (--max-step-memory); {}",
                 count(batch, "candidate", "candidates"),
                 human(need),
-                self.round_walks(batch),
+                least.round_walks(batch),
                 self.shape.states(),
                 human(limit),
                 fitting_advice(fits, "candidates per round"),
@@ -554,7 +573,7 @@ pub fn human(bytes: u128) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::domain::campaign::NewCampaign;
+    use crate::domain::campaign::{NewCampaign, RoundSpec};
     use crate::gfn::{GflowNet, GfnConfig};
     use rand::SeedableRng;
     use serde_json::json;
@@ -638,9 +657,11 @@ mod tests {
             cost.training_bytes_per_trajectory(),
             (rows + states + pool) as u128
         );
-        // A round of one: max(1 * 8, 7 * 8) = 56 walks.
+        // A round of one: the last escalating draw, 7 * 8 = 56 walks, outnumbers its pool of
+        // 16 (and the 8 policy samples of a pool without elites); a round of 100 holds its
+        // pool, 16 * 100.
         assert_eq!(cost.round_walks(1), 56);
-        assert_eq!(cost.round_walks(100), 800);
+        assert_eq!(cost.round_walks(100), 1600);
     }
 
     #[test]
@@ -667,11 +688,11 @@ mod tests {
         assert_eq!(round(3000) - round(2000), round(2000) - round(1000));
         assert_eq!(
             cost.round_walks(1),
-            cost.round_walks(4),
+            cost.round_walks(3),
             "at least 8 x 7 walks"
         );
         assert!(cost.round_bytes(1000) > cost.round_bytes(100));
-        let wider = cost_of(&sequence(20, 32, json!({"pool": 16})));
+        let wider = cost_of(&sequence(20, 32, json!({"pool": 32})));
         assert!(wider.round_bytes(1000) > cost.round_bytes(1000));
     }
 
@@ -696,8 +717,14 @@ mod tests {
             let cost = cost_of(&spec(json!({"name": "usual", "space": body})));
             cost.admit_campaign(DEFAULT_BUDGET, "round")
                 .expect("admitted");
-            cost.admit_round(1000, DEFAULT_BUDGET)
+            let pool = cost
+                .admit_round(1000, DEFAULT_BUDGET)
                 .expect("a round of 1000");
+            assert_eq!(
+                pool,
+                RoundSpec::default().pool,
+                "a round of 1000 at the full pool"
+            );
             cost.admit_preview(1000, 1000, DEFAULT_BUDGET)
                 .expect("the largest preview");
         }
@@ -706,9 +733,37 @@ mod tests {
         peptides
             .admit_campaign(DEFAULT_BUDGET, "round")
             .expect("admitted");
-        peptides
+        let full = RoundSpec::default().pool;
+        let pool = peptides
+            .admit_round(100, DEFAULT_BUDGET)
+            .expect("a round of 100");
+        assert_eq!(pool, full, "a round of 100 at the full pool");
+        // A round of 1000 screens what fits, at least half the pool.
+        let pool = peptides
             .admit_round(1000, DEFAULT_BUDGET)
             .expect("a round of 1000");
+        assert!(pool * 2 >= full && pool <= full, "pool {pool}");
+    }
+
+    #[test]
+    fn a_large_round_screens_the_largest_pool_that_fits() {
+        let cost = cost_of(&sequence(20, 32, json!({})));
+        let priced = cost.under(DEFAULT_BUDGET);
+        let at = |pool: usize, batch: usize| {
+            CampaignCost {
+                pool,
+                ..priced.clone()
+            }
+            .round_bytes(batch)
+        };
+        let limit = u128::from(DEFAULT_BUDGET);
+        // The largest batch at the full pool, and one more.
+        let full = RoundSpec::default().pool;
+        let batch = largest_fitting(MAX_BATCH_SIZE, |n| at(full, n) <= limit) + 1;
+        let pool = cost.admit_round(batch, DEFAULT_BUDGET).expect("admitted");
+        assert!(pool < full, "pool {pool} for a batch of {batch}");
+        assert!(at(pool, batch) <= limit);
+        assert!(at(pool + 1, batch) > limit);
     }
 
     fn refusal(result: Result<(), Error>) -> (String, String) {
@@ -762,9 +817,13 @@ mod tests {
         let cost = cost_of(&spec);
         cost.admit_campaign(DEFAULT_BUDGET, "round")
             .expect("admitted");
-        let (field, reason) = refusal(cost.admit_round(10_000, DEFAULT_BUDGET));
+        let (field, reason) = refusal(cost.admit_round(10_000, DEFAULT_BUDGET).map(|_| ()));
         assert_eq!(field, "batch_size", "{reason}");
-        let priced = cost.under(DEFAULT_BUDGET);
+        // What fits is counted at a pool of one, the least a round screens.
+        let priced = CampaignCost {
+            pool: 1,
+            ..cost.under(DEFAULT_BUDGET)
+        };
         let fits = largest_fitting(MAX_BATCH_SIZE, |n| {
             priced.round_bytes(n) <= u128::from(DEFAULT_BUDGET)
         });
@@ -793,8 +852,14 @@ mod tests {
         };
         assert_eq!(body(json!({})).round_block(), "round");
         for (new, block) in [
-            (body(json!({"round": {"pool": 2}})), "round"),
-            (body(json!({"training": {"pool": 2}})), "training"),
+            (
+                body(json!({"round": {"pool": 2, "pool_local_search": 0.5}})),
+                "round",
+            ),
+            (
+                body(json!({"training": {"pool": 2, "pool_local_search": 0.5}})),
+                "training",
+            ),
         ] {
             assert_eq!(new.round_block(), block);
             let mut cost = cost_of(&new.validate().expect("valid settings"));

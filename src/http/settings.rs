@@ -157,8 +157,9 @@ pub struct RoundSpec {
     pub pool_local_search: f64,
     /// Share of a round's scored pool that comes from conservative search around the
     /// elites: each an elite with a share `training.conservative_delta` of its moves
-    /// redrawn by the policy (δ-CS, Kim et al. 2024). In [0, 1], and with
-    /// `pool_local_search` at most 1; the rest of the pool is sampled from the policy.
+    /// redrawn by the policy (δ-CS, Kim et al. 2024). In [0, 1]; local search takes its
+    /// share first, so conservative search gets at most what is left, and the rest of the
+    /// pool is sampled from the policy.
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub pool_conservative: f64,
     /// A round first takes the best of its pool at least this share of the space's

@@ -51,8 +51,8 @@ pub async fn create_round(
     let space = campaign.spec.build_space()?;
     refuse_impossible_distance(&request, space.as_ref())?;
     // Refused before any wait or work: a batch whose draw would need more memory than
-    // `--max-step-memory`.
-    crate::proxy::campaign_cost(&campaign.spec, space.as_ref()).admit_round(
+    // `--max-step-memory` even with a pool of one. A large batch screens a smaller pool.
+    let pool = crate::proxy::campaign_cost(&campaign.spec, space.as_ref()).admit_round(
         request.batch_size as usize,
         service.config.max_step_memory_bytes,
     )?;
@@ -73,7 +73,10 @@ pub async fn create_round(
         model: model.as_ref().map(|(_, m)| m.clone()),
         reward: campaign.spec.reward,
         training,
-        round: campaign.spec.round,
+        round: RoundSpec {
+            pool,
+            ..campaign.spec.round
+        },
         explore: Exploration {
             temperature: request.temperature.unwrap_or(training.temperature) as f32,
             epsilon: request.epsilon.unwrap_or(training.epsilon) as f32,

@@ -110,7 +110,8 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
     let training = &body["training"];
     assert_eq!(training["mix"]["forward"], 0.0, "{body}");
     assert_eq!(training["mix"]["conservative"], 0.5, "{body}");
-    assert_eq!(training["pool_conservative"], 0.5, "{body}");
+    assert_eq!(training["pool_conservative"], 1.0, "{body}");
+    assert_eq!(training["pool_local_search"], 0.0, "{body}");
     assert_eq!(training["proxy"]["members"], 3, "{body}");
     assert_eq!(training["proxy"]["hidden"], 64, "{body}");
     for (patch, field) in [
@@ -127,7 +128,7 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
             "training.pool_local_search",
         ),
         (
-            json!({"pool_local_search": 0.5, "pool_conservative": 0.75}),
+            json!({"pool_conservative": 1.5}),
             "training.pool_conservative",
         ),
         (
@@ -158,6 +159,13 @@ async fn mix_and_proxy_settings_are_validated_and_defaulted(backend: Backend) {
             "{patch}: {answer}"
         );
     }
+    // A share of local search beside the default conservative share is taken first, not
+    // refused: the two may add up to more than the pool.
+    let body = json!({"name": "local first", "space": {"type": "grid", "dims": 2, "size": 4},
+                      "round": {"pool_local_search": 0.5}});
+    let (status, answer) = app.post_json("/campaigns", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["round"]["pool_conservative"], 1.0, "{answer}");
 }
 on_both_backends!(
     mix_and_proxy_settings_are_validated_and_defaulted,
