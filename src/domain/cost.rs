@@ -66,6 +66,7 @@ const SUBTB_BYTES_PER_PAIR: u128 = 52;
 /// Copies of each walk a round's refinement holds at once: the walk (its backtrack), the
 /// reconstruction and the states gathered for one network call.
 const REFINE_COPIES: u128 = 3;
+
 /// The budget of a process that sets none, in bytes: 256 MiB. Up to 8 training runs take
 /// turns (each holding its networks, moments and pool between turns, one of them stepping)
 /// while 2 rounds draw: about 10 budgets at worst, 2.5 GiB, within a 4 GiB machine.
@@ -301,10 +302,9 @@ impl CampaignCost {
         self.training_step_bytes_at(self.batch_size)
     }
 
-    /// Walks a round of `batch` candidates may hold at once: its pool (`round.pool` per
-    /// candidate) but for the local-search chains, or the last escalating draw when the
-    /// policy repeats itself. Without elites the whole pool is the policy's samples, so the
-    /// pool is priced whole.
+    /// Walks a round of `batch` candidates may hold at once: its whole pool (`round.pool`
+    /// per candidate, local share included, since a round without elites samples all of it
+    /// from the policy), or the last escalating draw when the policy repeats itself.
     pub fn round_walks(&self, batch: usize) -> u128 {
         let n = batch as u128;
         let last_draw =
@@ -658,8 +658,7 @@ mod tests {
             (rows + states + pool) as u128
         );
         // A round of one: the last escalating draw, 7 * 8 = 56 walks, outnumbers its pool of
-        // 16 (and the 8 policy samples of a pool without elites); a round of 100 holds its
-        // pool, 16 * 100.
+        // 16; a round of 100 holds its pool, 16 * 100.
         assert_eq!(cost.round_walks(1), 56);
         assert_eq!(cost.round_walks(100), 1600);
     }
