@@ -2,16 +2,23 @@
 //! policy, at least `min_distance` apart, with exploration raised step by step when the policy
 //! keeps returning values already seen.
 //!
-//! Once a surrogate exists, a round first draws a larger pool from the policy (`pool` times
-//! the batch), refines each sample by the local search of "Local Search GFlowNets" (Kim et
-//! al. 2024: backtrack with `P_B`, reconstruct with `P_F`, accept on the proxy's reward with
-//! the Metropolis–Hastings ratio, see [`super::refine`]), and chooses the batch from the
-//! pool by a [`BatchRule`]: by default drawn in proportion to the proxy's reward, so the
-//! batch keeps the GFlowNet's promise of many different good candidates rather than the
-//! proxy's top few; near duplicates of what the batch holds are skipped. Mutations and
-//! crossovers of the best labelled candidates belong to training; a campaign may still ask
-//! for a share of them in the pool (`local_share`), and their [`Source`] then says so.
-//! Whatever the screened stage cannot fill is drawn as before.
+//! Once a surrogate exists, a round first builds a larger pool (`pool` per requested
+//! candidate) and chooses the batch from it by a [`BatchRule`] (the campaign's
+//! `round.selection`: best first by default, or drawn in proportion to the proxy's reward),
+//! skipping near duplicates of what the batch holds. The pool can come from three sources,
+//! in shares the campaign sets:
+//!
+//! - conservative search around the best labelled candidates (the default, the whole pool):
+//!   elites with a share of their moves redrawn by the policy (see [`super::conservative`]);
+//! - local search (`local_share`): mutations and crossovers of the elites walked on the
+//!   proxy's reward ([`reward_walk`]); by default these belong to training, as off-policy
+//!   data, and take no part in rounds;
+//! - the policy's own samples, refined by the local search of "Local Search GFlowNets" (Kim
+//!   et al. 2024: backtrack with `P_B`, reconstruct with `P_F`, accept on the proxy's reward
+//!   with the Metropolis–Hastings ratio, see [`super::refine`]).
+//!
+//! Each candidate's [`Source`] says which made it. Whatever the pool cannot fill is drawn
+//! from the policy with rising exploration, as without a surrogate.
 
 use super::conservative::conservative_search;
 use super::provenance::Source;
@@ -123,7 +130,8 @@ pub struct Screening<'a> {
     pub local_share: f64,
     /// Share of the pool made by conservative search around `elites` (see
     /// [`super::conservative`]): elites with a share `conservative_delta` of their moves
-    /// redrawn by the policy. `local_share + conservative_share` is at most 1.
+    /// redrawn by the policy. Local search takes its share first; conservative search at
+    /// most what is left.
     pub conservative_share: f64,
     pub conservative_delta: f64,
     /// Best labelled candidates, best first.
@@ -455,9 +463,10 @@ struct Pool {
     sources: Vec<Source>,
 }
 
-/// The pool a round chooses from: `n * pool` candidates, the policy's samples (refined when
-/// the screening asks for it) and, when `local_share` is positive, local-search moves around
-/// the elites walked on the reward.
+/// The pool a round chooses from, `n * pool` candidates: local-search moves around the elites
+/// walked on the reward, with every state the walks visit (`local_share`), conservative
+/// search around the elites (`conservative_share` of what is left), and the policy's samples
+/// for the rest (refined when the screening asks for it).
 fn screened_pool(
     space: &dyn Space,
     policy: &GflowNet,
