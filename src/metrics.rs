@@ -66,6 +66,7 @@ pub struct Metrics {
     http_in_flight: IntGauge,
     rounds: IntCounter,
     round_redraws: IntCounter,
+    round_pools_shrunk: IntCounter,
     candidates: IntCounter,
     candidates_by_source: IntCounterVec,
     labels: IntCounterVec,
@@ -127,6 +128,10 @@ impl Metrics {
                 "flowlab_round_redraws_total",
                 "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
             )?,
+            round_pools_shrunk: IntCounter::new(
+                "flowlab_round_pools_shrunk_total",
+                "Rounds created whose pool (candidates screened per requested one, once a proxy exists) was cut below their campaign's round.pool, to the largest that fits --max-step-memory.",
+            )?,
             candidates: IntCounter::new(
                 "flowlab_candidates_proposed_total",
                 "Candidates proposed by the rounds created.",
@@ -181,12 +186,13 @@ impl Metrics {
 
     /// Registers every metric, and creates the series that exist from the start.
     fn register(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
             Box::new(self.http_in_flight.clone()),
             Box::new(self.rounds.clone()),
             Box::new(self.round_redraws.clone()),
+            Box::new(self.round_pools_shrunk.clone()),
             Box::new(self.candidates.clone()),
             Box::new(self.candidates_by_source.clone()),
             Box::new(self.labels.clone()),
@@ -240,6 +246,11 @@ impl Metrics {
     pub fn round_created(&self, candidates: usize) {
         self.rounds.inc();
         self.candidates.inc_by(as_count(candidates));
+    }
+
+    /// A round was created with a smaller pool than its campaign's, to fit the memory budget.
+    pub fn round_pool_shrunk(&self) {
+        self.round_pools_shrunk.inc();
     }
 
     /// A round drew again for values a concurrent round took first.

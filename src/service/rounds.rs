@@ -88,6 +88,15 @@ pub async fn create_round(
         Written::Existing(id) => return Ok(Written::Existing(round(service, id).await?)),
         Written::Created(id) => id,
     };
+    if pool < campaign.spec.round.pool {
+        service.metrics.round_pool_shrunk();
+        tracing::info!(
+            round = id,
+            pool,
+            campaign_pool = campaign.spec.round.pool,
+            "the round's pool was cut below round.pool to fit --max-step-memory"
+        );
+    }
     let created = round(service, id).await?;
     count_proposals(service, &created);
     Ok(Written::Created(created))

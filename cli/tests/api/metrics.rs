@@ -447,3 +447,50 @@ fn the_parser_rejects_what_breaks_the_grammar() {
         );
     }
 }
+
+/// A round too large for the full pool under `--max-step-memory` screens a smaller one and
+/// is counted; a small round of the same campaign is not.
+async fn a_round_with_a_shrunk_pool_is_counted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = json!({"name": "long rounds", "space": {"type": "sequence",
+        "alphabet": ["A", "C", "D", "E", "F", "G", "H", "I", "K", "L",
+                     "M", "N", "P", "Q", "R", "S", "T", "V", "W", "Y"],
+        "min_length": 32, "max_length": 32}});
+    // The smallest batch whose round the server screens with a smaller pool, found by the
+    // library's own pricing at the server's budget.
+    let spec = serde_json::from_value::<flowlab::domain::campaign::NewCampaign>(body.clone())
+        .expect("campaign body")
+        .validate()
+        .expect("valid campaign");
+    let space = spec.build_space().expect("space");
+    let cost = flowlab::proxy::campaign_cost(&spec, space.as_ref());
+    let budget = flowlab::domain::cost::DEFAULT_BUDGET;
+    let batch = [100, 500, 1000, 2000, 5000, 10_000]
+        .into_iter()
+        .find(|&n| {
+            cost.admit_round(n, budget)
+                .is_ok_and(|pool| pool < spec.round.pool)
+        })
+        .expect("some batch screens a smaller pool");
+    let id = app.create_campaign(body).await;
+    let shrunk = || async {
+        scrape(&app)
+            .await
+            .get("flowlab_round_pools_shrunk_total", &[])
+    };
+    assert_eq!(shrunk().await, 0.0);
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": 10}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(shrunk().await, 0.0, "a round of 10 screens the whole pool");
+    let (status, round) = app
+        .round(json!({"campaign_id": id, "batch_size": batch}))
+        .await;
+    assert_eq!(status, 201, "{round}");
+    assert_eq!(shrunk().await, 1.0, "a round of {batch}");
+}
+on_both_backends!(
+    a_round_with_a_shrunk_pool_is_counted,
+    a_round_with_a_shrunk_pool_is_counted
+);
