@@ -86,6 +86,24 @@ fn counter_vec(
     IntCounterVec::new(Opts::new(name, help), labels)
 }
 
+/// The counters of rounds: created, redrawn, and cut to a smaller pool.
+fn round_counters() -> Result<(IntCounter, IntCounter, IntCounter), prometheus::Error> {
+    Ok((
+        IntCounter::new(
+            "flowlab_rounds_total",
+            "Rounds created (a repeated key returns the stored round and is not counted).",
+        )?,
+        IntCounter::new(
+            "flowlab_round_redraws_total",
+            "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
+        )?,
+        IntCounter::new(
+            "flowlab_round_pools_shrunk_total",
+            "Rounds created whose pool (candidates screened per requested one, once a proxy exists) was cut below their campaign's round.pool, to the largest that fits --max-step-memory.",
+        )?,
+    ))
+}
+
 /// Decrements the in-flight gauge when the request ends, answered or dropped.
 #[derive(Debug)]
 pub struct InFlight(IntGauge);
@@ -101,6 +119,7 @@ impl Metrics {
     /// definition (a name or label that breaks Prometheus' rules), a bug caught by the
     /// tests.
     pub fn new() -> Result<Self, prometheus::Error> {
+        let (rounds, round_redraws, round_pools_shrunk) = round_counters()?;
         let metrics = Self {
                 registry: Registry::new(),
             http_requests: counter_vec(
@@ -120,18 +139,9 @@ impl Metrics {
                 "flowlab_http_requests_in_flight",
                 "HTTP requests being handled now.",
             )?,
-            rounds: IntCounter::new(
-                "flowlab_rounds_total",
-                "Rounds created (a repeated key returns the stored round and is not counted).",
-            )?,
-            round_redraws: IntCounter::new(
-                "flowlab_round_redraws_total",
-                "Times a round found values taken by a concurrent round of its campaign and drew again before committing.",
-            )?,
-            round_pools_shrunk: IntCounter::new(
-                "flowlab_round_pools_shrunk_total",
-                "Rounds created whose pool (candidates screened per requested one, once a proxy exists) was cut below their campaign's round.pool, to the largest that fits --max-step-memory.",
-            )?,
+            rounds,
+            round_redraws,
+            round_pools_shrunk,
             candidates: IntCounter::new(
                 "flowlab_candidates_proposed_total",
                 "Candidates proposed by the rounds created.",
