@@ -456,8 +456,8 @@ async fn a_round_with_a_shrunk_pool_is_counted(backend: Backend) {
         "alphabet": ["A", "C", "D", "E", "F", "G", "H", "I", "K", "L",
                      "M", "N", "P", "Q", "R", "S", "T", "V", "W", "Y"],
         "min_length": 32, "max_length": 32}});
-    // The smallest batch whose round the server screens with a smaller pool, found by the
-    // library's own pricing at the server's budget.
+    // The first of these batch sizes whose round the server gives a smaller pool, found by
+    // the library's own pricing at the server's budget (1000 today).
     let spec = serde_json::from_value::<flowlab::domain::campaign::NewCampaign>(body.clone())
         .expect("campaign body")
         .validate()
